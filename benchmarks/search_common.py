@@ -1,0 +1,39 @@
+"""Shared set-up of the search benchmarks: the committed params, scaled down, and in-memory task data."""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from metahpo.search import Search, zero_predictor_mse
+from metahpo.tasks import generate_splits, save_splits
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def benchmark_params(iterations: int, n_calls: int, workers: int) -> dict:
+    """params.yaml with smaller task splits and the given search budget."""
+    params = copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    params["tasks"]["splits"].update(meta_train=5000, meta_val=100)
+    params["search"].update(iterations=iterations, n_calls=n_calls, workers=workers, executor="local", address=None)
+    params["search"]["n_initial_points"] = min(params["search"]["n_initial_points"], n_calls)
+    return params
+
+
+def timed_search(params: dict) -> tuple[float, dict, list[dict]]:
+    """Run one fresh search in a temporary directory; return wall seconds, the best trial and all rows."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp) / "tasks"
+        splits = generate_splits(params["tasks"], params["seed"])
+        save_splits(data_dir, splits, params["tasks"], params["seed"])
+        data = {k: splits[k] for k in ("meta_train", "meta_val")}
+        search = Search(
+            params, data, zero_predictor_mse(data["meta_val"]), Path(tmp) / "search", data_dir / "manifest.json"
+        )
+        start = time.perf_counter()
+        best = search.run()
+        return time.perf_counter() - start, best, [search.rows[t] for t in sorted(search.rows)]

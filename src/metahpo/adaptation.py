@@ -1,0 +1,68 @@
+"""Adaptation error on held-out tasks: per-task MSE after 0..S inner steps, and its summary."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from metahpo.learners import MetaLearner, task_mse
+from metahpo.model import forward
+
+QUERY_KINDS = ("query", "grid")
+Z_95 = 1.96
+
+
+def _targets(split: dict[str, np.ndarray], kind: str, device: torch.device):
+    if kind == "grid":
+        n = split["grid_y"].shape[0]
+        x = np.broadcast_to(split["grid_x"], (n, *split["grid_x"].shape))
+        return torch.from_numpy(np.ascontiguousarray(x)).to(device), torch.from_numpy(split["grid_y"]).to(device)
+    return torch.from_numpy(split["query_x"]).to(device), torch.from_numpy(split["query_y"]).to(device)
+
+
+def adaptation_errors(
+    learner: MetaLearner,
+    split: dict[str, np.ndarray],
+    max_steps: int,
+    chunk: int,
+    device: torch.device,
+    shots: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-task MSE ``[max_steps + 1, tasks]`` for each query kind, adapting with the learner's own rule.
+
+    The learner adapts on the first ``shots`` support points of each task (all of them by default).
+    """
+    support_x = torch.from_numpy(np.ascontiguousarray(split["support_x"][:, :shots])).to(device)
+    support_y = torch.from_numpy(np.ascontiguousarray(split["support_y"][:, :shots])).to(device)
+    targets = {kind: _targets(split, kind, device) for kind in QUERY_KINDS}
+    n = support_x.shape[0]
+    out = {kind: np.zeros((max_steps + 1, n)) for kind in QUERY_KINDS}
+    for start in range(0, n, chunk):
+        part = slice(start, min(start + chunk, n))
+        trajectory = learner.trajectory(support_x[part], support_y[part], max_steps)
+        for step, fast in enumerate(trajectory):
+            with torch.no_grad():
+                for kind, (x, y) in targets.items():
+                    out[kind][step, part] = task_mse(forward(fast, x[part]), y[part]).double().cpu().numpy()
+    return out
+
+
+def validation_mse(learner: MetaLearner, split: dict, steps: int, shots: int, device: torch.device) -> float:
+    """Mean grid MSE over every task of ``split`` after ``steps`` adaptation steps on ``shots`` points."""
+    errors = adaptation_errors(learner, split, steps, len(split["support_x"]), device, shots)
+    return float(errors["grid"][steps].mean())
+
+
+def summarize(errors: np.ndarray) -> dict[str, float | None]:
+    """Mean, standard deviation and 95% confidence half-width (1.96·std/√n) of a sample.
+
+    A sample with a NaN or infinite error (adaptation diverged on some task) has no meaningful
+    statistics: every value is ``None`` (``null`` in JSON), never a NaN that breaks JSON readers.
+    """
+    n = errors.size
+    if not np.isfinite(errors).all():
+        return {"mse": None, "std": None, "ci95": None}
+    std = float(errors.std(ddof=1)) if n > 1 else 0.0
+    return {"mse": float(errors.mean()), "std": std, "ci95": Z_95 * std / math.sqrt(n)}

@@ -1,0 +1,282 @@
+"""params.yaml: loading and validation in one place.
+
+Every stage calls :func:`load_params` before doing any work. Validation collects every problem and
+reports each on its own line, naming the full key path and what was expected, e.g.::
+
+    params.yaml: meta.inner_lr: expected a number > 0, got -0.1
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from metahpo.errors import ConfigError
+
+DEFAULT_PATH = "params.yaml"
+ALGORITHMS = ("maml", "fomaml", "metasgd", "anil")
+OUTER_SCHEDULES = ("constant", "cosine")
+Check = Callable[[object, str], list[str]]
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+
+def integer(low: int | None = None, high: int | None = None) -> Check:
+    """An integer in ``[low, high]``."""
+    bounds = " and ".join(
+        s for s in (f">= {low}" if low is not None else "", f"<= {high}" if high is not None else "") if s
+    )
+    want = f"an integer {bounds}".strip()
+
+    def check(v, path):
+        ok = _is_int(v) and (low is None or v >= low) and (high is None or v <= high)
+        return [] if ok else [f"{path}: expected {want}, got {v!r}"]
+
+    return check
+
+
+def number(gt: float | None = None, high: float | None = None) -> Check:
+    """A finite number ``> gt`` and ``<= high``."""
+    bounds = " and ".join(
+        s for s in (f"> {gt}" if gt is not None else "", f"<= {high}" if high is not None else "") if s
+    )
+    want = f"a number {bounds}".strip()
+
+    def check(v, path):
+        ok = _is_number(v) and (gt is None or v > gt) and (high is None or v <= high)
+        return [] if ok else [f"{path}: expected {want}, got {v!r}"]
+
+    return check
+
+
+def choice(*allowed: str) -> Check:
+    """One of ``allowed``."""
+
+    def check(v, path):
+        return [] if v in allowed else [f"{path}: expected one of {', '.join(allowed)}, got {v!r}"]
+
+    return check
+
+
+def boolean() -> Check:
+    """``true`` or ``false``."""
+
+    def check(v, path):
+        return [] if isinstance(v, bool) else [f"{path}: expected true or false, got {v!r}"]
+
+    return check
+
+
+def address() -> Check:
+    """``null`` or a Dask scheduler address such as ``tcp://10.0.0.5:8786``."""
+
+    def check(v, path):
+        if v is None or (isinstance(v, str) and ":" in v and " " not in v):
+            return []
+        return [f"{path}: expected null or a scheduler address like tcp://host:8786, got {v!r}"]
+
+    return check
+
+
+def shot_list() -> Check:
+    """A non-empty list of distinct support-set sizes (K) to evaluate at one step."""
+
+    def check(v, path):
+        ok = isinstance(v, list) and v and all(_is_int(k) and 1 <= k <= 1000 for k in v) and len(set(v)) == len(v)
+        return [] if ok else [f"{path}: expected a non-empty list of distinct integers in [1, 1000], got {v!r}"]
+
+    return check
+
+
+def interval(min_low: float | None = None) -> Check:
+    """A ``[low, high]`` pair of numbers with ``low < high`` (and ``low >= min_low``)."""
+
+    def check(v, path):
+        if not (isinstance(v, list) and len(v) == 2 and all(_is_number(x) for x in v) and v[0] < v[1]):
+            return [f"{path}: expected [low, high] with low < high, got {v!r}"]
+        if min_low is not None and v[0] < min_low:
+            return [f"{path}: expected low >= {min_low}, got {v!r}"]
+        return []
+
+    return check
+
+
+def section(fields: dict[str, Check]) -> Check:
+    """A mapping with exactly the keys of ``fields``, each checked by its own rule."""
+
+    def check(v, path):
+        if not isinstance(v, dict):
+            return [f"{path}: expected a mapping with keys {', '.join(fields)}, got {v!r}"]
+        prefix = f"{path}." if path else ""
+        problems = [f"{prefix}{k}: unknown key (expected one of {', '.join(fields)})" for k in v if k not in fields]
+        for key, rule in fields.items():
+            if key not in v:
+                problems.append(f"{prefix}{key}: missing")
+            else:
+                problems.extend(rule(v[key], f"{prefix}{key}"))
+        return problems
+
+    return check
+
+
+# What each tunable meta-hyperparameter may be, shared by its fixed value and its search dimension.
+TUNABLE: dict[str, tuple[str, Check]] = {
+    "algorithm": ("meta", choice(*ALGORITHMS)),
+    "inner_lr": ("meta", number(gt=0, high=100)),
+    "inner_steps": ("meta", integer(1, 50)),
+    "outer_lr": ("meta", number(gt=0, high=1)),
+    "meta_batch_size": ("meta", integer(1, 10_000)),
+    "outer_schedule": ("meta", choice(*OUTER_SCHEDULES)),
+    "hidden": ("model", integer(1, 4096)),
+    "layers": ("model", integer(1, 16)),
+}
+REAL_KEYS = ("inner_lr", "outer_lr")
+CATEGORICAL_KEYS = ("algorithm", "outer_schedule")
+SEARCH_METHODS = ("gp", "forest", "random", "grid")
+EXECUTORS = ("local", "dask")
+ACQ_FUNCS = ("EI", "PI", "LCB", "gp_hedge")
+PRIORS = ("uniform", "log-uniform")
+
+
+def _tunables(group: str) -> dict[str, Check]:
+    return {k: rule for k, (g, rule) in TUNABLE.items() if g == group}
+
+
+def search_dimension(v, path) -> list[str]:
+    """One search-space dimension: ``real`` / ``integer`` (low, high, prior) or ``categorical`` (values)."""
+    name = path.rsplit(".", 1)[-1]
+    if name not in TUNABLE:
+        return [f"{path}: unknown meta-hyperparameter (expected one of {', '.join(TUNABLE)})"]
+    value_rule = TUNABLE[name][1]
+    if not isinstance(v, dict) or v.get("type") not in ("real", "integer", "categorical"):
+        return [
+            f"{path}.type: expected one of real, integer, categorical, "
+            f"got {v.get('type') if isinstance(v, dict) else v!r}"
+        ]
+    kind = v["type"]
+    if kind == "categorical":
+        problems = section({"type": choice("categorical"), "values": lambda x, p: []})(v, path)
+        values = v.get("values")
+        if not isinstance(values, list) or not values:
+            return problems + [f"{path}.values: expected a non-empty list, got {values!r}"]
+        if len(set(map(repr, values))) != len(values):
+            problems.append(f"{path}.values: contains duplicates: {values!r}")
+        for i, item in enumerate(values):
+            problems.extend(value_rule(item, f"{path}.values[{i}]"))
+        return problems
+    allowed = "categorical" if name in CATEGORICAL_KEYS else "real" if name in REAL_KEYS else "integer"
+    if kind != allowed:
+        return [f"{path}.type: {name} takes {allowed} or categorical values, not {kind}"]
+    problems = section({"type": choice(kind), "low": value_rule, "high": value_rule, "prior": choice(*PRIORS)})(v, path)
+    if not problems and v["low"] >= v["high"]:
+        problems.append(f"{path}: expected low < high, got low={v['low']!r}, high={v['high']!r}")
+    return problems
+
+
+def search_space(v, path) -> list[str]:
+    """A non-empty mapping of meta-hyperparameter name to dimension."""
+    if not isinstance(v, dict) or not v:
+        return [f"{path}: expected a non-empty mapping of meta-hyperparameter to dimension, got {v!r}"]
+    return [p for name, dim in v.items() for p in search_dimension(dim, f"{path}.{name}")]
+
+
+SCHEMA = section(
+    {
+        "seed": integer(0, 2**32 - 1),
+        "device": choice("auto", "cpu", "cuda"),
+        "threads": integer(1, 256),
+        "tasks": section(
+            {
+                "family": choice("sinusoid"),
+                "shots": integer(1, 1000),
+                "query": integer(1, 1000),
+                "amplitude": interval(min_low=0),
+                "phase": interval(),
+                "x_range": interval(),
+                "eval_shots": shot_list(),
+                "grid_points": integer(2, 10_000),
+                "train_points": integer(2, 10_000),
+                "ood": section({"amplitude": interval(min_low=0), "phase": interval()}),
+                "splits": section(
+                    {name: integer(1, 10_000_000) for name in ("meta_train", "meta_val", "meta_test", "meta_ood")}
+                ),
+            }
+        ),
+        "model": section(_tunables("model")),
+        "meta": section(_tunables("meta")),
+        "search": section(
+            {
+                "method": choice(*SEARCH_METHODS),
+                "acq_func": choice(*ACQ_FUNCS),
+                "n_calls": integer(1, 100_000),
+                "n_initial_points": integer(1, 100_000),
+                "iterations": integer(1, 10_000_000),
+                "objective_steps": integer(0, 100),
+                "workers": integer(1, 1024),
+                "executor": choice(*EXECUTORS),
+                "address": address(),
+                "retries": integer(0, 10),
+                "grid_points": integer(2, 100),
+                "median_stop": section(
+                    {"enabled": boolean(), "checkpoints": integer(2, 100), "min_trials": integer(1, 10_000)}
+                ),
+                "space": search_space,
+            }
+        ),
+        "train": section({"iterations": integer(1, 100_000_000), "log_every": integer(1, 10_000_000)}),
+        "evaluate": section({"max_steps": integer(0, 100), "task_chunk": integer(1, 1_000_000)}),
+    }
+)
+
+
+def _cross_checks(params: dict) -> list[str]:
+    problems = []
+    tasks, search = params["tasks"], params["search"]
+    if tasks["train_points"] < tasks["shots"] + tasks["query"]:
+        problems.append(
+            f"tasks.train_points: expected >= tasks.shots + tasks.query = {tasks['shots'] + tasks['query']}, "
+            f"got {tasks['train_points']}"
+        )
+    if search["n_initial_points"] > search["n_calls"]:
+        problems.append(
+            f"search.n_initial_points: expected <= search.n_calls ({search['n_calls']}), "
+            f"got {search['n_initial_points']}"
+        )
+    if search["executor"] == "local" and search["address"] is not None:
+        problems.append(f"search.address: only used with search.executor: dask, got {search['address']!r}")
+    return problems
+
+
+def validate_setting(setting, keys: tuple[str, ...] = tuple(TUNABLE)) -> list[str]:
+    """Problems with a mapping of tunable meta-hyperparameters (a learner config, a search result)."""
+    return section({k: TUNABLE[k][1] for k in keys})(setting, "")
+
+
+def validate(params) -> list[str]:
+    """Return every problem found in ``params`` (an empty list means valid)."""
+    problems = SCHEMA(params, "")
+    return problems or _cross_checks(params)
+
+
+def load_params(path: str | Path = DEFAULT_PATH) -> dict:
+    """Read and validate params.yaml; raise :class:`ConfigError` listing every problem."""
+    path = Path(path)
+    try:
+        params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    problems = validate(params)
+    if problems:
+        raise ConfigError("\n".join(f"{path}: {p}" for p in problems))
+    return params

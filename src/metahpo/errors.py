@@ -1,0 +1,21 @@
+"""Exceptions that the stages turn into a one-line message and an exit code."""
+
+
+class InputError(ValueError):
+    """A problem with the user's input (params, data or model files): exit code 2."""
+
+
+class ConfigError(InputError):
+    """params.yaml is missing, unreadable, or has invalid values; the message names each key."""
+
+
+class TaskDataError(InputError):
+    """A task file is missing, truncated, or does not match its manifest."""
+
+
+class ArtifactError(InputError):
+    """A model or search result file is missing, unreadable or inconsistent."""
+
+
+class DivergenceError(RuntimeError):
+    """A loss or a weight became NaN or infinite: exit code 1 in a training run."""

@@ -1,0 +1,70 @@
+"""DVC stage ``evaluate``: the fixed held-out protocol for every trained learner.
+
+``reports/metrics.json`` is nested so that DVC flattens it to ``<learner>.<split>.<kind>.k<K>.step<s>.<stat>``:
+``learner`` is ``tuned``, ``default`` or ``pretrained``; ``split`` is ``test`` (meta_test) or ``ood``
+(meta_ood, outside the training ranges); ``kind`` is ``grid`` (100-point grid) or ``query`` (K random
+query points); ``K`` the support points adapted on; ``s`` the adaptation steps; ``stat`` ``mse`` or
+``ci95`` (the 95% half-width). A step where adaptation diverged on some task has ``null`` values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from metahpo import paths
+from metahpo.adaptation import QUERY_KINDS, adaptation_errors, summarize
+from metahpo.artifacts import load_learner
+from metahpo.atomic import write_json, write_text
+from metahpo.tasks import load_split
+
+SPLITS = {"test": "meta_test", "ood": "meta_ood"}
+
+
+def headline_steps(max_steps: int, trained_steps: list[int]) -> list[int]:
+    """Steps reported in metrics.json for every learner: 0, 1, each learner's trained number, the last."""
+    return sorted({s for s in (0, 1, *trained_steps, max_steps) if s <= max_steps})
+
+
+def _stat(errors: np.ndarray) -> dict:
+    s = summarize(errors)
+    return {"mse": s["mse"], "ci95": s["ci95"]}
+
+
+def _write_csv(path, columns: dict) -> None:
+    write_text(path, pd.DataFrame(columns).to_csv(index=False, float_format="%.6g"))
+
+
+def evaluate_stage(params: dict, device: torch.device) -> None:
+    """Write ``reports/metrics.json`` and the per-step, per-K and out-of-distribution curves (DVC plots)."""
+    tasks, settings = params["tasks"], params["evaluate"]
+    max_steps, chunk, shots = settings["max_steps"], settings["task_chunk"], tasks["shots"]
+    splits = {short: load_split(paths.TASKS, name) for short, name in SPLITS.items()}
+    learners = {name: load_learner(paths.MODELS / name, device) for name in paths.LEARNERS}
+    steps = headline_steps(max_steps, [learner.config.inner_steps for learner in learners.values()])
+    metrics: dict = {
+        "protocol": {"tasks": len(splits["test"]["support_x"]), "shots": shots, "query": tasks["query"]},
+    }
+    for name, learner in learners.items():
+        metrics[name] = {"inner_steps": learner.config.inner_steps}
+        for short, split in splits.items():
+            errors = adaptation_errors(learner, split, max_steps, chunk, device, shots)
+            curve: dict = {"step": np.arange(max_steps + 1)}
+            for kind in QUERY_KINDS:
+                stats = [_stat(errors[kind][s]) for s in range(max_steps + 1)]
+                curve[f"{kind}_mse"], curve[f"{kind}_ci95"] = zip(*((s["mse"], s["ci95"]) for s in stats))
+                at_shots = {f"step{s}": stats[s] for s in steps}
+                metrics[name].setdefault(short, {})[kind] = {f"k{shots}": at_shots}
+            _write_csv(paths.adaptation_csv(name, short), curve)
+        kshot: dict = {"k": sorted(tasks["eval_shots"])}
+        for k in kshot["k"]:
+            errors = adaptation_errors(learner, splits["test"], 1, chunk, device, k)
+            for kind in QUERY_KINDS:
+                metrics[name]["test"][kind].setdefault(f"k{k}", {})["step1"] = _stat(errors[kind][1])
+        for kind in QUERY_KINDS:
+            per_k = [metrics[name]["test"][kind][f"k{k}"]["step1"] for k in kshot["k"]]
+            kshot[f"{kind}_mse"] = [s["mse"] for s in per_k]
+            kshot[f"{kind}_ci95"] = [s["ci95"] for s in per_k]
+        _write_csv(paths.kshot_csv(name), kshot)
+    write_json(paths.METRICS, metrics)

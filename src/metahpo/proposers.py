@@ -1,0 +1,111 @@
+"""Where the next trials come from: skopt's GP or forest, random sampling, or a grid.
+
+Every proposer has ``ask(n, first_trial) -> list of points`` and ``tell(points, values)``, and is
+deterministic given the seed and what it has been told, so a search replayed from its trial log
+asks the same points again.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import skopt
+from skopt.space import Categorical, Integer, Real, Space
+
+ESTIMATORS = {"gp": "GP", "forest": "RF"}
+
+
+def build_space(space: dict) -> list:
+    """skopt dimensions, named after the meta-hyperparameters, from the validated ``search.space``."""
+    dims = []
+    for name, dim in space.items():
+        if dim["type"] == "categorical":
+            dims.append(Categorical(list(dim["values"]), name=name))
+        elif dim["type"] == "integer":
+            dims.append(Integer(dim["low"], dim["high"], prior=dim["prior"], name=name))
+        else:
+            dims.append(Real(float(dim["low"]), float(dim["high"]), prior=dim["prior"], name=name))
+    return dims
+
+
+def to_python(value):
+    """Cast numpy scalars (as ``ask()`` returns them) to plain Python values, JSON and YAML friendly."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def trial_seed(seed: int, trial: int) -> int:
+    """An independent, reproducible seed for each trial."""
+    return int(np.random.SeedSequence([seed, trial]).generate_state(1)[0])
+
+
+class SkoptProposer:
+    """``skopt.Optimizer`` ask/tell; batches use the constant liar (``ask(n_points=k)``)."""
+
+    def __init__(self, dims: list, search: dict, seed: int):
+        self.optimizer = skopt.Optimizer(
+            dims,
+            base_estimator=ESTIMATORS[search["method"]],
+            n_initial_points=search["n_initial_points"],
+            initial_point_generator="random",
+            acq_func=search["acq_func"],
+            random_state=seed,
+        )
+
+    def ask(self, n: int, first_trial: int) -> list[list]:
+        points = [self.optimizer.ask()] if n == 1 else self.optimizer.ask(n_points=n)
+        return [[to_python(v) for v in p] for p in points]
+
+    def tell(self, points: list[list], values: list[float]) -> None:
+        self.optimizer.tell(points, values)
+
+
+class RandomProposer:
+    """Independent uniform draws from the space (with its priors); trial ``i`` always gets the same point."""
+
+    def __init__(self, dims: list, search: dict, seed: int):
+        self.space, self.seed = Space(dims), seed
+
+    def ask(self, n: int, first_trial: int) -> list[list]:
+        trials = range(first_trial, first_trial + n)
+        return [[to_python(v) for v in self.space.rvs(1, random_state=trial_seed(self.seed, t))[0]] for t in trials]
+
+    def tell(self, points, values) -> None:
+        """Random search learns nothing from results."""
+
+
+def dimension_grid(dim, resolution: int) -> list:
+    """``resolution`` values of one dimension, evenly spaced on its prior's scale (all categories)."""
+    if isinstance(dim, Categorical):
+        return list(dim.categories)
+    spacing = np.geomspace if dim.prior == "log-uniform" else np.linspace
+    values = spacing(dim.low, dim.high, resolution)
+    if isinstance(dim, Integer):
+        return sorted({int(round(v)) for v in values})
+    return [float(v) for v in values]
+
+
+class GridProposer:
+    """The full grid over the space, visited in a seeded random order (the first ``n_calls`` of it run)."""
+
+    def __init__(self, dims: list, search: dict, seed: int):
+        grid = list(itertools.product(*(dimension_grid(d, search["grid_points"]) for d in dims)))
+        order = np.random.default_rng(seed).permutation(len(grid))
+        self.points = [[to_python(v) for v in grid[i]] for i in order]
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def ask(self, n: int, first_trial: int) -> list[list]:
+        return [self.points[t % len(self.points)] for t in range(first_trial, first_trial + n)]
+
+    def tell(self, points, values) -> None:
+        """A grid learns nothing from results."""
+
+
+PROPOSERS = {"gp": SkoptProposer, "forest": SkoptProposer, "random": RandomProposer, "grid": GridProposer}
+
+
+def make_proposer(search: dict, seed: int):
+    """The proposer for ``search.method``."""
+    return PROPOSERS[search["method"]](build_space(search["space"]), search, seed)

@@ -1,0 +1,343 @@
+"""DVC stage ``report``: PNG figures and ``reports/report.md`` from the other stages' outputs.
+
+Every number in the report is read from ``reports/metrics.json`` or ``reports/search/``; published
+numbers come from :mod:`metahpo.published` and are labelled as such.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import skopt  # noqa: E402
+import torch  # noqa: E402
+from skopt.plots import plot_evaluations, plot_objective  # noqa: E402
+
+from metahpo import __version__, paths, published  # noqa: E402
+from metahpo.artifacts import load_learner  # noqa: E402
+from metahpo.atomic import atomic_path, write_text  # noqa: E402
+from metahpo.model import forward  # noqa: E402
+from metahpo.proposers import build_space  # noqa: E402
+from metahpo.tasks import load_split  # noqa: E402
+
+COLORS = {"tuned": "tab:blue", "default": "tab:orange", "pretrained": "tab:green"}
+LABELS = {"tuned": "tuned", "default": "untuned (MAML paper defaults)", "pretrained": "pretrained + fine-tuning"}
+KIND_TITLES = {"grid": "100-point grid", "query": "K random query points"}
+EXAMPLE_STEPS = (0, 1, 10)
+DIVERGED_NOTE = (
+    "*diverged*: adapting for more steps than the learner was meta-trained for blew up on at least one "
+    "task (NaN or infinite MSE), so the step has no mean; Meta-SGD's learned rates, for example, are tuned "
+    "for its trained number of steps only. The curves show where the divergence starts."
+)
+
+
+def _save(fig, name: str) -> str:
+    with atomic_path(paths.FIGURES / name) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return name
+
+
+def _curve(name: str, split: str = "test") -> pd.DataFrame:
+    return pd.read_csv(paths.adaptation_csv(name, split))
+
+
+def _clip_top(ax, kind: str, split: str = "test") -> None:
+    """Keep a diverging curve from flattening the others: cap the axis at 10x the worst start."""
+    ax.set_ylim(top=10 * max(_curve(n, split)[f"{kind}_mse"][0] for n in paths.LEARNERS))
+
+
+def adaptation_figure() -> str:
+    """Held-out MSE vs adaptation steps with 95% CI bands, per learner and query kind."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, kind in zip(axes, KIND_TITLES):
+        for name in paths.LEARNERS:
+            curve = _curve(name)
+            mse, ci = curve[f"{kind}_mse"], curve[f"{kind}_ci95"]
+            ax.plot(curve["step"], mse, marker="o", ms=3, color=COLORS[name], label=LABELS[name])
+            ax.fill_between(curve["step"], mse - ci, mse + ci, color=COLORS[name], alpha=0.2)
+        ax.set(title=f"meta_test MSE on {KIND_TITLES[kind]}", xlabel="adaptation steps", yscale="log")
+        _clip_top(ax, kind)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mean MSE over held-out tasks (95% CI)")
+    axes[0].legend()
+    return _save(fig, "adaptation.png")
+
+
+def kshot_figure() -> str:
+    """MSE after one step against K, measured (with 95% CI) and published (hollow markers)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in paths.LEARNERS:
+        curve = pd.read_csv(paths.kshot_csv(name))
+        ax.errorbar(curve["k"], curve["grid_mse"], yerr=curve["grid_ci95"], marker="o", capsize=3,
+                    color=COLORS[name], label=f"{LABELS[name]} (measured, grid)")  # fmt: skip
+    for method, marker in zip(published.ONE_STEP, ("s", "D")):
+        ks = sorted(published.ONE_STEP[method])
+        low = np.array([published.ONE_STEP[method][k][0] for k in ks])
+        high = np.array([published.ONE_STEP[method][k][1] for k in ks])
+        ax.errorbar(ks, (low + high) / 2, yerr=(high - low) / 2, marker=marker, mfc="none", ls=":", color="gray",
+                    capsize=3, label=f"{method} (published, {published.SOURCE})")  # fmt: skip
+    ax.set(xlabel="support points K", ylabel="MSE after one step", yscale="log", xticks=[5, 10, 20],
+           title="K-shot comparison at one adaptation step")  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, "kshot.png")
+
+
+def ood_figure() -> str:
+    """Grid MSE vs steps on meta_test (solid) and on the out-of-distribution meta_ood (dashed)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in paths.LEARNERS:
+        for split, style in (("test", "-"), ("ood", "--")):
+            curve = _curve(name, split)
+            label = f"{LABELS[name]}, {'in distribution' if split == 'test' else 'out of distribution'}"
+            ax.plot(curve["step"], curve["grid_mse"], style, marker="o", ms=3, color=COLORS[name], label=label)
+    ax.set(xlabel="adaptation steps", ylabel="mean grid MSE", yscale="log", title="out-of-distribution tasks")
+    _clip_top(ax, "grid", "ood")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, "ood.png")
+
+
+def examples_figure(device: torch.device, shots: int, n_tasks: int = 6) -> str:
+    """Held-out tasks: truth, the K support points, and the tuned learner after 0, 1, 10 steps (MAML fig. 2)."""
+    test = load_split(paths.TASKS, "meta_test")
+    learner = load_learner(paths.MODELS / "tuned", device)
+    sx = torch.from_numpy(np.ascontiguousarray(test["support_x"][:n_tasks, :shots])).to(device)
+    sy = torch.from_numpy(np.ascontiguousarray(test["support_y"][:n_tasks, :shots])).to(device)
+    grid = np.ascontiguousarray(np.broadcast_to(test["grid_x"], (n_tasks, *test["grid_x"].shape)))
+    predictions = {}
+    for step, fast in enumerate(learner.trajectory(sx, sy, max(EXAMPLE_STEPS))):
+        if step in EXAMPLE_STEPS:
+            with torch.no_grad():
+                predictions[step] = forward(fast, torch.from_numpy(grid).to(device)).squeeze(-1).cpu().numpy()
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6), sharex=True)
+    x = test["grid_x"][:, 0]
+    for i, ax in enumerate(axes.flat):
+        ax.plot(x, test["grid_y"][i, :, 0], color="black", lw=2, label="ground truth")
+        for step, style in zip(EXAMPLE_STEPS, (":", "--", "-")):
+            ax.plot(x, predictions[step][i], style, color="tab:blue", label=f"after {step} steps")
+        ax.scatter(test["support_x"][i, :shots, 0], test["support_y"][i, :shots, 0], color="tab:red", zorder=3,
+                   label=f"support (K={shots})")  # fmt: skip
+        ax.set_title(f"task {i}: A={test['amplitude'][i]:.2f}, phase={test['phase'][i]:.2f}", fontsize=9)
+        ax.set_ylim(-1.5 * test["amplitude"][i] - 0.5, 1.5 * test["amplitude"][i] + 0.5)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    return _save(fig, "examples.png")
+
+
+def search_figure(trials: pd.DataFrame) -> str:
+    """Objective of each trial and the best value so far."""
+    ok = trials["status"] == "ok"
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.scatter(trials.loc[ok, "trial"], trials.loc[ok, "objective"], color="tab:blue", label="finished trial")
+    for status, color, marker in (("stopped", "tab:purple", "v"), ("failed", "tab:red", "x")):
+        rows = trials["status"] == status
+        if rows.any():
+            ax.scatter(trials.loc[rows, "trial"], np.exp(trials.loc[rows, "told"]), color=color, marker=marker,
+                       label=f"{status} (as told)")  # fmt: skip
+    ax.step(trials["trial"], trials["best_so_far"], where="post", color="black", label="best so far")
+    ax.set(xlabel="trial", ylabel="meta_val grid MSE", yscale="log", title="search convergence")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, "search.png")
+
+
+def surrogate_result(trials: pd.DataFrame, space: dict, seed: int):
+    """A GP fitted to every trial as told (log MSE, penalties included), for skopt's plots."""
+    names = list(space)
+    points = [[json.loads(p)[n] for n in names] for p in trials["point"]]
+    optimizer = skopt.Optimizer(
+        build_space(space), base_estimator="GP", n_initial_points=1, acq_optimizer="sampling", random_state=seed
+    )
+    optimizer.tell(points, [float(v) for v in trials["told"]])
+    return optimizer.get_result()
+
+
+def surrogate_figures(trials: pd.DataFrame, space: dict, seed: int) -> tuple[str, str]:
+    """skopt's partial dependence (``plot_objective``) and sampled points (``plot_evaluations``)."""
+    result = surrogate_result(trials, space, seed)
+    np.random.seed(seed)  # plot_objective samples the space with numpy's global generator
+    plot_objective(result, n_points=20, n_samples=200)
+    objective = _save(plt.gcf(), "objective.png")
+    plot_evaluations(result)
+    return objective, _save(plt.gcf(), "evaluations.png")
+
+
+def training_figure() -> str:
+    """Meta-training loss and meta_val MSE of each learner."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name in paths.LEARNERS:
+        metrics_dir = paths.training_tsv(name).parent
+        for ax, metric in zip(axes, ("meta_loss", "val_grid_mse")):
+            curve = pd.read_csv(metrics_dir / f"{metric}.tsv", sep="\t")
+            ax.plot(curve["step"], curve[metric], color=COLORS[name], label=LABELS[name])
+    axes[0].set(title="training loss (query MSE)", xlabel="iteration", ylabel="MSE", yscale="log")
+    axes[1].set(title="meta_val grid MSE after the trained steps", xlabel="iteration", ylabel="MSE", yscale="log")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    return _save(fig, "training.png")
+
+
+def fmt(stat: dict) -> str:
+    """``mse ± ci95`` with three decimals, or ``diverged``."""
+    return "diverged" if stat["mse"] is None else f"{stat['mse']:.3f} ± {stat['ci95']:.3f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def headline_table(metrics: dict) -> str:
+    """meta_test MSE at the headline steps, K = the training K, both query kinds."""
+    k = f"k{metrics['protocol']['shots']}"
+    steps = sorted(metrics["tuned"]["test"]["grid"][k], key=lambda s: int(s.removeprefix("step")))
+    header = ["learner", "inner steps"] + [
+        f"{kind}, {s.removeprefix('step')} steps" for kind in KIND_TITLES for s in steps
+    ]
+    cells = [(kind, s) for kind in KIND_TITLES for s in steps]
+    rows = [
+        [LABELS[n], str(metrics[n]["inner_steps"])] + [fmt(metrics[n]["test"][kind][k][s]) for kind, s in cells]
+        for n in paths.LEARNERS
+    ]
+    return _table(header, rows)
+
+
+def kshot_table(metrics: dict, eval_shots: list[int]) -> str:
+    """MSE after one step for each K: measured rows (grid and query), then published reference rows."""
+    ks = sorted(eval_shots)
+    header = ["learner", "source"] + [f"K={k}" for k in ks]
+    rows = [
+        [LABELS[n], f"measured, {kind}"] + [fmt(metrics[n]["test"][kind][f"k{k}"]["step1"]) for k in ks]
+        for n in paths.LEARNERS
+        for kind in KIND_TITLES
+    ]
+    for method, by_k in published.ONE_STEP.items():
+        cells = [published.format_quote(*by_k[k]) if k in by_k else "" for k in ks]
+        rows.append([f"{method}", f"**published** ({published.SOURCE})"] + cells)
+    return _table(header, rows)
+
+
+def ood_table(metrics: dict, max_steps: int) -> str:
+    """Grid MSE in and out of distribution, after one step and after ``max_steps``."""
+    k = f"k{metrics['protocol']['shots']}"
+    header = ["learner"] + [f"{split}, {s} steps" for split in ("test", "ood") for s in (1, max_steps)]
+    cells = [(split, f"step{s}") for split in ("test", "ood") for s in (1, max_steps)]
+    rows = [[LABELS[n]] + [fmt(metrics[n][split]["grid"][k][s]) for split, s in cells] for n in paths.LEARNERS]
+    return _table(header, rows)
+
+
+def render_report(params: dict, metrics: dict, best: dict, trials: pd.DataFrame, figures: dict, device) -> str:
+    """The markdown report."""
+    tasks, search, evaluate = params["tasks"], params["search"], params["evaluate"]
+    counts = trials["status"].value_counts()
+    configs = {n: json.loads((paths.MODELS / n / "config.json").read_text())["setting"] for n in ("tuned", "default")}
+    tables = (
+        headline_table(metrics) + kshot_table(metrics, tasks["eval_shots"]) + ood_table(metrics, evaluate["max_steps"])
+    )
+    setting_rows = [[k, str(v), str(configs["default"][k])] for k, v in configs["tuned"].items()]
+    return f"""# metahpo report
+
+Generated by the `report` stage of `dvc repro`. Measured numbers are read from `reports/metrics.json`
+and `reports/search/`; published numbers are labelled **published** and come from their source.
+
+## Settings
+Sinusoid regression y = A·sin(x − φ): A ∈ {tasks["amplitude"]}, φ ∈ [{tasks["phase"][0]:.3f}, {tasks["phase"][1]:.3f}],
+x ∈ {tasks["x_range"]}; K = {tasks["shots"]} support and {tasks["query"]} query points per task; meta_train
+{tasks["splits"]["meta_train"]} tasks, meta_val {tasks["splits"]["meta_val"]}, meta_test {tasks["splits"]["meta_test"]},
+meta_ood {tasks["splits"]["meta_ood"]} (A ∈ {tasks["ood"]["amplitude"]},
+φ ∈ [{tasks["ood"]["phase"][0]:.3f}, {tasks["ood"]["phase"][1]:.3f}]).
+Every learner trains for {params["train"]["iterations"]} iterations. Seed {params["seed"]}.
+
+## Search
+{search["method"]} search, {len(trials)} trials ({search["workers"]} at a time; {counts.get("ok", 0)} finished,
+{counts.get("stopped", 0)} stopped early, {counts.get("failed", 0)} failed), {search["iterations"]} iterations per
+trial, objective: meta_val grid MSE after {search["objective_steps"]} adaptation step(s), never meta_test.
+Best: trial {best["trial"]}, meta_val MSE {best["objective"]:.4f}.
+
+{_table(["meta-hyperparameter", "tuned", "untuned"], setting_rows)}
+
+![search convergence](figures/{figures["search"]})
+
+*Objective of every trial (failed and stopped trials at the value told to the optimizer) and the best so far.*
+
+![partial dependence](figures/{figures["objective"]})
+
+*Partial dependence of log(meta_val MSE) on each meta-hyperparameter and pair, from a GP fitted to all trials
+(red star: the best trial).*
+
+![evaluations](figures/{figures["evaluations"]})
+
+*Where the search sampled: histograms per meta-hyperparameter and pairwise scatter, in trial order.*
+
+## Held-out results
+Protocol: {metrics["protocol"]["tasks"]} meta_test tasks; each learner adapts on K support points with its own
+inner rule (the pretrained network by SGD at the tuned rate); mean MSE ± 95% CI (1.96·std/√n) on K random query
+points and on a 100-point grid over the input range.
+
+{headline_table(metrics)}
+
+![adaptation curves](figures/{figures["adaptation"]})
+
+*meta_test MSE against adaptation steps, 95% CI shaded.*
+
+### K-shot comparison at one step
+Learners trained at K = {tasks["shots"]} adapt on the first K support points of each meta_test task. Published
+rows use their source's protocol ({published.PROTOCOL}).
+
+{kshot_table(metrics, tasks["eval_shots"])}
+
+![K-shot comparison](figures/{figures["kshot"]})
+
+*MSE after one step against K: measured (grid, 95% CI) and published (hollow markers, ranges where sources differ).*
+
+### Out of distribution
+meta_ood tasks have amplitudes and phases outside the training ranges; grid MSE, K = {tasks["shots"]}.
+
+{ood_table(metrics, evaluate["max_steps"])}
+
+![out of distribution](figures/{figures["ood"]})
+
+*Grid MSE against adaptation steps, in distribution (solid) and out of distribution (dashed).*
+
+{DIVERGED_NOTE if "diverged" in tables else ""}
+
+### Examples and training
+![example tasks](figures/{figures["examples"]})
+
+*Six meta_test tasks: ground truth, the K support points, and the tuned learner before and after 1 and 10 steps.*
+
+![training curves](figures/{figures["training"]})
+
+*Training loss and meta_val grid MSE during the final training of each learner.*
+
+## Environment
+metahpo {__version__}, Python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__},
+scikit-optimize {skopt.__version__}; device {device.type}, {params["threads"]} torch thread(s) per process. Another
+device, thread count or library version can change the numbers in the last digits.
+"""
+
+
+def report_stage(params: dict, device: torch.device) -> None:
+    """Draw every figure, then write ``reports/report.md``."""
+    trials = pd.read_csv(paths.TRIALS)
+    figures = {
+        "adaptation": adaptation_figure(),
+        "kshot": kshot_figure(),
+        "ood": ood_figure(),
+        "examples": examples_figure(device, params["tasks"]["shots"]),
+        "search": search_figure(trials),
+        "training": training_figure(),
+    }
+    figures["objective"], figures["evaluations"] = surrogate_figures(trials, params["search"]["space"], params["seed"])
+    metrics = json.loads(paths.METRICS.read_text(encoding="utf-8"))
+    best = json.loads(paths.BEST.read_text(encoding="utf-8"))
+    write_text(paths.REPORT, render_report(params, metrics, best, trials, figures, device))

@@ -1,0 +1,191 @@
+"""The search stage: batches of trials asked from a proposer, run on an executor, told back in order.
+
+Each trial meta-trains a setting for ``search.iterations`` iterations and is scored on meta_val
+(never meta_test): the grid MSE after ``search.objective_steps`` adaptation steps. The proposer is
+told ``log(MSE)``: MSEs span orders of magnitude, and a surrogate fitted on the log scale models the
+good region instead of the outliers. A failed trial (NaN/inf, an exception, a worker lost twice)
+is told a penalty, the log of the worse of the zero predictor's MSE and the worst finished earlier
+trial, so the surrogate learns to avoid the region without being swamped. A trial stopped by the
+median rule is told the value at which it stopped. Neither can be the best setting.
+
+``search.workers`` trials are asked at once (skopt's constant liar for ``gp`` and ``forest``) and
+told back in ask order once all of them finish, so the trials depend only on the params, never on
+which worker finishes first. Every finished trial is written to the log at once; a rerun with the
+same params replays the log instead of rerunning finished trials, and a larger ``n_calls`` reuses
+every finished trial and runs only the new ones.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import defaultdict
+from concurrent.futures import FIRST_COMPLETED, wait
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from metahpo import paths
+from metahpo.atomic import write_json
+from metahpo.errors import DivergenceError
+from metahpo.executors import TrialRunner, is_lost_worker
+from metahpo.proposers import make_proposer, trial_seed
+from metahpo.resources import check_fits, largest_setting
+from metahpo.settings import apply_point, default_setting
+from metahpo.tasks import load_split
+from metahpo.trial import TrialRequest, TrialResult, median_reference, run_trial
+from metahpo.trial_log import TrialLog, fingerprint
+
+OK, FAILED, STOPPED = "ok", "failed", "stopped"
+
+
+def zero_predictor_mse(split: dict) -> float:
+    """Grid MSE of predicting 0 everywhere: the floor of the penalty given to failed trials."""
+    return float((split["grid_y"].astype(np.float64) ** 2).mean())
+
+
+def told_values(rows: dict[int, dict], penalty_floor: float) -> None:
+    """Fill each row's ``told`` (what the proposer learns) and ``best_so_far``, in trial order."""
+    finished: list[float] = []
+    best = math.nan
+    for trial in sorted(rows):
+        row = rows[trial]
+        if row["status"] == FAILED:
+            row["told"] = math.log(max([penalty_floor, *finished]))
+        else:
+            row["told"] = math.log(row["objective"])
+        if row["status"] == OK:
+            finished.append(row["objective"])
+            best = row["objective"] if math.isnan(best) else min(best, row["objective"])
+        row["best_so_far"] = best
+
+
+def _row(result: TrialResult, point: dict, seed: int) -> dict:
+    return {
+        "point": point,
+        "status": result.status,
+        "objective": result.objective,
+        "curve": result.curve,
+        "stopped_at": result.stopped_at,
+        "seed": seed,
+        "error": result.error,
+        "seconds": result.seconds,
+    }
+
+
+class Search:
+    """One search run: the proposer, the executor, the log, and the rows finished so far."""
+
+    def __init__(
+        self, params: dict, data: dict, penalty_floor: float, directory: Path, manifest: Path, trial_fn=run_trial
+    ):
+        self.params, self.search, self.seed = params, params["search"], params["seed"]
+        self.trial_fn = trial_fn
+        self.data, self.floor = data, penalty_floor
+        self.names = list(self.search["space"])
+        self.proposer = make_proposer(self.search, self.seed)
+        self.total = min(self.search["n_calls"], len(self.proposer)) if hasattr(self.proposer, "__len__") else None
+        self.total = self.total or self.search["n_calls"]
+        self.log = TrialLog(directory, self.names, print_fn=lambda m: print(m, file=sys.stderr))
+        self.key = fingerprint(params, manifest)
+        self.rows: dict[int, dict] = {}
+
+    def _record(self, trial: int, row: dict) -> None:
+        self.rows[trial] = row
+        told_values(self.rows, self.floor)
+        self.log.write(self.rows, self.key, self.search["n_calls"])
+
+    def _request(self, trial: int, point: dict, medians) -> TrialRequest:
+        return TrialRequest(
+            trial,
+            point,
+            trial_seed(self.seed, trial),
+            self.params,
+            self.data["meta_train"],
+            self.data["meta_val"],
+            medians,
+        )
+
+    def _run_batch(self, runner: TrialRunner, requests: dict[int, TrialRequest], bar) -> None:
+        """Run ``requests`` on ``runner``, retrying trials whose worker died, recording each as it finishes."""
+        attempts: dict[int, int] = defaultdict(int)
+        generation = 0
+        futures = {runner.submit(self.trial_fn, r): (t, generation) for t, r in requests.items()}
+        while futures:
+            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for future in finished:
+                trial, gen = futures.pop(future)
+                try:
+                    result = future.result()
+                except Exception as exc:  # noqa: BLE001 - the worker, not the trial, failed
+                    lost = is_lost_worker(exc)
+                    if lost and gen == generation:  # replace a broken pool once, not once per lost future
+                        runner.restart()
+                        generation += 1
+                    if lost and attempts[trial] < self.search["retries"]:
+                        attempts[trial] += 1
+                        futures[runner.submit(self.trial_fn, requests[trial])] = (trial, generation)
+                        continue
+                    result = TrialResult(trial, FAILED, error=f"worker lost: {type(exc).__name__}: {exc}")
+                self._record(trial, _row(result, requests[trial].point, requests[trial].seed))
+                bar.update()
+                bar.set_postfix(best=f"{self.rows[trial]['best_so_far']:.4f}")
+
+    def run(self) -> dict:
+        """Run (or resume) every trial; return the best finished one."""
+        reusable = self.log.reusable(self.key)
+        if reusable:
+            print(f"search: {len(reusable)} finished trials in {self.log.log} can be reused", file=sys.stderr)
+        rule = self.search["median_stop"]
+        bar = tqdm(total=self.total, desc="search", unit="trial", file=sys.stderr)
+        with TrialRunner(self.search) as runner:
+            for first in range(0, self.total, self.search["workers"]):
+                points = self.proposer.ask(min(self.search["workers"], self.total - first), first)
+                curves = [self.rows[t]["curve"] for t in sorted(self.rows) if self.rows[t]["status"] != FAILED]
+                medians = median_reference(curves, rule["min_trials"]) if rule["enabled"] else None
+                requests = {}
+                for trial, x in enumerate(points, start=first):
+                    point = dict(zip(self.names, x))
+                    if trial in reusable and reusable[trial]["point"] == point:
+                        self.rows[trial] = reusable[trial]
+                        bar.update()
+                    else:
+                        requests[trial] = self._request(trial, point, medians)
+                told_values(self.rows, self.floor)
+                self._run_batch(runner, requests, bar)
+                self.proposer.tell(points, [self.rows[t]["told"] for t in range(first, first + len(points))])
+        bar.close()
+        self.log.write(self.rows, self.key, self.search["n_calls"])
+        return self.best()
+
+    def best(self) -> dict:
+        """The finished (not failed, not stopped) trial with the lowest objective."""
+        ok = [t for t in sorted(self.rows) if self.rows[t]["status"] == OK]
+        if not ok:
+            raise DivergenceError(f"all {len(self.rows)} trials failed or were stopped; see {self.log.log}")
+        trial = min(ok, key=lambda t: self.rows[t]["objective"])
+        row = self.rows[trial]
+        return {"trial": trial, "objective": row["objective"], "point": row["point"], "seed": row["seed"]}
+
+
+def write_best(path: Path, params: dict, best: dict) -> None:
+    """Write the winning trial and its full resolved setting for the train stage."""
+    write_json(path, {**best, "setting": apply_point(params, best["point"])})
+
+
+def search_stage(params: dict, device: torch.device) -> None:
+    """DVC stage ``search``: the trial log and the best setting under ``reports/search``."""
+    tasks = params["tasks"]
+    check_fits(
+        largest_setting(default_setting(params), params["search"]["space"]),
+        tasks["shots"] + tasks["query"],
+        device,
+        "search.space (largest meta_batch_size, inner_steps, hidden or layers)",
+    )
+    data = {name: load_split(paths.TASKS, name) for name in ("meta_train", "meta_val")}
+    search = Search(params, data, zero_predictor_mse(data["meta_val"]), paths.SEARCH, paths.TASKS / "manifest.json")
+    best = search.run()
+    write_best(paths.BEST, params, best)
+    print(f"best trial {best['trial']}: meta_val MSE {best['objective']:.4f} with {best['point']}", file=sys.stderr)

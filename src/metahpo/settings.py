@@ -1,0 +1,43 @@
+"""Resolve a full meta-hyperparameter setting from params.yaml and a search point."""
+
+from __future__ import annotations
+
+from metahpo.config import TUNABLE
+from metahpo.learners import LearnerConfig
+from metahpo.metatrain import TrainSettings
+
+
+def default_setting(params: dict) -> dict:
+    """The untuned setting: every tunable key from the ``model`` and ``meta`` sections."""
+    return {key: params[group][key] for key, (group, _) in TUNABLE.items()}
+
+
+def apply_point(params: dict, point: dict) -> dict:
+    """The default setting with the searched values of ``point`` substituted."""
+    unknown = set(point) - set(TUNABLE)
+    if unknown:
+        raise KeyError(f"not tunable: {sorted(unknown)}")
+    return {**default_setting(params), **point}
+
+
+def learner_config(setting: dict) -> LearnerConfig:
+    """The learner part of a setting."""
+    return LearnerConfig(
+        algorithm=setting["algorithm"],
+        hidden=setting["hidden"],
+        layers=setting["layers"],
+        inner_lr=setting["inner_lr"],
+        inner_steps=setting["inner_steps"],
+    )
+
+
+def train_settings(setting: dict, tasks: dict, iterations: int) -> TrainSettings:
+    """The outer-loop part of a setting, for ``iterations`` meta-iterations."""
+    return TrainSettings(
+        iterations=iterations,
+        meta_batch_size=setting["meta_batch_size"],
+        outer_lr=setting["outer_lr"],
+        outer_schedule=setting["outer_schedule"],
+        shots=tasks["shots"],
+        query=tasks["query"],
+    )

@@ -1,0 +1,106 @@
+"""One search trial: meta-train a setting briefly and score it on meta_val.
+
+``run_trial`` is a plain module-level function of plain data, so that it runs the same in this
+process, in a local process pool, or on a Dask worker on another machine.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from metahpo.adaptation import validation_mse
+from metahpo.errors import DivergenceError
+from metahpo.metatrain import TaskPool, build_learner, meta_train
+from metahpo.settings import apply_point, learner_config, train_settings
+
+
+@dataclass(frozen=True)
+class TrialRequest:
+    """Everything a worker needs: params, the point, its seed, the data and the early-stop reference."""
+
+    trial: int
+    point: dict
+    seed: int
+    params: dict
+    meta_train: dict[str, np.ndarray]
+    meta_val: dict[str, np.ndarray]
+    medians: list[float] | None = None
+
+
+@dataclass
+class TrialResult:
+    """What a trial reports back: ``status`` is ``ok``, ``stopped`` (median rule) or ``failed``."""
+
+    trial: int
+    status: str
+    objective: float = math.nan
+    curve: list[float] = field(default_factory=list)
+    stopped_at: int = 0
+    seconds: float = 0.0
+    error: str = ""
+
+
+class StopTrial(Exception):
+    """Raised at a checkpoint where the median rule stops a trial."""
+
+    def __init__(self, step: int, value: float):
+        super().__init__(f"stopped at iteration {step}: {value:.4g} above the median of earlier trials")
+        self.step, self.value = step, value
+
+
+def checkpoint_steps(iterations: int, checkpoints: int) -> int:
+    """Iterations between two checkpoints of the median rule."""
+    return max(1, iterations // checkpoints)
+
+
+def median_reference(curves: list[list[float]], min_trials: int) -> list[float] | None:
+    """Median validation MSE at each checkpoint over ``curves``, once ``min_trials`` curves reach it."""
+    medians = []
+    for k in range(max((len(c) for c in curves), default=0)):
+        values = [c[k] for c in curves if len(c) > k]
+        if len(values) < min_trials:
+            break
+        medians.append(statistics.median(values))
+    return medians or None
+
+
+def run_trial(request: TrialRequest) -> TrialResult:
+    """Meta-train the request's setting for ``search.iterations`` and return its meta_val grid MSE."""
+    from metahpo.runtime import setup  # in the worker process: threads, deterministic kernels, device
+
+    start = time.perf_counter()
+    params, search = request.params, request.params["search"]
+    result = TrialResult(trial=request.trial, status="ok")
+    try:
+        device = setup(params)
+        setting = apply_point(params, request.point)
+        learner = build_learner(learner_config(setting), request.seed, device)
+        pool = TaskPool.from_split(request.meta_train, device)
+        steps, shots = search["objective_steps"], params["tasks"]["shots"]
+        rule = search["median_stop"]
+        every = checkpoint_steps(search["iterations"], rule["checkpoints"]) if rule["enabled"] else 0
+
+        def checkpoint(step: int, loss: float) -> None:
+            value = validation_mse(learner, request.meta_val, steps, shots, device)
+            result.curve.append(value)
+            k = len(result.curve) - 1
+            medians = request.medians or []
+            if step < search["iterations"] and k < len(medians) and not value <= medians[k]:
+                raise StopTrial(step, value)
+
+        budget = train_settings(setting, params["tasks"], search["iterations"])
+        meta_train(learner, pool, budget, request.seed, every, checkpoint if every else None)
+        result.objective = validation_mse(learner, request.meta_val, steps, shots, device)
+        if not math.isfinite(result.objective):
+            raise DivergenceError(f"validation MSE is {result.objective} after adaptation")
+    except StopTrial as stop:
+        result.status, result.objective, result.stopped_at, result.error = "stopped", stop.value, stop.step, str(stop)
+    except Exception as exc:  # noqa: BLE001 - any failure of a trial is recorded, and the search goes on
+        result.status, result.objective, result.error = "failed", math.nan, f"{type(exc).__name__}: {exc}"
+    result.seconds = round(time.perf_counter() - start, 3)
+    return result

@@ -1,0 +1,103 @@
+"""The durable trial log of a search, and whether an existing one may be reused.
+
+``trials.csv`` holds one row per finished trial (point, status, objective, what the optimizer was
+told, best so far, where the median rule stopped it, seed, error) and is rewritten atomically each
+time a trial finishes, in trial order. Wall-clock seconds go to ``trial_seconds.csv`` so that the
+log itself is byte-identical across reruns. ``state.json`` records a fingerprint of everything that
+determines the trials (params except ``n_calls`` and where trials run, the task data, and every
+source file of the package, conservatively): a log with another fingerprint is never reused.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from pathlib import Path
+
+from metahpo.atomic import write_json, write_text
+
+COLUMNS = ("status", "objective", "told", "best_so_far", "stopped_at", "curve", "seed", "error", "point")
+NOT_FINGERPRINTED = ("n_calls", "executor", "address", "retries")
+PACKAGE = Path(__file__).resolve().parent
+
+
+def fingerprint(params: dict, manifest: Path) -> str:
+    """Hash of the params, task data and code that determine every trial's result."""
+    relevant = {k: v for k, v in params.items() if k not in ("train", "evaluate")}
+    relevant["search"] = {k: v for k, v in params["search"].items() if k not in NOT_FINGERPRINTED}
+    digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode())
+    digest.update(manifest.read_bytes())
+    for source in sorted(PACKAGE.glob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+def _cell(value) -> str:
+    return json.dumps(value) if isinstance(value, list | dict) else value
+
+
+def render(rows: dict[int, dict], names: list[str]) -> str:
+    """CSV text of ``rows`` in trial order: trial, one column per dimension, then :data:`COLUMNS`."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["trial", *names, *COLUMNS], lineterminator="\n")
+    writer.writeheader()
+    for trial in sorted(rows):
+        row = rows[trial]
+        writer.writerow({"trial": trial, **row["point"], **{k: _cell(row[k]) for k in COLUMNS}})
+    return buf.getvalue()
+
+
+class TrialLog:
+    """Reads, reuses and atomically rewrites the files of one search directory."""
+
+    def __init__(self, directory: Path, names: list[str], print_fn=print):
+        self.directory = Path(directory)
+        self.names = names
+        self.log = self.directory / "trials.csv"
+        self.seconds = self.directory / "trial_seconds.csv"
+        self.state = self.directory / "state.json"
+        self.print = print_fn
+
+    def reusable(self, key: str) -> dict[int, dict]:
+        """Finished trials of an earlier run with the same fingerprint, keyed by trial (else nothing)."""
+        if not (self.log.exists() and self.state.exists()):
+            return {}
+        try:
+            same = json.loads(self.state.read_text(encoding="utf-8")).get("fingerprint") == key
+            with open(self.log, encoding="utf-8", newline="") as fh:
+                rows = list(csv.DictReader(fh))
+        except (OSError, ValueError) as exc:
+            self.print(f"not reusing {self.log}: unreadable ({exc})")
+            return {}
+        if not same:
+            self.print(f"not reusing {self.log}: params, task data or code changed since it was written")
+            return {}
+        seconds = self._read_seconds()
+        return {int(r["trial"]): {**self._parse(r), "seconds": seconds.get(int(r["trial"]), 0.0)} for r in rows}
+
+    def _read_seconds(self) -> dict[int, float]:
+        try:
+            with open(self.seconds, encoding="utf-8", newline="") as fh:
+                return {int(r["trial"]): float(r["seconds"]) for r in csv.DictReader(fh)}
+        except (OSError, ValueError, KeyError):
+            return {}
+
+    @staticmethod
+    def _parse(row: dict) -> dict:
+        return {
+            "point": json.loads(row["point"]),
+            "status": row["status"],
+            "objective": float(row["objective"]),
+            "curve": json.loads(row["curve"]),
+            "stopped_at": int(row["stopped_at"]),
+            "seed": int(row["seed"]),
+            "error": row["error"],
+        }
+
+    def write(self, rows: dict[int, dict], key: str, n_calls: int) -> None:
+        """Rewrite the log, the timings and the state, each atomically."""
+        write_text(self.log, render(rows, self.names))
+        write_text(self.seconds, "trial,seconds\n" + "".join(f"{t},{rows[t]['seconds']}\n" for t in sorted(rows)))
+        write_json(self.state, {"fingerprint": key, "n_calls": n_calls})

@@ -1,0 +1,49 @@
+"""Shared fixtures: the project's own params.yaml shrunk to tiny settings."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_default_params() -> dict:
+    """The committed params.yaml."""
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def shrink(params: dict) -> dict:
+    """A copy of ``params`` small enough for a pipeline run of a few seconds per stage."""
+    tiny = copy.deepcopy(params)
+    tiny["tasks"]["splits"] = {"meta_train": 100, "meta_val": 12, "meta_test": 16, "meta_ood": 10}
+    tiny["tasks"]["train_points"] = 24
+    tiny["search"].update(n_calls=3, n_initial_points=2, iterations=15)
+    tiny["train"].update(iterations=20, log_every=10)
+    tiny["evaluate"].update(max_steps=3)
+    tiny["device"] = "cpu"
+    return tiny
+
+
+DELETE = object()
+
+
+def set_dotted(params: dict, dotted: str, value) -> None:
+    """Set the key at a dotted path such as ``meta.inner_lr`` in place (``DELETE`` removes it)."""
+    *parents, last = dotted.split(".")
+    node = params
+    for key in parents:
+        node = node[key]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+
+
+@pytest.fixture
+def tiny_params() -> dict:
+    """Tiny settings derived from the committed params.yaml."""
+    return shrink(load_default_params())

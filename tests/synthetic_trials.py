@@ -1,0 +1,46 @@
+"""Cheap trial functions with known optima, importable by worker processes (for the search-loop tests)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from metahpo.trial import TrialRequest, TrialResult
+
+MARKER_DIR = "METAHPO_TEST_MARKERS"
+
+
+def bowl_value(point: dict) -> float:
+    """Minimum at inner_lr = 0.03, hidden = 50, algorithm = metasgd."""
+    penalty = 0.0 if point.get("algorithm", "metasgd") == "metasgd" else 1.0
+    return 0.01 + math.log10(point["inner_lr"] / 0.03) ** 2 + ((point["hidden"] - 50) / 30) ** 2 + penalty
+
+
+def bowl(request: TrialRequest) -> TrialResult:
+    return TrialResult(request.trial, "ok", objective=bowl_value(request.point))
+
+
+def diverges_above_005(request: TrialRequest) -> TrialResult:
+    if request.point["inner_lr"] > 0.05:
+        return TrialResult(request.trial, "failed", error="DivergenceError: meta-loss is nan at iteration 3")
+    return bowl(request)
+
+
+def always_fails(request: TrialRequest) -> TrialResult:
+    return TrialResult(request.trial, "failed", error="DivergenceError: boom")
+
+
+def dies_once_on_trial_1(request: TrialRequest) -> TrialResult:
+    """Kills its own worker process the first time trial 1 runs (a marker file remembers)."""
+    marker = Path(os.environ[MARKER_DIR]) / "died"
+    if request.trial == 1 and not marker.exists():
+        marker.touch()
+        os._exit(1)
+    return bowl(request)
+
+
+def always_dies_on_trial_1(request: TrialRequest) -> TrialResult:
+    if request.trial == 1:
+        os._exit(1)
+    return bowl(request)

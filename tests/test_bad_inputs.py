@@ -1,0 +1,214 @@
+"""Table of bad inputs across params, search spaces, task files and model files.
+
+Each case runs a real stage (in-process, through ``run_stage``) on a tiny project whose earlier
+stages already ran, and asserts: exit code 2, an ``error:`` message naming the key or file, and no
+output file created or modified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from metahpo.evaluate import evaluate_stage
+from metahpo.runtime import run_stage
+from metahpo.search import search_stage
+from metahpo.tasks import generate_stage
+from metahpo.train import train_stage
+
+from conftest import DELETE, set_dotted
+
+STAGES = {"generate": generate_stage, "search": search_stage, "train": train_stage, "evaluate": evaluate_stage}
+
+
+@pytest.fixture(scope="module")
+def ready(tmp_path_factory, request):
+    """A tiny project directory after generate, search and train."""
+    from conftest import load_default_params, shrink
+
+    root = tmp_path_factory.mktemp("ready")
+    (root / "params.yaml").write_text(yaml.safe_dump(shrink(load_default_params())))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        for stage in ("generate", "search", "train"):
+            run_stage(stage, STAGES[stage])
+    return root
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+    }
+
+
+# --- mutations: each takes the project root and breaks one thing -------------------------------
+
+
+def params_edit(dotted: str, value, **more):
+    """Set ``dotted`` (and each ``more`` key, with ``__`` for dots) in params.yaml; None deletes."""
+    edits = {dotted: value, **{k.replace("__", "."): v for k, v in more.items()}}
+
+    def apply(root: Path):
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        for key_path, new in edits.items():
+            set_dotted(params, key_path, DELETE if new is None else new)
+        (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+    return apply
+
+
+def space(name: str, dim) -> callable:
+    return params_edit(f"search.space.{name}", dim)
+
+
+def write(rel: str, data: bytes | str):
+    def apply(root: Path):
+        path = root / rel
+        path.write_bytes(data if isinstance(data, bytes) else data.encode())
+
+    return apply
+
+
+def truncate(rel: str):
+    def apply(root: Path):
+        path = root / rel
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+    return apply
+
+
+def remove(rel: str):
+    return lambda root: (root / rel).unlink()
+
+
+def rewrite_split(name: str, change):
+    """Change arrays of a split and re-vouch for them in the manifest (a consistent but wrong file)."""
+
+    def apply(root: Path):
+        path = root / "data/tasks" / f"{name}.npz"
+        arrays = dict(np.load(path))
+        change(arrays)
+        with open(path, "wb") as fh:
+            np.savez(fh, **arrays)
+        manifest = json.loads((root / "data/tasks/manifest.json").read_text())
+        manifest["splits"][name]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        (root / "data/tasks/manifest.json").write_text(json.dumps(manifest))
+
+    return apply
+
+
+def edit_json(rel: str, change):
+    def apply(root: Path):
+        data = json.loads((root / rel).read_text())
+        change(data)
+        (root / rel).write_text(json.dumps(data))
+
+    return apply
+
+
+def save_weights(rel: str, change):
+    def apply(root: Path):
+        state = torch.load(root / rel, weights_only=True)
+        change(state)
+        torch.save(state, root / rel)
+
+    return apply
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("unpickled!",))
+
+
+def _set(d, k, v):
+    d[k] = v
+
+
+CASES = [
+    # params
+    ("generate", params_edit("tasks.shots", 0), "tasks.shots"),
+    ("generate", params_edit("tasks.phase", [3.0, 1.0]), "tasks.phase"),
+    ("generate", params_edit("tasks", None), "tasks: missing"),
+    ("generate", params_edit("seeed", 1), "seeed: unknown key"),
+    ("search", params_edit("meta.algorithm", "reptile"), "meta.algorithm"),
+    ("search", params_edit("meta.inner_lr", -0.01), "meta.inner_lr"),
+    ("search", params_edit("search.n_calls", 0), "search.n_calls"),
+    ("search", params_edit("search.acq_func", "UCB"), "search.acq_func"),
+    ("search", params_edit("threads", 0), "threads"),
+    ("train", params_edit("train.log_every", 0), "train.log_every"),
+    ("train", params_edit("model.layers", 100), "model.layers"),
+    ("evaluate", params_edit("evaluate.task_chunk", 0), "evaluate.task_chunk"),
+    ("train", params_edit("meta.meta_batch_size", 10_000, model__hidden=2048, meta__inner_steps=10), "GiB per meta"),
+    # search spaces
+    ("search", params_edit("search.space", {}), "search.space"),
+    ("search", space("inner_lr", {"type": "real", "low": 1.0, "high": 0.1, "prior": "log-uniform"}), "inner_lr"),
+    ("search", space("inner_lr", {"type": "real", "low": -1.0, "high": 0.1, "prior": "uniform"}), "inner_lr.low"),
+    ("search", space("algorithm", {"type": "categorical", "values": []}), "search.space.algorithm.values"),
+    ("search", space("depth", {"type": "integer", "low": 1, "high": 3, "prior": "uniform"}), "search.space.depth"),
+    ("search", space("hidden", {"type": "integer", "low": 8, "high": 4096, "prior": "cubic"}), "hidden.prior"),
+    ("search", space("inner_steps", {"type": "integer", "low": 1, "high": 60, "prior": "uniform"}), "inner_steps.high"),
+    (
+        "search",
+        params_edit(
+            "search.space.hidden",
+            {"type": "integer", "low": 8, "high": 4096, "prior": "uniform"},
+            search__space__meta_batch_size={"type": "integer", "low": 8, "high": 2000, "prior": "uniform"},
+        ),
+        "search.space",
+    ),
+    # task files
+    ("search", remove("data/tasks/manifest.json"), "data/tasks/manifest.json"),
+    ("search", write("data/tasks/manifest.json", "{oops"), "data/tasks/manifest.json"),
+    ("search", truncate("data/tasks/meta_train.npz"), "data/tasks/meta_train.npz"),
+    ("search", remove("data/tasks/meta_val.npz"), "data/tasks/meta_val.npz"),
+    ("evaluate", write("data/tasks/meta_test.npz", b"PK\x03\x04garbage"), "data/tasks/meta_test.npz"),
+    ("train", rewrite_split("meta_train", lambda a: _set(a, "y", a["y"].astype(np.float64))), "meta_train.npz"),
+    ("train", rewrite_split("meta_val", lambda a: _set(a, "grid_y", a["grid_y"][:, :5])), "meta_val.npz"),
+    ("evaluate", rewrite_split("meta_test", lambda a: a["support_y"].fill(np.inf)), "meta_test.npz"),
+    ("evaluate", rewrite_split("meta_test", lambda a: a.pop("query_x")), "meta_test.npz"),
+    # model files and the search result
+    ("evaluate", remove("models/tuned/model.pt"), "models/tuned/model.pt"),
+    ("evaluate", truncate("models/default/model.pt"), "models/default/model.pt"),
+    ("evaluate", write("models/tuned/model.pt", pickle.dumps(Evil())), "models/tuned/model.pt"),
+    ("evaluate", write("models/tuned/config.json", "not json"), "models/tuned/config.json"),
+    ("evaluate", edit_json("models/tuned/config.json", lambda c: _set(c["learner"], "algorithm", "x")), "config.json"),
+    ("evaluate", edit_json("models/default/config.json", lambda c: _set(c["learner"], "hidden", 7)), "model.pt"),
+    ("evaluate", save_weights("models/tuned/model.pt", lambda s: s["weights.w0"].fill_(float("nan"))), "model.pt"),
+    (
+        "evaluate",
+        save_weights("models/tuned/model.pt", lambda s: _set(s, "weights.w0", s["weights.w0"].double())),
+        "pt",
+    ),
+    ("train", write("reports/search/best.json", "[]"), "reports/search/best.json"),
+    ("train", edit_json("reports/search/best.json", lambda b: _set(b["setting"], "inner_lr", -1)), "best.json"),
+]
+
+
+@pytest.mark.parametrize(
+    ("stage", "breaks", "named"), CASES, ids=[f"{i:02d}-{c[0]}-{c[2]}"[:50] for i, c in enumerate(CASES)]
+)
+def test_bad_input_is_refused_before_any_work(ready, tmp_path, monkeypatch, capsys, stage, breaks, named):
+    root = tmp_path / "project"
+    shutil.copytree(ready, root)
+    breaks(root)
+    before = snapshot(root)
+    monkeypatch.chdir(root)
+    with pytest.raises(SystemExit) as exit_info:
+        run_stage(stage, STAGES[stage])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    assert err.startswith("error: ") and named in err, err
+    assert "unpickled!" not in capsys.readouterr().out
+    assert snapshot(root) == before
+
+
+def test_there_are_at_least_25_distinct_cases():
+    assert len(CASES) >= 25

@@ -1,0 +1,95 @@
+"""params.yaml validation: the committed file is valid; each bad input names its key."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from metahpo.config import load_params, validate
+from metahpo.errors import ConfigError
+
+from conftest import DELETE, set_dotted
+
+
+def test_committed_params_are_valid(tiny_params):
+    from conftest import load_default_params
+
+    assert validate(load_default_params()) == []
+    assert validate(tiny_params) == []
+
+
+def _set(params: dict, dotted: str, value) -> dict:
+    params = copy.deepcopy(params)
+    set_dotted(params, dotted, value)
+    return params
+
+
+# (key to change, new value, text the message must contain)
+BAD = [
+    ("meta.algorithm", "reptile", "meta.algorithm: expected one of maml, fomaml, metasgd, anil, got 'reptile'"),
+    ("meta.inner_lr", -0.1, "meta.inner_lr: expected a number > 0"),
+    ("meta.outer_lr", 0, "meta.outer_lr: expected a number > 0"),
+    ("meta.inner_steps", 0, "meta.inner_steps: expected an integer >= 1"),
+    ("meta.inner_steps", 1.5, "meta.inner_steps: expected an integer"),
+    ("meta.meta_batch_size", True, "meta.meta_batch_size: expected an integer"),
+    ("meta.inner_lrr", 0.1, "meta.inner_lrr: unknown key"),
+    ("meta", DELETE, "meta: missing"),
+    ("train", DELETE, "train: missing"),
+    ("train.iterations", "many", "train.iterations: expected an integer"),
+    ("seed", -1, "seed: expected an integer >= 0"),
+    ("device", "tpu", "device: expected one of auto, cpu, cuda"),
+    ("tasks.family", "omniglot", "tasks.family: expected one of sinusoid"),
+    ("tasks.amplitude", [5.0, 0.1], "tasks.amplitude: expected [low, high] with low < high"),
+    ("tasks.amplitude", [-1.0, 5.0], "tasks.amplitude: expected low >= 0"),
+    ("tasks.splits.meta_test", 0, "tasks.splits.meta_test: expected an integer >= 1"),
+    ("tasks.train_points", 5, "tasks.train_points: expected >= tasks.shots + tasks.query"),
+    ("model.hidden", 0, "model.hidden: expected an integer >= 1"),
+    ("search.method", "bandit", "search.method: expected one of gp, forest"),
+    ("search.space", {}, "search.space: expected a non-empty mapping"),
+    ("search.n_initial_points", 1000, "search.n_initial_points: expected <= search.n_calls"),
+    ("search.space.width", {"type": "integer", "low": 1, "high": 4, "prior": "uniform"}, "search.space.width: unknown"),
+    (
+        "search.space.inner_lr",
+        {"type": "real", "low": 0.1, "high": 0.01, "prior": "log-uniform"},
+        "expected low < high",
+    ),
+    ("search.space.inner_lr", {"type": "real", "low": 0.0, "high": 0.1, "prior": "log-uniform"}, ".low: expected a"),
+    ("search.space.inner_lr", {"type": "real", "low": 0.01, "high": 0.1, "prior": "cubic"}, ".prior: expected one"),
+    ("search.space.algorithm", {"type": "categorical", "values": []}, "search.space.algorithm.values: expected a non-"),
+    ("search.space.algorithm", {"type": "categorical", "values": ["maml", "x"]}, "values[1]: expected one of maml"),
+    ("search.space.hidden", {"type": "real", "low": 1, "high": 4, "prior": "uniform"}, "hidden takes integer or cat"),
+    ("search.space.inner_steps", {"type": "integer", "low": 1, "high": 3}, "search.space.inner_steps.prior: missing"),
+    ("evaluate.max_steps", -2, "evaluate.max_steps: expected an integer >= 0"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), BAD, ids=[f"{k}={v!r}"[:60] for k, v, _ in BAD])
+def test_bad_params_are_named(tiny_params, tmp_path, key, value, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(_set(tiny_params, key, value)))
+    with pytest.raises(ConfigError) as info:
+        load_params(path)
+    assert message in str(info.value)
+    assert all(line.startswith(f"{path}: ") for line in str(info.value).splitlines())
+
+
+def test_every_problem_is_reported_at_once(tiny_params, tmp_path):
+    bad = _set(_set(tiny_params, "meta.inner_lr", -1), "train.iterations", 0)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(ConfigError) as info:
+        load_params(path)
+    assert len(str(info.value).splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "message"), [(None, "file not found"), ("a: [1,", "not valid YAML"), ("[]", "expected a mapping")]
+)
+def test_unreadable_params_file(tmp_path, text, message):
+    path = tmp_path / "params.yaml"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_params(path)

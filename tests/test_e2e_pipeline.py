@@ -1,0 +1,128 @@
+"""The real pipeline: `dvc repro` in a temporary git repository on tiny settings."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from metahpo.artifacts import load_learner
+
+from project import commit_all, copy_project, dvc, ran_stages, write_params
+
+pytestmark = pytest.mark.e2e
+
+STAGES = ["generate", "search", "train", "evaluate", "report"]
+LEARNERS = ("tuned", "default", "pretrained")
+FIGURES = ("adaptation", "kshot", "ood", "examples", "search", "objective", "evaluations", "training")
+OUTPUTS = [
+    "data/tasks/manifest.json",
+    "data/tasks/meta_train.npz",
+    "data/tasks/meta_val.npz",
+    "data/tasks/meta_test.npz",
+    "reports/search/trials.csv",
+    "reports/search/best.json",
+    "models/tuned/model.pt",
+    "models/tuned/config.json",
+    "models/default/model.pt",
+    "models/default/config.json",
+    "models/pretrained/model.pt",
+    "reports/search/trial_seconds.csv",
+    "reports/search/state.json",
+    "reports/train/tuned/plots/metrics/meta_loss.tsv",
+    "reports/train/pretrained/plots/metrics/val_grid_mse.tsv",
+    "reports/metrics.json",
+    *[f"reports/plots/{kind}_{learner}.csv" for kind in ("adaptation", "ood", "kshot") for learner in LEARNERS],
+    *[f"reports/figures/{name}.png" for name in FIGURES],
+    "reports/report.md",
+]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A tiny project after one full `dvc repro`, committed."""
+    from conftest import load_default_params, shrink
+
+    root = copy_project(tmp_path_factory.mktemp("project"), shrink(load_default_params()))
+    dvc(root, "config", "core.analytics", "false")
+    commit_all(root, "tiny project")
+    first = dvc(root, "repro")
+    assert ran_stages(first) == STAGES
+    commit_all(root, "first run")
+    return root
+
+
+def test_every_output_exists_with_headline_metrics(project):
+    for rel in OUTPUTS:
+        assert (project / rel).is_file(), rel
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    for learner in LEARNERS:
+        for split in ("test", "ood"):
+            for kind in ("grid", "query"):
+                at_k = metrics[learner][split][kind]["k10"]
+                assert {"step0", "step1", "step3"} <= set(at_k)
+                assert at_k["step1"]["mse"] > 0 and at_k["step1"]["ci95"] > 0
+        assert {"k5", "k10", "k20"} <= set(metrics[learner]["test"]["grid"])
+    assert json.loads((project / "models/pretrained/config.json").read_text())["training"].startswith("joint")
+
+
+def test_models_reload_with_weights_only(project):
+    learner = load_learner(project / "models/tuned", torch.device("cpu"))
+    best = json.loads((project / "reports/search/best.json").read_text())
+    assert learner.config.algorithm == best["setting"]["algorithm"]
+
+
+def test_second_repro_runs_nothing(project):
+    again = dvc(project, "repro")
+    assert ran_stages(again) == []
+    status = dvc(project, "status")
+    assert "up to date" in status.stdout
+
+
+def test_train_change_reruns_only_downstream_and_metrics_diff_shows_it(project):
+    from conftest import load_default_params, shrink
+
+    params = shrink(load_default_params())
+    params["train"]["iterations"] = 30
+    write_params(project, params)
+    repro = dvc(project, "repro")
+    assert ran_stages(repro) == ["train", "evaluate", "report"]
+    commit_all(project, "longer training")
+    diff = dvc(project, "metrics", "diff", "HEAD~1", "--json")
+    changed = json.loads(diff.stdout)["reports/metrics.json"]
+    assert "tuned.test.grid.k10.step1.mse" in changed
+    assert changed["tuned.test.grid.k10.step1.mse"]["diff"] != 0
+    params_diff = json.loads(dvc(project, "params", "diff", "HEAD~1", "--json").stdout)
+    change = params_diff["params.yaml"]["train.iterations"]
+    assert (change["old"], change["new"]) == (20, 30)
+
+
+def test_report_links_existing_figures_and_its_numbers_are_the_metrics(project):
+    report = (project / "reports/report.md").read_text()
+    links = re.findall(r"\]\((figures/[^)]+)\)", report)
+    assert sorted(links) == sorted(f"figures/{name}.png" for name in FIGURES)
+    assert all((project / "reports" / link).is_file() for link in links)
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    for learner, label in (("tuned", "tuned"), ("default", "untuned (MAML paper defaults)")):
+        headline_row = next(line for line in report.splitlines() if line.startswith(f"| {label} |"))
+        cells = re.findall(r"(\d+\.\d{3}) ± (\d+\.\d{3})", headline_row)
+        expected = [
+            (f"{s['mse']:.3f}", f"{s['ci95']:.3f}")
+            for kind in ("grid", "query")
+            for s in sorted_steps(metrics[learner]["test"][kind]["k10"])
+        ]
+        assert cells == expected
+    assert "**published**" in report  # reference rows are labelled as such
+
+
+def sorted_steps(by_step: dict) -> list[dict]:
+    return [by_step[k] for k in sorted(by_step, key=lambda s: int(s.removeprefix("step")))]
+
+
+def test_plots_page_works_offline(project):
+    dvc(project, "plots", "show", "--out", "plots_page")
+    page = (project / "plots_page/index.html").read_text()
+    assert "vegaEmbed" in page and "adaptation_tuned" in page and "kshot_pretrained" in page
+    assert not re.search(r"<script[^>]+src=", page)

@@ -1,0 +1,110 @@
+"""Meta-training: task sampling, determinism, divergence detection, and the real search objective."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from metahpo.errors import DivergenceError
+from metahpo.learners import LearnerConfig
+from metahpo.metatrain import TaskPool, TrainSettings, build_learner, meta_train
+from metahpo.search import Search, zero_predictor_mse
+from metahpo.tasks import generate_splits
+from metahpo.trial import TrialRequest, run_trial
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def splits(tiny_params):
+    return generate_splits(tiny_params["tasks"], 0)
+
+
+def _settings(iterations=15, outer_lr=1e-3, schedule="constant"):
+    return TrainSettings(iterations, 4, outer_lr, schedule, 5, 5)
+
+
+def test_sampled_batches_are_points_of_one_task_without_replacement(splits):
+    pool = TaskPool.from_split(splits["meta_train"], CPU)
+    sx, sy, qx, qy = pool.sample(6, 5, 7, torch.Generator().manual_seed(0))
+    assert sx.shape == (6, 5, 1) and qy.shape == (6, 7, 1)
+    x = torch.cat([sx, qx], dim=1)
+    for t in range(6):
+        assert len(set(x[t, :, 0].tolist())) == 12  # distinct points
+    # every sampled (x, y) pair is a point of the same stored task
+    y = torch.cat([sy, qy], dim=1)
+    for t in range(6):
+        rows = [(pool.x[:, :, 0] == v).nonzero()[0, 0].item() for v in x[t, :, 0]]
+        assert len(set(rows)) == 1
+        stored = dict(zip(pool.x[rows[0], :, 0].tolist(), pool.y[rows[0], :, 0].tolist()))
+        assert [stored[v] for v in x[t, :, 0].tolist()] == y[t, :, 0].tolist()
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_same_seed_gives_bit_identical_weights(splits, schedule):
+    pool = TaskPool.from_split(splits["meta_train"], CPU)
+    states = []
+    for _ in range(2):
+        learner = build_learner(LearnerConfig("metasgd", 8, 2, 0.01, 2), 7, CPU)
+        meta_train(learner, pool, _settings(schedule=schedule), seed=3)
+        states.append(learner.state_dict())
+    for name in states[0]:
+        assert torch.equal(states[0][name], states[1][name])
+
+
+def test_training_changes_weights_and_logs(splits):
+    pool = TaskPool.from_split(splits["meta_train"], CPU)
+    learner = build_learner(LearnerConfig("maml", 8, 1, 0.01, 1), 0, CPU)
+    before = {k: v.clone() for k, v in learner.state_dict().items()}
+    logged = []
+    meta_train(learner, pool, _settings(iterations=20), 0, log_every=5, on_log=lambda s, v: logged.append((s, v)))
+    assert [s for s, _ in logged] == [5, 10, 15, 20]
+    assert all(v > 0 for _, v in logged)
+    assert any(not torch.equal(before[k], v) for k, v in learner.state_dict().items())
+
+
+def test_divergent_inner_loop_is_an_error_not_saved_weights(splits):
+    pool = TaskPool.from_split(splits["meta_train"], CPU)
+    learner = build_learner(LearnerConfig("maml", 8, 2, 1.0e4, 5), 0, CPU)
+    with pytest.raises(DivergenceError, match="meta-loss is (nan|inf)"):
+        meta_train(learner, pool, _settings(iterations=40), 0)
+
+
+def _search(params, splits, directory):
+    manifest = directory.parent / "manifest.json"
+    manifest.write_text("{}")
+    data = {k: splits[k] for k in ("meta_train", "meta_val")}
+    return Search(params, data, zero_predictor_mse(splits["meta_val"]), directory, manifest)
+
+
+def test_real_search_marks_divergent_trials_failed(tiny_params, splits, tmp_path):
+    tiny_params["search"].update(n_calls=4, n_initial_points=2, workers=1)
+    tiny_params["search"]["space"] = {"inner_lr": {"type": "categorical", "values": [0.01, 10000.0]}}
+    tiny_params["meta"]["inner_steps"] = 5
+    best = _search(tiny_params, splits, tmp_path / "s").run()
+    trials = pd.read_csv(tmp_path / "s/trials.csv")
+    assert set(trials.loc[trials["status"] == "failed", "inner_lr"]) == {10000.0}
+    assert trials.loc[trials["status"] == "failed", "error"].str.contains("DivergenceError").all()
+    assert set(trials.loc[trials["status"] == "ok", "inner_lr"]) == {0.01}
+    assert best["point"]["inner_lr"] == 0.01
+
+
+def _request(tiny_params, splits, medians):
+    tiny_params["search"].update(iterations=40)
+    tiny_params["search"]["median_stop"].update(enabled=True, checkpoints=4)
+    data = (splits["meta_train"], splits["meta_val"])
+    return TrialRequest(0, {"inner_lr": 0.01}, 5, tiny_params, *data, medians=medians)
+
+
+def test_median_rule_stops_a_trial_above_the_median_and_records_where(tiny_params, splits):
+    result = run_trial(_request(tiny_params, splits, medians=[1e-6, 1e-6, 1e-6]))
+    assert result.status == "stopped" and result.stopped_at == 10 and len(result.curve) == 1
+    assert result.objective == result.curve[0] and "median" in result.error
+
+
+def test_median_rule_lets_a_good_trial_finish_with_its_curve(tiny_params, splits):
+    result = run_trial(_request(tiny_params, splits, medians=[1e6, 1e6, 1e6]))
+    assert result.status == "ok" and result.stopped_at == 0 and len(result.curve) == 4
+    unchecked = run_trial(_request(tiny_params, splits, medians=None))
+    assert unchecked.objective == result.objective  # checkpoints observe, never change the run

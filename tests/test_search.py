@@ -1,0 +1,154 @@
+"""The search loop with real scikit-optimize and real executors, on cheap synthetic trials."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import synthetic_trials as st
+from skopt.space import Categorical, Integer, Real
+
+from metahpo.proposers import GridProposer, build_space, dimension_grid, make_proposer, to_python, trial_seed
+from metahpo.search import Search
+from metahpo.trial import median_reference
+
+
+@pytest.fixture
+def search_params(tiny_params):
+    tiny_params["search"].update(n_calls=12, n_initial_points=5, workers=1)
+    tiny_params["search"]["space"] = {
+        "inner_lr": {"type": "real", "low": 0.001, "high": 1.0, "prior": "log-uniform"},
+        "hidden": {"type": "integer", "low": 10, "high": 100, "prior": "uniform"},
+        "algorithm": {"type": "categorical", "values": ["maml", "metasgd"]},
+    }
+    return tiny_params
+
+
+def run(params, tmp_path, trial_fn=st.bowl, name="s", floor=10.0):
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text("{}")
+    search = Search(params, {"meta_train": {}, "meta_val": {}}, floor, tmp_path / name, manifest, trial_fn)
+    return search.run(), pd.read_csv(tmp_path / name / "trials.csv")
+
+
+def test_space_has_typed_named_dimensions(search_params):
+    dims = build_space(search_params["search"]["space"])
+    assert [type(d) for d in dims] == [Real, Integer, Categorical]
+    assert [d.name for d in dims] == ["inner_lr", "hidden", "algorithm"]
+    assert dims[0].prior == "log-uniform"
+
+
+@pytest.mark.parametrize("method", ["gp", "forest", "random", "grid"])
+def test_every_method_logs_every_trial_and_returns_the_best(search_params, tmp_path, method):
+    search_params["search"]["method"] = method
+    best, trials = run(search_params, tmp_path)
+    assert list(trials["trial"]) == list(range(12))
+    assert (trials["status"] == "ok").all()
+    assert best["objective"] == trials["objective"].min()
+    assert trials["best_so_far"].is_monotonic_decreasing
+    np.testing.assert_allclose(trials["told"], np.log(trials["objective"]))
+    assert isinstance(best["point"]["hidden"], int) and isinstance(best["point"]["algorithm"], str)
+    assert best["seed"] == trial_seed(search_params["seed"], best["trial"])
+    assert len({tuple(json.loads(p).values()) for p in trials["point"]}) == 12  # no repeated points
+
+
+def test_gp_beats_its_own_random_start(search_params, tmp_path):
+    search_params["search"].update(n_calls=20, n_initial_points=6)
+    best, trials = run(search_params, tmp_path)
+    assert best["trial"] >= 6 and best["objective"] < trials["objective"][:6].min()
+
+
+def test_same_params_give_the_same_log_bytes(search_params, tmp_path):
+    run(search_params, tmp_path, name="a")
+    run(search_params, tmp_path, name="b")
+    assert (tmp_path / "a/trials.csv").read_bytes() == (tmp_path / "b/trials.csv").read_bytes()
+
+
+def test_batches_of_two_on_a_process_pool_equal_batches_of_two_inline(search_params, tmp_path):
+    search_params["search"]["workers"] = 2
+    run(search_params, tmp_path, name="pool")
+    inline = dict(search_params, search=dict(search_params["search"]))
+    # Same batch size, run one at a time: the proposer sees the same asks and tells.
+    from metahpo.executors import InlineExecutor, TrialRunner
+
+    original = TrialRunner._start
+    TrialRunner._start = lambda self: setattr(self, "executor", InlineExecutor())
+    try:
+        run(inline, tmp_path, name="inline")
+    finally:
+        TrialRunner._start = original
+    assert (tmp_path / "pool/trials.csv").read_bytes() == (tmp_path / "inline/trials.csv").read_bytes()
+
+
+def test_failed_trials_get_a_penalty_and_are_never_best(search_params, tmp_path):
+    best, trials = run(search_params, tmp_path, trial_fn=st.diverges_above_005, floor=7.5)
+    failed = trials[trials["status"] == "failed"]
+    assert len(failed) > 0 and failed["objective"].isna().all()
+    assert (failed["told"] >= math.log(7.5)).all() and failed["error"].str.contains("nan").all()
+    assert best["point"]["inner_lr"] <= 0.05
+
+
+def test_all_trials_failing_is_an_error(search_params, tmp_path):
+    from metahpo.errors import DivergenceError
+
+    with pytest.raises(DivergenceError, match="all 12 trials failed"):
+        run(search_params, tmp_path, trial_fn=st.always_fails)
+
+
+def test_more_calls_reuse_every_finished_trial(search_params, tmp_path, capsys):
+    search_params["search"]["n_calls"] = 6
+    run(search_params, tmp_path, name="s")
+    seconds_before = pd.read_csv(tmp_path / "s/trial_seconds.csv")
+    search_params["search"]["n_calls"] = 12
+    _, extended = run(search_params, tmp_path, name="s")
+    assert "6 finished trials" in capsys.readouterr().err
+    _, fresh = run(search_params, tmp_path, name="fresh")
+    pd.testing.assert_frame_equal(extended, fresh)
+    assert (pd.read_csv(tmp_path / "s/trial_seconds.csv")[:6] == seconds_before).all().all()
+
+
+def test_a_log_from_other_params_is_not_reused(search_params, tmp_path, capsys):
+    run(search_params, tmp_path, name="s")
+    search_params["search"]["iterations"] += 1
+    run(search_params, tmp_path, name="s")
+    assert "params, task data or code changed" in capsys.readouterr().err
+
+
+def test_a_lost_worker_is_retried_then_recorded_as_failed(search_params, tmp_path, monkeypatch):
+    search_params["search"].update(workers=2, n_calls=4, n_initial_points=4)
+    monkeypatch.setenv(st.MARKER_DIR, str(tmp_path))
+    _, trials = run(search_params, tmp_path, trial_fn=st.dies_once_on_trial_1, name="retried")
+    assert (trials["status"] == "ok").all()
+    search_params["search"]["retries"] = 0
+    _, trials = run(search_params, tmp_path, trial_fn=st.always_dies_on_trial_1, name="lost")
+    assert trials.loc[1, "status"] == "failed" and "worker lost" in trials.loc[1, "error"]
+
+
+def test_grid_covers_the_space_on_the_prior_scale(search_params):
+    search_params["search"].update(method="grid", grid_points=3)
+    grid = make_proposer(search_params["search"], 0)
+    assert isinstance(grid, GridProposer) and len(grid) == 3 * 3 * 2
+    lr = build_space(search_params["search"]["space"])[0]
+    np.testing.assert_allclose(dimension_grid(lr, 3), [0.001, math.sqrt(0.001), 1.0])
+    assert len({tuple(p) for p in grid.ask(18, 0)}) == 18
+
+
+def test_random_points_depend_only_on_the_trial(search_params):
+    search_params["search"]["method"] = "random"
+    a, b = make_proposer(search_params["search"], 0), make_proposer(search_params["search"], 0)
+    assert a.ask(4, 0)[2:] == b.ask(2, 2)
+
+
+def test_median_reference_needs_enough_trials():
+    curves = [[3.0, 2.0], [5.0, 1.0], [4.0]]
+    assert median_reference(curves, 3) == [4.0]
+    assert median_reference(curves, 2) == [4.0, 1.5]
+    assert median_reference(curves, 4) is None
+
+
+def test_numpy_scalars_are_cast():
+    assert type(to_python(np.int64(3))) is int and type(to_python(np.float64(0.5))) is float
+    assert to_python("maml") == "maml"

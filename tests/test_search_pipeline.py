@@ -1,0 +1,89 @@
+"""The real search stage: Dask against local processes, kill and resume, every method through DVC."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from metahpo.search import Search, zero_predictor_mse
+from metahpo.tasks import generate_splits, save_splits
+
+from project import copy_project, dvc, env_for, run, write_params
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def data_dir(tmp_path, tiny_params):
+    save_splits(tmp_path / "tasks", generate_splits(tiny_params["tasks"], 0), tiny_params["tasks"], 0)
+    return tmp_path / "tasks"
+
+
+def _real_search(params, data_dir, out):
+    from metahpo.tasks import load_split
+
+    data = {name: load_split(data_dir, name) for name in ("meta_train", "meta_val")}
+    return Search(params, data, zero_predictor_mse(data["meta_val"]), out, data_dir / "manifest.json").run()
+
+
+def test_dask_local_cluster_gives_the_same_trial_log_as_local_processes(tiny_params, data_dir, tmp_path):
+    tiny_params["search"].update(n_calls=4, n_initial_points=2, workers=2)
+    best_local = _real_search(tiny_params, data_dir, tmp_path / "local")
+    tiny_params["search"].update(executor="dask", address=None)
+    best_dask = _real_search(tiny_params, data_dir, tmp_path / "dask")
+    assert (tmp_path / "local/trials.csv").read_bytes() == (tmp_path / "dask/trials.csv").read_bytes()
+    assert best_local == best_dask
+
+
+def _search_project(root, params):
+    copy_project(root, params)
+    run(root, sys.executable, "stages/generate.py")
+    return root
+
+
+def test_killed_search_resumes_without_rerunning_finished_trials(tiny_params, tmp_path):
+    tiny_params["search"].update(n_calls=8, n_initial_points=3, workers=1, iterations=300)
+    reference = _search_project(tmp_path / "reference", tiny_params)
+    run(reference, sys.executable, "stages/search.py")
+
+    root = _search_project(tmp_path / "killed", tiny_params)
+    proc = subprocess.Popen(
+        [sys.executable, "stages/search.py"], cwd=root, env=env_for(root), stderr=subprocess.DEVNULL
+    )
+    log = root / "reports/search/trials.csv"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 4):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    finished = len(pd.read_csv(log))
+    assert 3 <= finished < 8
+    seconds_before = pd.read_csv(root / "reports/search/trial_seconds.csv")
+
+    resumed = run(root, sys.executable, "stages/search.py")
+    assert f"{finished} finished trials" in resumed.stderr
+    seconds_after = pd.read_csv(root / "reports/search/trial_seconds.csv")
+    pd.testing.assert_frame_equal(seconds_after[:finished], seconds_before)  # not rerun: same timings
+    for name in ("trials.csv", "best.json"):
+        assert (root / "reports/search" / name).read_bytes() == (reference / "reports/search" / name).read_bytes()
+
+
+@pytest.mark.parametrize("method", ["gp", "forest", "random", "grid"])
+def test_every_method_runs_through_dvc_repro(tiny_params, tmp_path, method):
+    tiny_params["search"].update(method=method, n_calls=4, n_initial_points=2, grid_points=2)
+    root = copy_project(tmp_path, tiny_params)
+    dvc(root, "repro", "search")
+    trials = pd.read_csv(root / "reports/search/trials.csv")
+    best = json.loads((root / "reports/search/best.json").read_text())
+    assert len(trials) == 4 and (trials["status"] == "ok").all()
+    assert best["objective"] == trials["objective"].min()
+    write_params(root, {**tiny_params, "search": {**tiny_params["search"], "n_calls": 5}})
+    extended = dvc(root, "repro", "search")
+    assert "4 finished trials" in extended.stderr + extended.stdout
+    assert len(pd.read_csv(root / "reports/search/trials.csv")) == 5
