@@ -21,6 +21,7 @@ PROJECT_FILES = (
     ".dvc/plots_template.html",
     ".dvcignore",
     ".gitignore",
+    "data/raw/README.md",
 )
 
 

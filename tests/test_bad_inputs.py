@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from image_folders import image_folder_params, make_flat
 
 from metahpo.evaluate import evaluate_stage
 from metahpo.runtime import run_stage
@@ -60,6 +61,18 @@ def params_edit(dotted: str, value, **more):
         params = yaml.safe_load((root / "params.yaml").read_text())
         for key_path, new in edits.items():
             set_dotted(params, key_path, DELETE if new is None else new)
+        (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+    return apply
+
+
+def image_folder(mutate=lambda folders: None, classes: int = 8):
+    """An image folder under data/raw/imgs with the tiny image_folder params, then ``mutate(class folders)``."""
+
+    def apply(root: Path):
+        folders = make_flat(root / "data/raw/imgs", classes=classes)
+        mutate(folders)
+        params = image_folder_params(yaml.safe_load((root / "params.yaml").read_text()), "data/raw/imgs")
         (root / "params.yaml").write_text(yaml.safe_dump(params))
 
     return apply
@@ -164,6 +177,21 @@ CASES = [
         ),
         "search.space",
     ),
+    # classification settings and image folders
+    ("generate", params_edit("tasks.family", "image_folder"), "tasks.root: required"),
+    (
+        "generate",
+        params_edit("tasks.family", "image_folder", tasks__root="/srv/images", tasks__image_size=8),
+        "data/raw",
+    ),
+    ("generate", params_edit("tasks.rotations", [0, 45]), "tasks.rotations"),
+    ("generate", params_edit("tasks.class_splits.meta_train", 0.9, tasks__family="digits"), "tasks.class_splits"),
+    ("search", params_edit("model.arch", "conv"), "model.arch"),
+    ("search", params_edit("search.objective", "accuracy"), "search.objective"),
+    ("generate", image_folder(lambda f: (f[2] / "1.png").write_bytes(b"\x89PNG broken")), "class2/1.png"),
+    ("generate", image_folder(lambda f: (f[0].parent / "no_images").mkdir()), "class 'no_images' has no images"),
+    ("generate", image_folder(classes=2), "fewer than tasks.ways"),
+    ("generate", image_folder(lambda f: [p.unlink() for p in sorted(f[5].glob("*.png"))[2:]]), "class 'class5'"),
     # task files
     ("search", remove("data/tasks/manifest.json"), "data/tasks/manifest.json"),
     ("search", write("data/tasks/manifest.json", "{oops"), "data/tasks/manifest.json"),
@@ -211,4 +239,4 @@ def test_bad_input_is_refused_before_any_work(ready, tmp_path, monkeypatch, caps
 
 
 def test_there_are_at_least_25_distinct_cases():
-    assert len(CASES) >= 25
+    assert len(CASES) >= 45

@@ -105,7 +105,7 @@ def test_report_links_existing_figures_and_its_numbers_are_the_metrics(project):
     assert sorted(links) == sorted(f"figures/{name}.png" for name in FIGURES)
     assert all((project / "reports" / link).is_file() for link in links)
     metrics = json.loads((project / "reports/metrics.json").read_text())
-    for learner, label in (("tuned", "tuned"), ("default", "untuned (MAML paper defaults)")):
+    for learner, label in (("tuned", "tuned"), ("default", "untuned (params.yaml defaults)")):
         headline_row = next(line for line in report.splitlines() if line.startswith(f"| {label} |"))
         cells = re.findall(r"(\d+\.\d{3}) ± (\d+\.\d{3})", headline_row)
         expected = [

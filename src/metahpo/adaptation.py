@@ -1,4 +1,4 @@
-"""Adaptation error on held-out tasks: per-task MSE after 0..S inner steps, and its summary."""
+"""Adaptation on held-out tasks: per-task MSE or accuracy after 0..S inner steps, and their summary."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import math
 import numpy as np
 import torch
 
-from metahpo.learners import MetaLearner, task_mse
+from metahpo.episodes import episode_arrays
+from metahpo.learners import MetaLearner, task_accuracy, task_cross_entropy, task_mse
 from metahpo.model import forward
 
 QUERY_KINDS = ("query", "grid")
@@ -49,10 +50,48 @@ def adaptation_errors(
     return out
 
 
+def classification_scores(
+    learner: MetaLearner, split: dict[str, np.ndarray], max_steps: int, chunk: int, device: torch.device, shots: int
+) -> dict[str, np.ndarray]:
+    """Per-episode query ``accuracy`` and ``loss`` (cross-entropy) ``[max_steps + 1, episodes]``.
+
+    Each stored episode adapts on the first ``shots`` support images of each class.
+    """
+    support_x, support_y, query_x, query_y = (torch.from_numpy(a).to(device) for a in episode_arrays(split, shots))
+    n = support_x.shape[0]
+    out = {"accuracy": np.zeros((max_steps + 1, n)), "loss": np.zeros((max_steps + 1, n))}
+    for start in range(0, n, chunk):
+        part = slice(start, min(start + chunk, n))
+        for step, fast in enumerate(learner.trajectory(support_x[part], support_y[part], max_steps)):
+            with torch.no_grad():
+                logits = learner.query_outputs(fast, support_x[part], support_y[part], query_x[part])
+                out["accuracy"][step, part] = task_accuracy(logits, query_y[part]).cpu().numpy()
+                out["loss"][step, part] = task_cross_entropy(logits, query_y[part]).double().cpu().numpy()
+    return out
+
+
+def validation_score(learner: MetaLearner, split: dict, steps: int, shots: int, device: torch.device, objective="loss"):
+    """The search objective on ``split`` after ``steps`` adaptation steps on ``shots`` points (lower is better).
+
+    Regression: the mean grid MSE. Classification: the mean query cross-entropy (``loss``) or the error
+    rate, 1 - accuracy (``accuracy``).
+    """
+    if "images" in split:
+        scores = classification_scores(learner, split, steps, len(split["support_index"]), device, shots)
+        return float(scores["loss"][steps].mean() if objective == "loss" else 1.0 - scores["accuracy"][steps].mean())
+    return validation_mse(learner, split, steps, shots, device)
+
+
 def validation_mse(learner: MetaLearner, split: dict, steps: int, shots: int, device: torch.device) -> float:
     """Mean grid MSE over every task of ``split`` after ``steps`` adaptation steps on ``shots`` points."""
     errors = adaptation_errors(learner, split, steps, len(split["support_x"]), device, shots)
     return float(errors["grid"][steps].mean())
+
+
+def summarize_accuracy(accuracy: np.ndarray) -> dict[str, float]:
+    """Mean accuracy over episodes and its 95% confidence half-width (1.96·std/√n)."""
+    std = float(accuracy.std(ddof=1)) if accuracy.size > 1 else 0.0
+    return {"accuracy": float(accuracy.mean()), "ci95": Z_95 * std / math.sqrt(accuracy.size)}
 
 
 def summarize(errors: np.ndarray) -> dict[str, float | None]:

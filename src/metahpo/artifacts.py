@@ -8,11 +8,26 @@ from pathlib import Path
 import torch
 
 from metahpo.atomic import atomic_path, write_json
-from metahpo.config import validate_setting
+from metahpo.config import ARCHITECTURES, TUNABLE, choice, integer, section
 from metahpo.errors import ArtifactError
-from metahpo.learners import LearnerConfig, MetaLearner
+from metahpo.learners import LEARNER_ALGORITHMS, LearnerConfig, MetaLearner
 
-LEARNER_KEYS = ("algorithm", "hidden", "layers", "inner_lr", "inner_steps")
+
+def _shape(v, path) -> list[str]:
+    ok = isinstance(v, list) and 1 <= len(v) <= 2 and all(isinstance(n, int) and 1 <= n <= 4096 for n in v)
+    return [] if ok else [f"{path}: expected a list of one or two sizes, got {v!r}"]
+
+
+LEARNER_SCHEMA = section(
+    {
+        "algorithm": choice(*LEARNER_ALGORITHMS),
+        **{k: TUNABLE[k][1] for k in ("hidden", "layers", "inner_lr", "inner_steps")},
+        "arch": choice(*ARCHITECTURES),
+        "input_shape": _shape,
+        "outputs": integer(1, 1000),
+        "loss": choice("mse", "cross_entropy"),
+    }
+)
 
 
 def save_learner(learner: MetaLearner, out_dir: str | Path, extra: dict | None = None) -> None:
@@ -35,10 +50,11 @@ def load_learner(model_dir: str | Path, device: torch.device) -> MetaLearner:
         raise ArtifactError(f"{config_path}: missing; run the train stage first") from None
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise ArtifactError(f"{config_path}: not a valid learner config ({exc!r})") from None
-    problems = validate_setting(raw, LEARNER_KEYS)
+    problems = LEARNER_SCHEMA(raw, "learner")
     if problems:
-        raise ArtifactError(f"{config_path}: learner.{problems[0]}")
-    learner = MetaLearner(LearnerConfig(**raw), torch.Generator().manual_seed(0), device)
+        raise ArtifactError(f"{config_path}: {problems[0]}")
+    config = LearnerConfig(**{**raw, "input_shape": tuple(raw["input_shape"])})
+    learner = MetaLearner(config, torch.Generator().manual_seed(0), device)
     try:
         state = torch.load(weights_path, map_location=device, weights_only=True)
     except FileNotFoundError:

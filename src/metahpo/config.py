@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import yaml
 
 from metahpo.errors import ConfigError
 
 DEFAULT_PATH = "params.yaml"
+RAW_DATA = "data/raw"
 ALGORITHMS = ("maml", "fomaml", "metasgd", "anil")
 OUTER_SCHEDULES = ("constant", "cosine")
+FAMILIES = ("sinusoid", "digits", "image_folder")
+ARCHITECTURES = ("mlp", "conv")
+OBJECTIVES = ("loss", "accuracy")
 Check = Callable[[object, str], list[str]]
 
 
@@ -110,6 +114,41 @@ def interval(min_low: float | None = None) -> Check:
     return check
 
 
+def rotation_list() -> Check:
+    """Distinct rotations in degrees, each 0, 90, 180 or 270."""
+
+    def check(v, path):
+        ok = (
+            isinstance(v, list)
+            and v
+            and all(_is_int(r) and r in (0, 90, 180, 270) for r in v)
+            and len(set(v)) == len(v)
+        )
+        return (
+            [] if ok else [f"{path}: expected a non-empty list of distinct rotations from 0, 90, 180, 270, got {v!r}"]
+        )
+
+    return check
+
+
+def optional(rule: Check) -> Check:
+    """``null`` or a value accepted by ``rule``."""
+
+    def check(v, path):
+        return [] if v is None else rule(v, path)
+
+    return check
+
+
+def text() -> Check:
+    """A non-empty string (a path)."""
+
+    def check(v, path):
+        return [] if isinstance(v, str) and v.strip() else [f"{path}: expected a non-empty path, got {v!r}"]
+
+    return check
+
+
 def section(fields: dict[str, Check]) -> Check:
     """A mapping with exactly the keys of ``fields``, each checked by its own rule."""
 
@@ -196,7 +235,7 @@ SCHEMA = section(
         "threads": integer(1, 256),
         "tasks": section(
             {
-                "family": choice("sinusoid"),
+                "family": choice(*FAMILIES),
                 "shots": integer(1, 1000),
                 "query": integer(1, 1000),
                 "amplitude": interval(min_low=0),
@@ -209,9 +248,16 @@ SCHEMA = section(
                 "splits": section(
                     {name: integer(1, 10_000_000) for name in ("meta_train", "meta_val", "meta_test", "meta_ood")}
                 ),
+                "ways": integer(2, 1000),
+                "class_splits": section(
+                    {name: number(gt=0, high=1) for name in ("meta_train", "meta_val", "meta_test")}
+                ),
+                "rotations": rotation_list(),
+                "image_size": optional(integer(4, 512)),
+                "root": optional(text()),
             }
         ),
-        "model": section(_tunables("model")),
+        "model": section({"arch": choice(*ARCHITECTURES), **_tunables("model")}),
         "meta": section(_tunables("meta")),
         "search": section(
             {
@@ -221,6 +267,7 @@ SCHEMA = section(
                 "n_initial_points": integer(1, 100_000),
                 "iterations": integer(1, 10_000_000),
                 "objective_steps": integer(0, 100),
+                "objective": choice(*OBJECTIVES),
                 "workers": integer(1, 1024),
                 "executor": choice(*EXECUTORS),
                 "address": address(),
@@ -253,6 +300,31 @@ def _cross_checks(params: dict) -> list[str]:
         )
     if search["executor"] == "local" and search["address"] is not None:
         problems.append(f"search.address: only used with search.executor: dask, got {search['address']!r}")
+    return problems + _family_checks(params)
+
+
+def _family_checks(params: dict) -> list[str]:
+    tasks, problems = params["tasks"], []
+    classification = tasks["family"] != "sinusoid"
+    if not classification:
+        if params["model"]["arch"] == "conv":
+            problems.append("model.arch: conv needs images (tasks.family: digits or image_folder), got sinusoid")
+        if params["search"]["objective"] == "accuracy":
+            problems.append("search.objective: accuracy needs classification (tasks.family: digits or image_folder)")
+        return problems
+    fractions = tasks["class_splits"]
+    if abs(sum(fractions.values()) - 1.0) > 1e-9:
+        problems.append(f"tasks.class_splits: expected fractions summing to 1, got {fractions!r}")
+    if tasks["family"] == "image_folder":
+        for key in ("root", "image_size"):
+            if tasks[key] is None:
+                problems.append(f"tasks.{key}: required by tasks.family: image_folder (got null)")
+        root = tasks["root"]
+        if root is not None and not PurePosixPath(root).is_relative_to(RAW_DATA) or ".." in str(root):
+            problems.append(
+                f"tasks.root: expected a folder under {RAW_DATA}/ (the generate stage depends on {RAW_DATA}, "
+                f"so a changed image reruns it), got {root!r}"
+            )
     return problems
 
 
@@ -280,3 +352,10 @@ def load_params(path: str | Path = DEFAULT_PATH) -> dict:
     if problems:
         raise ConfigError("\n".join(f"{path}: {p}" for p in problems))
     return params
+
+
+def objective_name(params: dict) -> str:
+    """What the search minimises, in words."""
+    if params["tasks"]["family"] == "sinusoid":
+        return "grid MSE"
+    return "cross-entropy" if params["search"]["objective"] == "loss" else "error rate (1 - accuracy)"

@@ -5,6 +5,10 @@
 (meta_ood, outside the training ranges); ``kind`` is ``grid`` (100-point grid) or ``query`` (K random
 query points); ``K`` the support points adapted on; ``s`` the adaptation steps; ``stat`` ``mse`` or
 ``ci95`` (the 95% half-width). A step where adaptation diverged on some task has ``null`` values.
+
+Classification (``digits``, ``image_folder``): ``<learner>.test.query.k<K>.step<s>.<accuracy|ci95>``
+over the stored meta_test episodes, ``learner`` ``tuned``, ``default`` or ``protonet``; K is the
+support images per class.
 """
 
 from __future__ import annotations
@@ -14,10 +18,10 @@ import pandas as pd
 import torch
 
 from metahpo import paths
-from metahpo.adaptation import QUERY_KINDS, adaptation_errors, summarize
+from metahpo.adaptation import QUERY_KINDS, adaptation_errors, classification_scores, summarize, summarize_accuracy
 from metahpo.artifacts import load_learner
 from metahpo.atomic import write_json, write_text
-from metahpo.tasks import load_split
+from metahpo.tasks import is_classification, load_split
 
 SPLITS = {"test": "meta_test", "ood": "meta_ood"}
 
@@ -36,8 +40,52 @@ def _write_csv(path, columns: dict) -> None:
     write_text(path, pd.DataFrame(columns).to_csv(index=False, float_format="%.6g"))
 
 
+def trained_steps(learner) -> int:
+    """Inner steps a learner was meta-trained with (none for the prototypical network)."""
+    return 0 if learner.config.algorithm == "protonet" else learner.config.inner_steps
+
+
+def evaluate_classification(params: dict, device: torch.device) -> None:
+    """Accuracy of every learner on the stored meta_test episodes after 0..max_steps steps, and per K."""
+    tasks, settings = params["tasks"], params["evaluate"]
+    max_steps, chunk, shots = settings["max_steps"], settings["task_chunk"], tasks["shots"]
+    test = load_split(paths.TASKS, "meta_test")
+    learners = {name: load_learner(paths.MODELS / name, device) for name in paths.learners(tasks)}
+    steps = headline_steps(max_steps, [trained_steps(learner) for learner in learners.values()])
+    metrics: dict = {
+        "protocol": {
+            "episodes": len(test["support_index"]),
+            "ways": tasks["ways"],
+            "shots": shots,
+            "query": tasks["query"],
+        }
+    }
+    for name, learner in learners.items():
+        scores = classification_scores(learner, test, max_steps, chunk, device, shots)
+        stats = [summarize_accuracy(scores["accuracy"][s]) for s in range(max_steps + 1)]
+        per_k = {f"k{shots}": {f"step{s}": stats[s] for s in steps}}
+        _write_csv(paths.accuracy_csv(name), {
+            "step": np.arange(max_steps + 1),
+            "accuracy": [s["accuracy"] for s in stats],
+            "ci95": [s["ci95"] for s in stats],
+            "loss": scores["loss"].mean(axis=1),
+        })  # fmt: skip
+        kshot: dict = {"k": sorted(tasks["eval_shots"]), "accuracy": [], "ci95": []}
+        for k in kshot["k"]:
+            at_one = summarize_accuracy(classification_scores(learner, test, 1, chunk, device, k)["accuracy"][1])
+            per_k.setdefault(f"k{k}", {})["step1"] = at_one
+            kshot["accuracy"].append(at_one["accuracy"])
+            kshot["ci95"].append(at_one["ci95"])
+        _write_csv(paths.kshot_accuracy_csv(name), kshot)
+        metrics[name] = {"inner_steps": trained_steps(learner), "test": {"query": per_k}}
+    write_json(paths.METRICS, metrics)
+
+
 def evaluate_stage(params: dict, device: torch.device) -> None:
     """Write ``reports/metrics.json`` and the per-step, per-K and out-of-distribution curves (DVC plots)."""
+    if is_classification(params["tasks"]):
+        evaluate_classification(params, device)
+        return
     tasks, settings = params["tasks"], params["evaluate"]
     max_steps, chunk, shots = settings["max_steps"], settings["task_chunk"], tasks["shots"]
     splits = {short: load_split(paths.TASKS, name) for short, name in SPLITS.items()}

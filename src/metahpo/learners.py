@@ -7,21 +7,40 @@ All four algorithms adapt per-task copies of the weights with gradient steps on 
 * ``metasgd``: Meta-SGD, per-parameter inner learning rates meta-learned with the initialisation;
 * ``anil``: Almost No Inner Loop, only the last layer is adapted (second order).
 
-Per-task gradients come from one ``autograd.grad`` of the *sum* of the per-task losses with
-respect to the task-expanded weights: tasks do not interact, so each task's slice of that
-gradient is exactly its own gradient.
+``protonet`` (prototypical networks, classification only) is the metric-based baseline: it does not
+adapt by gradient steps but classifies each query by its distance to the class means ("prototypes")
+of the support embeddings, which are the network's features before its last layer.
+
+The network is the MLP of :mod:`metahpo.model` (``arch: mlp``; images are flattened) or the conv net of
+:mod:`metahpo.conv` (``arch: conv``), with ``mse`` loss for regression or ``cross_entropy`` for
+classification. The MLP's inner gradients are written out as batched matrix products; the conv net's
+come from one ``autograd.grad`` of the *sum* of the per-task losses with respect to the task-expanded
+weights: tasks do not interact, so each task's slice of that gradient is exactly its own gradient.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 
 from metahpo.config import ALGORITHMS
+from metahpo.conv import conv_features, conv_forward, init_conv_weights
 from metahpo.errors import DivergenceError
-from metahpo.model import Weights, expand_to_tasks, forward, head_names, init_weights, layer_sizes, mse_gradients
+from metahpo.model import (
+    Weights,
+    expand_to_tasks,
+    forward,
+    head_names,
+    init_weights,
+    layer_sizes,
+    mlp_gradients,
+)
+
+LEARNER_ALGORITHMS = (*ALGORITHMS, "protonet")
 
 
 @dataclass(frozen=True)
@@ -33,10 +52,14 @@ class LearnerConfig:
     layers: int
     inner_lr: float
     inner_steps: int
+    arch: str = "mlp"  # mlp | conv
+    input_shape: tuple[int, ...] = (1,)  # (features,) for the sinusoid, (side, side) for images
+    outputs: int = 1  # 1 for regression, N (ways) for classification
+    loss: str = "mse"  # mse | cross_entropy
 
     def to_dict(self) -> dict:
         """Plain-JSON form of the config."""
-        return asdict(self)
+        return {**asdict(self), "input_shape": list(self.input_shape)}
 
 
 def task_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -44,20 +67,56 @@ def task_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (prediction - target).pow(2).mean(dim=(1, 2))
 
 
+def task_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of each task: logits ``[tasks, points, classes]``, labels ``[tasks, points]``."""
+    per_point = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none")
+    return per_point.view(labels.shape).mean(dim=1)
+
+
+def task_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Fraction of correctly classified points of each task."""
+    return (logits.argmax(dim=-1) == labels).double().mean(dim=1)
+
+
+def prototype_logits(support: torch.Tensor, support_y: torch.Tensor, query: torch.Tensor, ways: int) -> torch.Tensor:
+    """Negative squared distances ``[tasks, query points, ways]`` from query embeddings to class means."""
+    one_hot = F.one_hot(support_y, ways).to(support.dtype)
+    prototypes = torch.bmm(one_hot.transpose(1, 2), support) / one_hot.sum(dim=1).unsqueeze(-1)
+    return -(query.unsqueeze(2) - prototypes.unsqueeze(1)).pow(2).sum(dim=-1)
+
+
+def _mlp_features(weights: Weights, x: torch.Tensor) -> torch.Tensor:
+    """The MLP's last hidden activations (its input to the output layer)."""
+    body = {n: w for n, w in weights.items() if n not in head_names(weights)}
+    return torch.relu(forward(body, x)) if body else x.flatten(2)
+
+
+def initial_weights(config: LearnerConfig, generator: torch.Generator, device) -> Weights:
+    """Freshly initialised network weights for ``config``."""
+    if config.arch == "conv":
+        return init_conv_weights(
+            config.hidden, config.layers, config.input_shape[-1], config.outputs, generator, device
+        )
+    in_features = math.prod(config.input_shape)
+    return init_weights(layer_sizes(config.hidden, config.layers, in_features, config.outputs), generator, device)
+
+
 class MetaLearner(torch.nn.Module):
-    """An MLP initialisation (plus, for Meta-SGD, inner learning rates) that adapts to tasks."""
+    """A network initialisation (plus, for Meta-SGD, inner learning rates) that adapts to tasks."""
 
     def __init__(self, config: LearnerConfig, generator: torch.Generator, device: torch.device | str = "cpu"):
         super().__init__()
-        if config.algorithm not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {config.algorithm!r}; expected one of {', '.join(ALGORITHMS)}")
+        if config.algorithm not in LEARNER_ALGORITHMS:
+            raise ValueError(f"unknown algorithm {config.algorithm!r}; expected one of {', '.join(LEARNER_ALGORITHMS)}")
         self.config = config
-        sizes = layer_sizes(config.hidden, config.layers)
+        self.conv = config.arch == "conv"
+        self.classifies = config.loss == "cross_entropy"
         self.weights = torch.nn.ParameterDict(
-            {name: torch.nn.Parameter(w) for name, w in init_weights(sizes, generator, device).items()}
+            {name: torch.nn.Parameter(w) for name, w in initial_weights(config, generator, device).items()}
         )
         names = list(self.weights)
-        self.adapted = list(head_names(self.weights)) if config.algorithm == "anil" else names
+        head = ["head_w", "head_b"] if self.conv else list(head_names(self.weights))
+        self.adapted = {"anil": head, "protonet": []}.get(config.algorithm, names)
         self.inner_lrs = torch.nn.ParameterDict()
         if config.algorithm == "metasgd":
             for name in self.adapted:
@@ -68,8 +127,36 @@ class MetaLearner(torch.nn.Module):
         """Whether the meta-gradient differentiates through the inner updates."""
         return self.config.algorithm != "fomaml"
 
+    def predict(self, fast: Weights, x: torch.Tensor) -> torch.Tensor:
+        """Network outputs ``[tasks, points, outputs]`` with task weights ``fast``."""
+        return conv_forward(fast, x) if self.conv else forward(fast, x)
+
+    def embed(self, fast: Weights, x: torch.Tensor) -> torch.Tensor:
+        """Features before the last layer ``[tasks, points, features]`` (the prototypical embedding)."""
+        return conv_features(fast, x) if self.conv else _mlp_features(fast, x)
+
+    def task_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss of each task ``[tasks]``."""
+        return task_cross_entropy(prediction, target) if self.classifies else task_mse(prediction, target)
+
+    def query_outputs(self, fast: Weights, support_x, support_y, query_x) -> torch.Tensor:
+        """Outputs on the query points: the adapted network's, or prototype scores for ``protonet``."""
+        if self.config.algorithm == "protonet":
+            return prototype_logits(
+                self.embed(fast, support_x), support_y, self.embed(fast, query_x), self.config.outputs
+            )
+        return self.predict(fast, query_x)
+
+    def _gradients(self, fast: Weights, x: torch.Tensor, y: torch.Tensor, create_graph: bool) -> list[torch.Tensor]:
+        if not self.conv:
+            return mlp_gradients(fast, x, y, self.adapted, self.config.loss)
+        loss = self.task_loss(self.predict(fast, x), y).sum()
+        return list(torch.autograd.grad(loss, [fast[n] for n in self.adapted], create_graph=create_graph))
+
     def _inner_step(self, fast: Weights, x: torch.Tensor, y: torch.Tensor, create_graph: bool) -> Weights:
-        grads = mse_gradients(fast, x, y, self.adapted)
+        if not self.adapted:
+            return fast
+        grads = self._gradients(fast, x, y, create_graph)
         if not create_graph:
             grads = [g.detach() for g in grads]
         current = [fast[n] for n in self.adapted]
@@ -89,10 +176,13 @@ class MetaLearner(torch.nn.Module):
         return fast
 
     def meta_loss(self, support_x, support_y, query_x, query_y, steps: int | None = None) -> torch.Tensor:
-        """Mean query MSE over the task batch after adapting on each task's support set (``steps`` steps)."""
+        """Mean query loss over the task batch after adapting on each task's support set (``steps`` steps)."""
         fast = self.adapt(support_x, support_y, steps)
+        outputs = self.query_outputs(fast, support_x, support_y, query_x)
+        if self.classifies:
+            return task_cross_entropy(outputs, query_y).mean()
         # Every task has the same number of query points, so the mean of the per-task MSEs is the plain MSE.
-        return torch.nn.functional.mse_loss(forward(fast, query_x), query_y)
+        return torch.nn.functional.mse_loss(outputs, query_y)
 
     def trajectory(self, x: torch.Tensor, y: torch.Tensor, steps: int) -> Iterator[Weights]:
         """Yield detached task weights after 0, 1, ..., ``steps`` inner updates (for evaluation)."""

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from metahpo.episodes import EpisodePool
 from metahpo.errors import DivergenceError
 from metahpo.learners import LearnerConfig, MetaLearner
 
@@ -35,6 +36,13 @@ class TaskPool:
         x = torch.gather(self.x[tasks], 1, points)
         y = torch.gather(self.y[tasks], 1, points)
         return x[:, :shots], y[:, :shots], x[:, shots:], y[:, shots:]
+
+
+def make_pool(split: dict[str, np.ndarray], tasks: dict, device: torch.device) -> TaskPool | EpisodePool:
+    """The meta-train sampler of a loaded ``meta_train`` split: regression tasks or N-way episodes."""
+    if "images" in split:
+        return EpisodePool.from_split(split, tasks["ways"], device)
+    return TaskPool.from_split(split, device)
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,7 @@ def meta_train(
     if settings.outer_schedule == "cosine":
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.iterations)
     check_every = log_every or max(1, settings.iterations // 20)
-    running = torch.zeros((), device=pool.x.device)
+    running = torch.zeros((), device=next(learner.parameters()).device)
     since = 0
     bar = tqdm(range(1, settings.iterations + 1), desc=progress, disable=progress is None, mininterval=1.0, leave=False)
     for step in bar:

@@ -44,10 +44,11 @@ def expand_to_tasks(weights: Weights, n_tasks: int) -> Weights:
 def forward(weights: Weights, x: torch.Tensor) -> torch.Tensor:
     """Apply the MLP to ``x`` of shape ``[tasks, points, in]`` with per-task weights ``[tasks, ...]``.
 
-    Biases are stored as ``[1, out]`` rows so that they broadcast over points without a reshape.
+    Images ``[tasks, points, height, width]`` are flattened. Biases are stored as ``[1, out]`` rows so
+    that they broadcast over points without a reshape.
     """
     depth = n_layers(weights)
-    h = x
+    h = x.flatten(2)
     for i in range(depth):
         h = torch.baddbmm(weights[f"b{i}"], h, weights[f"w{i}"])
         if i < depth - 1:
@@ -61,24 +62,38 @@ def head_names(weights: Weights) -> tuple[str, str]:
     return f"w{last}", f"b{last}"
 
 
-def mse_gradients(weights: Weights, x: torch.Tensor, y: torch.Tensor, names: list[str]) -> list[torch.Tensor]:
-    """Per-task gradients of the mean squared error with respect to ``names``, by explicit backprop.
+def output_gradient(h: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
+    """Gradient of each task's mean loss with respect to the network output ``h`` ``[tasks, points, out]``.
 
-    Equal to ``autograd.grad(task_mse(forward(weights, x), y).sum(), ...)`` but built from a handful of
-    batched matrix products, which autograd then differentiates again for second-order meta-gradients
-    far more cheaply than a double backward through a generic graph. The ReLU mask is a constant,
-    exactly as in autograd's own double backward (ReLU's second derivative is zero almost everywhere).
+    ``mse``: targets ``y`` ``[tasks, points, out]``; ``cross_entropy``: class labels ``[tasks, points]``.
+    """
+    if loss == "mse":
+        return (h - y) * (2.0 / (y.shape[1] * y.shape[2]))
+    one_hot = torch.nn.functional.one_hot(y, h.shape[-1]).to(h.dtype)
+    return (torch.softmax(h, dim=-1) - one_hot) / y.shape[1]
+
+
+def mlp_gradients(
+    weights: Weights, x: torch.Tensor, y: torch.Tensor, names: list[str], loss: str = "mse"
+) -> list[torch.Tensor]:
+    """Per-task gradients of the mean ``loss`` (``mse`` or ``cross_entropy``) with respect to ``names``.
+
+    Equal to ``autograd.grad(task_loss(forward(weights, x), y).sum(), ...)`` but built by explicit
+    backprop from a handful of batched matrix products, which autograd then differentiates again for
+    second-order meta-gradients far more cheaply than a double backward through a generic graph. The
+    ReLU mask is a constant, exactly as in autograd's own double backward (ReLU's second derivative is
+    zero almost everywhere).
     """
     depth = n_layers(weights)
     inputs, masks = [], []
-    h = x
+    h = x.flatten(2)
     for i in range(depth):
         inputs.append(h)
         h = torch.baddbmm(weights[f"b{i}"], h, weights[f"w{i}"])
         if i < depth - 1:
             masks.append(h > 0)
             h = torch.relu(h)
-    delta = (h - y) * (2.0 / (y.shape[1] * y.shape[2]))
+    delta = output_gradient(h, y, loss)
     lowest = min(int(n[1:]) for n in names)
     grads: dict[str, torch.Tensor] = {}
     for i in range(depth - 1, lowest - 1, -1):

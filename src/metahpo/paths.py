@@ -14,6 +14,12 @@ FIGURES = Path("reports/figures")
 REPORT = Path("reports/report.md")
 
 LEARNERS = ("tuned", "default", "pretrained")
+CLASSIFICATION_LEARNERS = ("tuned", "default", "protonet")
+
+
+def learners(tasks: dict) -> tuple[str, ...]:
+    """The learners trained and evaluated for a task family: the baselines differ by problem type."""
+    return LEARNERS if tasks["family"] == "sinusoid" else CLASSIFICATION_LEARNERS
 
 
 def adaptation_csv(learner: str, split: str = "test") -> Path:
@@ -24,6 +30,16 @@ def adaptation_csv(learner: str, split: str = "test") -> Path:
 def kshot_csv(learner: str) -> Path:
     """MSE after one step against the number of support points K, for one learner (DVC plot data)."""
     return PLOTS / f"kshot_{learner}.csv"
+
+
+def accuracy_csv(learner: str) -> Path:
+    """Per-step meta_test accuracy of one learner (classification; DVC plot data)."""
+    return PLOTS / f"accuracy_{learner}.csv"
+
+
+def kshot_accuracy_csv(learner: str) -> Path:
+    """Accuracy after one step against K support images per class (classification; DVC plot data)."""
+    return PLOTS / f"kshot_accuracy_{learner}.csv"
 
 
 def training_tsv(learner: str) -> Path:

@@ -1,33 +1,36 @@
 """DVC stage ``report``: PNG figures and ``reports/report.md`` from the other stages' outputs.
 
 Every number in the report is read from ``reports/metrics.json`` or ``reports/search/``; published
-numbers come from :mod:`metahpo.published` and are labelled as such.
+numbers come from :mod:`metahpo.published` and are labelled as such. This module writes the
+regression (sinusoid) report; :mod:`metahpo.report_classification` the classification one.
 """
 
 from __future__ import annotations
 
 import json
-import platform
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import skopt  # noqa: E402
-import torch  # noqa: E402
-from skopt.plots import plot_evaluations, plot_objective  # noqa: E402
+from metahpo import paths, published
+from metahpo.artifacts import load_learner
+from metahpo.atomic import write_text
+from metahpo.config import objective_name
+from metahpo.figures import (
+    COLORS,
+    LABELS,
+    common_figures,
+    environment_section,
+    save_figure,
+    search_section,
+    table,
+)
+from metahpo.model import forward
+from metahpo.report_classification import classification_report
+from metahpo.tasks import is_classification, load_split
 
-from metahpo import __version__, paths, published  # noqa: E402
-from metahpo.artifacts import load_learner  # noqa: E402
-from metahpo.atomic import atomic_path, write_text  # noqa: E402
-from metahpo.model import forward  # noqa: E402
-from metahpo.proposers import build_space  # noqa: E402
-from metahpo.tasks import load_split  # noqa: E402
-
-COLORS = {"tuned": "tab:blue", "default": "tab:orange", "pretrained": "tab:green"}
-LABELS = {"tuned": "tuned", "default": "untuned (MAML paper defaults)", "pretrained": "pretrained + fine-tuning"}
 KIND_TITLES = {"grid": "100-point grid", "query": "K random query points"}
 EXAMPLE_STEPS = (0, 1, 10)
 DIVERGED_NOTE = (
@@ -35,13 +38,6 @@ DIVERGED_NOTE = (
     "task (NaN or infinite MSE), so the step has no mean; Meta-SGD's learned rates, for example, are tuned "
     "for its trained number of steps only. The curves show where the divergence starts."
 )
-
-
-def _save(fig, name: str) -> str:
-    with atomic_path(paths.FIGURES / name) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    return name
 
 
 def _curve(name: str, split: str = "test") -> pd.DataFrame:
@@ -67,7 +63,7 @@ def adaptation_figure() -> str:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mean MSE over held-out tasks (95% CI)")
     axes[0].legend()
-    return _save(fig, "adaptation.png")
+    return save_figure(fig, "adaptation.png")
 
 
 def kshot_figure() -> str:
@@ -87,7 +83,7 @@ def kshot_figure() -> str:
            title="K-shot comparison at one adaptation step")  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, "kshot.png")
+    return save_figure(fig, "kshot.png")
 
 
 def ood_figure() -> str:
@@ -102,7 +98,7 @@ def ood_figure() -> str:
     _clip_top(ax, "grid", "ood")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(fig, "ood.png")
+    return save_figure(fig, "ood.png")
 
 
 def examples_figure(device: torch.device, shots: int, n_tasks: int = 6) -> str:
@@ -129,71 +125,12 @@ def examples_figure(device: torch.device, shots: int, n_tasks: int = 6) -> str:
         ax.set_ylim(-1.5 * test["amplitude"][i] - 0.5, 1.5 * test["amplitude"][i] + 0.5)
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
-    return _save(fig, "examples.png")
-
-
-def search_figure(trials: pd.DataFrame) -> str:
-    """Objective of each trial and the best value so far."""
-    ok = trials["status"] == "ok"
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.scatter(trials.loc[ok, "trial"], trials.loc[ok, "objective"], color="tab:blue", label="finished trial")
-    for status, color, marker in (("stopped", "tab:purple", "v"), ("failed", "tab:red", "x")):
-        rows = trials["status"] == status
-        if rows.any():
-            ax.scatter(trials.loc[rows, "trial"], np.exp(trials.loc[rows, "told"]), color=color, marker=marker,
-                       label=f"{status} (as told)")  # fmt: skip
-    ax.step(trials["trial"], trials["best_so_far"], where="post", color="black", label="best so far")
-    ax.set(xlabel="trial", ylabel="meta_val grid MSE", yscale="log", title="search convergence")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return _save(fig, "search.png")
-
-
-def surrogate_result(trials: pd.DataFrame, space: dict, seed: int):
-    """A GP fitted to every trial as told (log MSE, penalties included), for skopt's plots."""
-    names = list(space)
-    points = [[json.loads(p)[n] for n in names] for p in trials["point"]]
-    optimizer = skopt.Optimizer(
-        build_space(space), base_estimator="GP", n_initial_points=1, acq_optimizer="sampling", random_state=seed
-    )
-    optimizer.tell(points, [float(v) for v in trials["told"]])
-    return optimizer.get_result()
-
-
-def surrogate_figures(trials: pd.DataFrame, space: dict, seed: int) -> tuple[str, str]:
-    """skopt's partial dependence (``plot_objective``) and sampled points (``plot_evaluations``)."""
-    result = surrogate_result(trials, space, seed)
-    np.random.seed(seed)  # plot_objective samples the space with numpy's global generator
-    plot_objective(result, n_points=20, n_samples=200)
-    objective = _save(plt.gcf(), "objective.png")
-    plot_evaluations(result)
-    return objective, _save(plt.gcf(), "evaluations.png")
-
-
-def training_figure() -> str:
-    """Meta-training loss and meta_val MSE of each learner."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name in paths.LEARNERS:
-        metrics_dir = paths.training_tsv(name).parent
-        for ax, metric in zip(axes, ("meta_loss", "val_grid_mse")):
-            curve = pd.read_csv(metrics_dir / f"{metric}.tsv", sep="\t")
-            ax.plot(curve["step"], curve[metric], color=COLORS[name], label=LABELS[name])
-    axes[0].set(title="training loss (query MSE)", xlabel="iteration", ylabel="MSE", yscale="log")
-    axes[1].set(title="meta_val grid MSE after the trained steps", xlabel="iteration", ylabel="MSE", yscale="log")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    axes[0].legend()
-    return _save(fig, "training.png")
+    return save_figure(fig, "examples.png")
 
 
 def fmt(stat: dict) -> str:
     """``mse ± ci95`` with three decimals, or ``diverged``."""
     return "diverged" if stat["mse"] is None else f"{stat['mse']:.3f} ± {stat['ci95']:.3f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def headline_table(metrics: dict) -> str:
@@ -208,7 +145,7 @@ def headline_table(metrics: dict) -> str:
         [LABELS[n], str(metrics[n]["inner_steps"])] + [fmt(metrics[n]["test"][kind][k][s]) for kind, s in cells]
         for n in paths.LEARNERS
     ]
-    return _table(header, rows)
+    return table(header, rows)
 
 
 def kshot_table(metrics: dict, eval_shots: list[int]) -> str:
@@ -223,7 +160,7 @@ def kshot_table(metrics: dict, eval_shots: list[int]) -> str:
     for method, by_k in published.ONE_STEP.items():
         cells = [published.format_quote(*by_k[k]) if k in by_k else "" for k in ks]
         rows.append([f"{method}", f"**published** ({published.SOURCE})"] + cells)
-    return _table(header, rows)
+    return table(header, rows)
 
 
 def ood_table(metrics: dict, max_steps: int) -> str:
@@ -232,18 +169,15 @@ def ood_table(metrics: dict, max_steps: int) -> str:
     header = ["learner"] + [f"{split}, {s} steps" for split in ("test", "ood") for s in (1, max_steps)]
     cells = [(split, f"step{s}") for split in ("test", "ood") for s in (1, max_steps)]
     rows = [[LABELS[n]] + [fmt(metrics[n][split]["grid"][k][s]) for split, s in cells] for n in paths.LEARNERS]
-    return _table(header, rows)
+    return table(header, rows)
 
 
 def render_report(params: dict, metrics: dict, best: dict, trials: pd.DataFrame, figures: dict, device) -> str:
     """The markdown report."""
-    tasks, search, evaluate = params["tasks"], params["search"], params["evaluate"]
-    counts = trials["status"].value_counts()
-    configs = {n: json.loads((paths.MODELS / n / "config.json").read_text())["setting"] for n in ("tuned", "default")}
+    tasks, evaluate = params["tasks"], params["evaluate"]
     tables = (
         headline_table(metrics) + kshot_table(metrics, tasks["eval_shots"]) + ood_table(metrics, evaluate["max_steps"])
     )
-    setting_rows = [[k, str(v), str(configs["default"][k])] for k, v in configs["tuned"].items()]
     return f"""# metahpo report
 
 Generated by the `report` stage of `dvc repro`. Measured numbers are read from `reports/metrics.json`
@@ -257,27 +191,7 @@ meta_ood {tasks["splits"]["meta_ood"]} (A ∈ {tasks["ood"]["amplitude"]},
 φ ∈ [{tasks["ood"]["phase"][0]:.3f}, {tasks["ood"]["phase"][1]:.3f}]).
 Every learner trains for {params["train"]["iterations"]} iterations. Seed {params["seed"]}.
 
-## Search
-{search["method"]} search, {len(trials)} trials ({search["workers"]} at a time; {counts.get("ok", 0)} finished,
-{counts.get("stopped", 0)} stopped early, {counts.get("failed", 0)} failed), {search["iterations"]} iterations per
-trial, objective: meta_val grid MSE after {search["objective_steps"]} adaptation step(s), never meta_test.
-Best: trial {best["trial"]}, meta_val MSE {best["objective"]:.4f}.
-
-{_table(["meta-hyperparameter", "tuned", "untuned"], setting_rows)}
-
-![search convergence](figures/{figures["search"]})
-
-*Objective of every trial (failed and stopped trials at the value told to the optimizer) and the best so far.*
-
-![partial dependence](figures/{figures["objective"]})
-
-*Partial dependence of log(meta_val MSE) on each meta-hyperparameter and pair, from a GP fitted to all trials
-(red star: the best trial).*
-
-![evaluations](figures/{figures["evaluations"]})
-
-*Where the search sampled: histograms per meta-hyperparameter and pairwise scatter, in trial order.*
-
+{search_section(params, best, trials, figures, "grid MSE")}
 ## Held-out results
 Protocol: {metrics["protocol"]["tasks"]} meta_test tasks; each learner adapts on K support points with its own
 inner rule (the pretrained network by SGD at the tuned rate); mean MSE ± 95% CI (1.96·std/√n) on K random query
@@ -319,25 +233,29 @@ meta_ood tasks have amplitudes and phases outside the training ranges; grid MSE,
 
 *Training loss and meta_val grid MSE during the final training of each learner.*
 
-## Environment
-metahpo {__version__}, Python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__},
-scikit-optimize {skopt.__version__}; device {device.type}, {params["threads"]} torch thread(s) per process. Another
-device, thread count or library version can change the numbers in the last digits.
-"""
+{environment_section(params, device)}"""
 
 
 def report_stage(params: dict, device: torch.device) -> None:
     """Draw every figure, then write ``reports/report.md``."""
     trials = pd.read_csv(paths.TRIALS)
+    metrics = json.loads(paths.METRICS.read_text(encoding="utf-8"))
+    best = json.loads(paths.BEST.read_text(encoding="utf-8"))
+    if is_classification(params["tasks"]):
+        write_text(paths.REPORT, classification_report(params, metrics, best, trials, device))
+        return
     figures = {
         "adaptation": adaptation_figure(),
         "kshot": kshot_figure(),
         "ood": ood_figure(),
         "examples": examples_figure(device, params["tasks"]["shots"]),
-        "search": search_figure(trials),
-        "training": training_figure(),
+        **common_figures(
+            params,
+            trials,
+            objective_name(params),
+            "val_grid_mse",
+            "query MSE",
+            "meta_val grid MSE after the trained steps",
+        ),  # fmt: skip
     }
-    figures["objective"], figures["evaluations"] = surrogate_figures(trials, params["search"]["space"], params["seed"])
-    metrics = json.loads(paths.METRICS.read_text(encoding="utf-8"))
-    best = json.loads(paths.BEST.read_text(encoding="utf-8"))
     write_text(paths.REPORT, render_report(params, metrics, best, trials, figures, device))

@@ -3,8 +3,9 @@
 The estimate is simple and errs high: per task and per inner step, second-order adaptation keeps
 the fast weights, their gradients and the update (three copies of the parameters) plus the
 activations, ReLU masks and back-propagated errors of every layer; the query forward keeps its
-activations once more. ``benchmarks/README.md`` compares it with the memory autograd really keeps
-(about 1.5x less on the MAML-paper setting).
+activations once more; for the conv net, the activations of a point are every block's feature maps.
+``benchmarks/README.md`` compares the estimate with the memory autograd really keeps (about 1.5x less
+on the MAML-paper setting).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 
 import torch
 
+from metahpo.conv import feature_count, feature_side
 from metahpo.errors import InputError
 
 BYTES_PER_FLOAT = 4
@@ -25,10 +27,30 @@ def parameter_count(hidden: int, layers: int, in_features: int = 1, out_features
     return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
-def meta_step_bytes(setting: dict, points: int) -> int:
-    """Estimated peak memory of one meta-step (``points`` = support + query points per task)."""
-    params = parameter_count(setting["hidden"], setting["layers"])
-    activations = points * setting["hidden"] * setting["layers"]
+def conv_parameter_count(width: int, blocks: int, side: int, outputs: int) -> int:
+    """Weights of the conv net: kernels, batch-norm scales and shifts, and the linear head."""
+    kernels = 9 * width * (1 + width * (blocks - 1)) + 2 * width * blocks
+    return kernels + (feature_count(width, blocks, side) + 1) * outputs
+
+
+def conv_activations(width: int, blocks: int, side: int) -> int:
+    """Values kept per image: convolution, normalisation and ReLU outputs of every block."""
+    return 3 * width * sum(feature_side(side, b) ** 2 for b in range(blocks))
+
+
+def meta_step_bytes(setting: dict, points: int, arch: str = "mlp", side: int = 1, outputs: int = 1) -> int:
+    """Estimated peak memory of one meta-step (``points`` = support + query points per task).
+
+    ``side`` is the image side for ``arch: conv`` (the MLP's input size otherwise).
+    """
+    hidden, layers = setting["hidden"], setting["layers"]
+    if arch == "conv":
+        params, activations = (
+            conv_parameter_count(hidden, layers, side, outputs),
+            points * conv_activations(hidden, layers, side),
+        )
+    else:
+        params, activations = parameter_count(hidden, layers, side, outputs), points * hidden * layers
     per_task = setting["inner_steps"] * (3 * params + 3 * activations) + 2 * activations
     return BYTES_PER_FLOAT * setting["meta_batch_size"] * per_task
 
@@ -44,9 +66,23 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
-def check_fits(setting: dict, points: int, device: torch.device, keys: str) -> None:
+def step_shape(params: dict) -> dict:
+    """``points``, ``arch``, ``side`` and ``outputs`` of :func:`meta_step_bytes` for ``params``' task family."""
+    tasks = params["tasks"]
+    if tasks["family"] == "sinusoid":
+        return {"points": tasks["shots"] + tasks["query"]}
+    side = tasks["image_size"] or 8
+    return {
+        "points": tasks["ways"] * (tasks["shots"] + tasks["query"]),
+        "arch": params["model"]["arch"],
+        "side": side if params["model"]["arch"] == "conv" else side * side,
+        "outputs": tasks["ways"],
+    }
+
+
+def check_fits(setting: dict, params: dict, device: torch.device, keys: str) -> None:
     """Raise :class:`InputError` naming ``keys`` when the estimated meta-step exceeds 80% of the device."""
-    need, have = meta_step_bytes(setting, points), device_memory(device)
+    need, have = meta_step_bytes(setting, **step_shape(params)), device_memory(device)
     if need > USABLE_FRACTION * have:
         shown = ", ".join(f"{k}={setting[k]}" for k in ("meta_batch_size", "inner_steps", "hidden", "layers"))
         raise InputError(

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from metahpo import paths
 from metahpo.atomic import write_json
+from metahpo.config import objective_name
 from metahpo.errors import DivergenceError
 from metahpo.executors import TrialRunner, is_lost_worker
 from metahpo.proposers import make_proposer, trial_seed
@@ -41,9 +42,25 @@ from metahpo.trial_log import TrialLog, fingerprint
 OK, FAILED, STOPPED = "ok", "failed", "stopped"
 
 
+# Objectives are told on the log scale; an objective of exactly 0 (perfect accuracy) is told as this.
+SMALLEST_TOLD = 1e-12
+
+
 def zero_predictor_mse(split: dict) -> float:
     """Grid MSE of predicting 0 everywhere: the floor of the penalty given to failed trials."""
     return float((split["grid_y"].astype(np.float64) ** 2).mean())
+
+
+def chance_objective(ways: int, objective: str) -> float:
+    """A classifier's objective at chance: cross-entropy log(N), or error rate (N - 1) / N."""
+    return math.log(ways) if objective == "loss" else (ways - 1) / ways
+
+
+def penalty_floor(params: dict, meta_val: dict) -> float:
+    """The least value told for a failed trial: what a predictor that learned nothing scores."""
+    if "images" in meta_val:
+        return chance_objective(params["tasks"]["ways"], params["search"]["objective"])
+    return zero_predictor_mse(meta_val)
 
 
 def told_values(rows: dict[int, dict], penalty_floor: float) -> None:
@@ -55,7 +72,7 @@ def told_values(rows: dict[int, dict], penalty_floor: float) -> None:
         if row["status"] == FAILED:
             row["told"] = math.log(max([penalty_floor, *finished]))
         else:
-            row["told"] = math.log(row["objective"])
+            row["told"] = math.log(max(row["objective"], SMALLEST_TOLD))
         if row["status"] == OK:
             finished.append(row["objective"])
             best = row["objective"] if math.isnan(best) else min(best, row["objective"])
@@ -177,15 +194,16 @@ def write_best(path: Path, params: dict, best: dict) -> None:
 
 def search_stage(params: dict, device: torch.device) -> None:
     """DVC stage ``search``: the trial log and the best setting under ``reports/search``."""
-    tasks = params["tasks"]
     check_fits(
         largest_setting(default_setting(params), params["search"]["space"]),
-        tasks["shots"] + tasks["query"],
+        params,
         device,
         "search.space (largest meta_batch_size, inner_steps, hidden or layers)",
     )
     data = {name: load_split(paths.TASKS, name) for name in ("meta_train", "meta_val")}
-    search = Search(params, data, zero_predictor_mse(data["meta_val"]), paths.SEARCH, paths.TASKS / "manifest.json")
+    search = Search(params, data, penalty_floor(params, data["meta_val"]), paths.SEARCH, paths.TASKS / "manifest.json")
     best = search.run()
     write_best(paths.BEST, params, best)
-    print(f"best trial {best['trial']}: meta_val MSE {best['objective']:.4f} with {best['point']}", file=sys.stderr)
+    print(f"best trial {best['trial']}: meta_val {objective_name(params)} {best['objective']:.4f} with {best['point']}",
+          file=sys.stderr)  # fmt: skip
+

@@ -5,6 +5,9 @@ from __future__ import annotations
 from metahpo.config import TUNABLE
 from metahpo.learners import LearnerConfig
 from metahpo.metatrain import TrainSettings
+from metahpo.tasks import is_classification
+
+DIGITS_SIDE = 8
 
 
 def default_setting(params: dict) -> dict:
@@ -20,14 +23,27 @@ def apply_point(params: dict, point: dict) -> dict:
     return {**default_setting(params), **point}
 
 
-def learner_config(setting: dict) -> LearnerConfig:
-    """The learner part of a setting."""
+def input_shape(tasks: dict) -> tuple[int, ...]:
+    """Shape of one input: ``(1,)`` for the sinusoid, ``(side, side)`` for images."""
+    if not is_classification(tasks):
+        return (1,)
+    side = tasks["image_size"] or DIGITS_SIDE
+    return (side, side)
+
+
+def learner_config(setting: dict, params: dict) -> LearnerConfig:
+    """The learner part of a setting, for the task family and architecture of ``params``."""
+    classification = is_classification(params["tasks"])
     return LearnerConfig(
         algorithm=setting["algorithm"],
         hidden=setting["hidden"],
         layers=setting["layers"],
         inner_lr=setting["inner_lr"],
         inner_steps=setting["inner_steps"],
+        arch=params["model"]["arch"],
+        input_shape=input_shape(params["tasks"]),
+        outputs=params["tasks"]["ways"] if classification else 1,
+        loss="cross_entropy" if classification else "mse",
     )
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from metahpo.adaptation import validation_mse
+from metahpo.adaptation import validation_score
 from metahpo.errors import DivergenceError
-from metahpo.metatrain import TaskPool, build_learner, meta_train
+from metahpo.metatrain import build_learner, make_pool, meta_train
 from metahpo.settings import apply_point, learner_config, train_settings
 
 
@@ -70,7 +70,7 @@ def median_reference(curves: list[list[float]], min_trials: int) -> list[float] 
 
 
 def run_trial(request: TrialRequest) -> TrialResult:
-    """Meta-train the request's setting for ``search.iterations`` and return its meta_val grid MSE."""
+    """Meta-train the request's setting for ``search.iterations`` and return its meta_val objective."""
     from metahpo.runtime import setup  # in the worker process: threads, deterministic kernels, device
 
     start = time.perf_counter()
@@ -79,14 +79,14 @@ def run_trial(request: TrialRequest) -> TrialResult:
     try:
         device = setup(params)
         setting = apply_point(params, request.point)
-        learner = build_learner(learner_config(setting), request.seed, device)
-        pool = TaskPool.from_split(request.meta_train, device)
-        steps, shots = search["objective_steps"], params["tasks"]["shots"]
+        learner = build_learner(learner_config(setting, params), request.seed, device)
+        pool = make_pool(request.meta_train, params["tasks"], device)
+        steps, shots, objective = search["objective_steps"], params["tasks"]["shots"], search["objective"]
         rule = search["median_stop"]
         every = checkpoint_steps(search["iterations"], rule["checkpoints"]) if rule["enabled"] else 0
 
         def checkpoint(step: int, loss: float) -> None:
-            value = validation_mse(learner, request.meta_val, steps, shots, device)
+            value = validation_score(learner, request.meta_val, steps, shots, device, objective)
             result.curve.append(value)
             k = len(result.curve) - 1
             medians = request.medians or []
@@ -95,9 +95,9 @@ def run_trial(request: TrialRequest) -> TrialResult:
 
         budget = train_settings(setting, params["tasks"], search["iterations"])
         meta_train(learner, pool, budget, request.seed, every, checkpoint if every else None)
-        result.objective = validation_mse(learner, request.meta_val, steps, shots, device)
+        result.objective = validation_score(learner, request.meta_val, steps, shots, device, objective)
         if not math.isfinite(result.objective):
-            raise DivergenceError(f"validation MSE is {result.objective} after adaptation")
+            raise DivergenceError(f"validation objective is {result.objective} after adaptation")
     except StopTrial as stop:
         result.status, result.objective, result.stopped_at, result.error = "stopped", stop.value, stop.step, str(stop)
     except Exception as exc:  # noqa: BLE001 - any failure of a trial is recorded, and the search goes on

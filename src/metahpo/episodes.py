@@ -1,0 +1,161 @@
+"""N-way K-shot classification episodes: class splits, stored evaluation episodes, and training batches.
+
+Classes (not images) are split between meta_train, meta_val and meta_test, so held-out episodes
+contain only classes never seen in meta-training. A split's NPZ file holds its ``images`` and their
+``labels`` (class indices within the split); meta_val and meta_test also hold their fixed episodes as
+indices into ``images``: ``support_index [episodes, ways, pool]`` (pool = the largest K evaluated;
+K-shot evaluation uses the first K) and ``query_index [episodes, ways, query]``. Within an episode,
+class ``j`` of the index arrays has label ``j``; which split class that is, is drawn at random.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from metahpo.errors import TaskDataError
+from metahpo.images import ImageClasses
+
+CLASS_SPLITS = ("meta_train", "meta_val", "meta_test")
+
+
+def class_counts(n_classes: int, fractions: dict[str, float]) -> dict[str, int]:
+    """Classes in each split: rounded fractions for meta_val and meta_test, the rest for meta_train."""
+    val = round(fractions["meta_val"] * n_classes)
+    test = round(fractions["meta_test"] * n_classes)
+    return {"meta_train": n_classes - val - test, "meta_val": val, "meta_test": test}
+
+
+def split_classes(n_classes: int, fractions: dict[str, float], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Disjoint, sorted class indices of every split, drawn by ``rng``."""
+    order = rng.permutation(n_classes)
+    out, start = {}, 0
+    for name, count in class_counts(n_classes, fractions).items():
+        out[name] = np.sort(order[start : start + count])
+        start += count
+    return out
+
+
+def check_enough(classes: ImageClasses, splits: dict[str, np.ndarray], ways: int, per_class: int, source: str) -> None:
+    """Raise :class:`TaskDataError` for a split with fewer than ``ways`` classes or a class with too few images."""
+    for name, members in splits.items():
+        if len(members) < ways:
+            raise TaskDataError(
+                f"{source}: {name} gets {len(members)} of the {len(classes.names)} classes, fewer than "
+                f"tasks.ways = {ways} (add classes or change tasks.class_splits)"
+            )
+    counts = np.bincount(classes.labels, minlength=len(classes.names))
+    for label in np.flatnonzero(counts < per_class):
+        raise TaskDataError(
+            f"{source}: class {classes.names[label]!r} has {counts[label]} images, fewer than the "
+            f"{per_class} an episode draws per class (support pool + tasks.query)"
+        )
+
+
+def subset(classes: ImageClasses, members: np.ndarray) -> dict[str, np.ndarray]:
+    """The images of ``members`` and their labels renumbered 0..len(members)-1."""
+    keep = np.isin(classes.labels, members)
+    relabel = np.full(len(classes.names), -1, dtype=np.int64)
+    relabel[members] = np.arange(len(members))
+    return {"images": classes.images[keep], "labels": relabel[classes.labels[keep]]}
+
+
+def sample_episodes(
+    labels: np.ndarray, n_episodes: int, ways: int, pool: int, query: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Fixed episodes over a split: ``ways`` distinct classes, ``pool`` support and ``query`` query images each."""
+    by_class = [np.flatnonzero(labels == c) for c in range(labels.max() + 1)]
+    support = np.empty((n_episodes, ways, pool), dtype=np.int64)
+    queries = np.empty((n_episodes, ways, query), dtype=np.int64)
+    for e in range(n_episodes):
+        for j, c in enumerate(rng.choice(len(by_class), ways, replace=False)):
+            drawn = rng.choice(by_class[c], pool + query, replace=False)
+            support[e, j], queries[e, j] = drawn[:pool], drawn[pool:]
+    return {"support_index": support, "query_index": queries}
+
+
+def episode_arrays(split: dict[str, np.ndarray], shots: int) -> tuple[np.ndarray, ...]:
+    """Support and query images and labels of every stored episode, using the first ``shots`` of the pool.
+
+    Returns ``support_x [E, ways*shots, H, W]``, ``support_y [E, ways*shots]``, ``query_x``, ``query_y``.
+    """
+    n, ways = split["support_index"].shape[:2]
+    support = split["support_index"][:, :, :shots].reshape(n, -1)
+    queries = split["query_index"].reshape(n, -1)
+    labels = np.arange(ways, dtype=np.int64)
+    support_y = np.broadcast_to(np.repeat(labels, shots), support.shape)
+    query_y = np.broadcast_to(np.repeat(labels, split["query_index"].shape[2]), queries.shape)
+    return (
+        split["images"][support],
+        np.ascontiguousarray(support_y),
+        split["images"][queries],
+        np.ascontiguousarray(query_y),
+    )
+
+
+@dataclass(frozen=True)
+class EpisodePool:
+    """meta_train images on the device, sampled into batches of N-way episodes."""
+
+    images: torch.Tensor  # [n, H, W]
+    by_class: torch.Tensor  # [classes, most images of a class]: image indices, padded with -1
+    counts: torch.Tensor  # [classes]
+    ways: int
+
+    @classmethod
+    def from_split(cls, split: dict[str, np.ndarray], ways: int, device: torch.device) -> EpisodePool:
+        """Move a loaded ``meta_train`` split to ``device``."""
+        labels = split["labels"]
+        counts = np.bincount(labels)
+        by_class = np.full((len(counts), counts.max()), -1, dtype=np.int64)
+        for c in range(len(counts)):
+            by_class[c, : counts[c]] = np.flatnonzero(labels == c)
+        return cls(
+            torch.from_numpy(split["images"]).to(device),
+            torch.from_numpy(by_class).to(device),
+            torch.from_numpy(counts).to(device),
+            ways,
+        )
+
+    def sample(self, batch: int, shots: int, query: int, generator: torch.Generator):
+        """Draw ``batch`` episodes: ``ways`` random classes, ``shots`` + ``query`` distinct images of each."""
+        n_classes, width = self.by_class.shape
+        classes = torch.rand(batch, n_classes, generator=generator).argsort(dim=1)[:, : self.ways]
+        keys = torch.rand(batch, self.ways, width, generator=generator).to(self.images.device)
+        classes = classes.to(self.images.device)
+        valid = torch.arange(width, device=keys.device) < self.counts[classes].unsqueeze(-1)
+        positions = keys.masked_fill(~valid, 2.0).argsort(dim=2)[:, :, : shots + query]
+        index = torch.gather(self.by_class[classes], 2, positions)
+        labels = torch.arange(self.ways, device=keys.device).view(1, self.ways, 1)
+
+        def part(sl: slice):
+            idx = index[:, :, sl].reshape(batch, -1)
+            y = labels.expand(batch, self.ways, idx.shape[1] // self.ways).reshape(batch, -1)
+            return self.images[idx], y
+
+        support_x, support_y = part(slice(0, shots))
+        query_x, query_y = part(slice(shots, shots + query))
+        return support_x, support_y, query_x, query_y
+
+
+def generate_episode_splits(tasks: dict, seed: int, classes: ImageClasses, source: str):
+    """Class splits and stored episodes of a classification family.
+
+    Returns ``(splits, class_names)``: the arrays of every split and the class names each holds.
+    """
+    streams = np.random.SeedSequence(seed).spawn(len(CLASS_SPLITS))
+    members = split_classes(len(classes.names), tasks["class_splits"], np.random.default_rng(streams[0]))
+    pool = max(tasks["shots"], *tasks["eval_shots"])
+    check_enough(classes, members, tasks["ways"], pool + tasks["query"], source)
+    splits, names = {}, {}
+    for name, stream in zip(CLASS_SPLITS, streams):
+        arrays = subset(classes, members[name])
+        if name != "meta_train":
+            rng = np.random.default_rng(stream)
+            n = tasks["splits"][name]
+            arrays |= sample_episodes(arrays["labels"], n, tasks["ways"], pool, tasks["query"], rng)
+        splits[name] = arrays
+        names[name] = [classes.names[c] for c in members[name]]
+    return splits, names

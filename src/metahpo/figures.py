@@ -1,0 +1,148 @@
+"""Figures and tables shared by the regression and classification reports."""
+
+from __future__ import annotations
+
+import json
+import platform
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import skopt  # noqa: E402
+import torch  # noqa: E402
+from skopt.plots import plot_evaluations, plot_objective  # noqa: E402
+
+from metahpo import __version__, paths  # noqa: E402
+from metahpo.atomic import atomic_path  # noqa: E402
+from metahpo.proposers import build_space  # noqa: E402
+
+COLORS = {"tuned": "tab:blue", "default": "tab:orange", "pretrained": "tab:green", "protonet": "tab:green"}
+LABELS = {
+    "tuned": "tuned",
+    "default": "untuned (params.yaml defaults)",
+    "pretrained": "pretrained + fine-tuning",
+    "protonet": "prototypical network",
+}
+
+
+def save_figure(fig, name: str) -> str:
+    with atomic_path(paths.FIGURES / name) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return name
+
+
+def search_figure(trials: pd.DataFrame, objective: str) -> str:
+    """Objective of each trial and the best value so far."""
+    ok = trials["status"] == "ok"
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.scatter(trials.loc[ok, "trial"], trials.loc[ok, "objective"], color="tab:blue", label="finished trial")
+    for status, color, marker in (("stopped", "tab:purple", "v"), ("failed", "tab:red", "x")):
+        rows = trials["status"] == status
+        if rows.any():
+            ax.scatter(trials.loc[rows, "trial"], np.exp(trials.loc[rows, "told"]), color=color, marker=marker,
+                       label=f"{status} (as told)")  # fmt: skip
+    ax.step(trials["trial"], trials["best_so_far"], where="post", color="black", label="best so far")
+    ax.set(xlabel="trial", ylabel=f"meta_val {objective}", yscale="log", title="search convergence")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return save_figure(fig, "search.png")
+
+
+def surrogate_result(trials: pd.DataFrame, space: dict, seed: int):
+    """A GP fitted to every trial as told (log MSE, penalties included), for skopt's plots."""
+    names = list(space)
+    points = [[json.loads(p)[n] for n in names] for p in trials["point"]]
+    optimizer = skopt.Optimizer(
+        build_space(space), base_estimator="GP", n_initial_points=1, acq_optimizer="sampling", random_state=seed
+    )
+    optimizer.tell(points, [float(v) for v in trials["told"]])
+    return optimizer.get_result()
+
+
+def surrogate_figures(trials: pd.DataFrame, space: dict, seed: int) -> tuple[str, str]:
+    """skopt's partial dependence (``plot_objective``) and sampled points (``plot_evaluations``)."""
+    result = surrogate_result(trials, space, seed)
+    np.random.seed(seed)  # plot_objective samples the space with numpy's global generator
+    plot_objective(result, n_points=20, n_samples=200)
+    objective = save_figure(plt.gcf(), "objective.png")
+    plot_evaluations(result)
+    return objective, save_figure(plt.gcf(), "evaluations.png")
+
+
+def training_figure(learners: tuple[str, ...], val_metric: str, loss_name: str, val_title: str) -> str:
+    """Meta-training loss and the meta_val metric ``val_metric`` of each learner."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name in learners:
+        metrics_dir = paths.training_tsv(name).parent
+        for ax, metric in zip(axes, ("meta_loss", val_metric)):
+            curve = pd.read_csv(metrics_dir / f"{metric}.tsv", sep="\t")
+            ax.plot(curve["step"], curve[metric], color=COLORS[name], label=LABELS[name])
+    axes[0].set(title=f"training loss ({loss_name})", xlabel="iteration", ylabel=loss_name, yscale="log")
+    axes[1].set(title=val_title, xlabel="iteration", yscale="linear" if val_metric == "val_accuracy" else "log")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    return save_figure(fig, "training.png")
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def setting_table(learners: tuple[str, ...] = ("tuned", "default")) -> str:
+    """The tuned and untuned meta-hyperparameters side by side, from the trained models' configs."""
+    configs = {n: json.loads((paths.MODELS / n / "config.json").read_text())["setting"] for n in learners}
+    rows = [[k, str(v), str(configs["default"][k])] for k, v in configs["tuned"].items()]
+    return table(["meta-hyperparameter", "tuned", "untuned"], rows)
+
+
+def search_section(params: dict, best: dict, trials: pd.DataFrame, figures: dict, objective: str) -> str:
+    """The report's search section: what ran, the best trial, the settings and the search figures."""
+    search = params["search"]
+    counts = trials["status"].value_counts()
+    return f"""## Search
+{search["method"]} search, {len(trials)} trials ({search["workers"]} at a time; {counts.get("ok", 0)} finished,
+{counts.get("stopped", 0)} stopped early, {counts.get("failed", 0)} failed), {search["iterations"]} iterations per
+trial, objective: meta_val {objective} after {search["objective_steps"]} adaptation step(s), never meta_test.
+Best: trial {best["trial"]}, meta_val {objective} {best["objective"]:.4f}.
+
+{setting_table()}
+
+![search convergence](figures/{figures["search"]})
+
+*Objective of every trial (failed and stopped trials at the value told to the optimizer) and the best so far.*
+
+![partial dependence](figures/{figures["objective"]})
+
+*Partial dependence of log(meta_val {objective}) on each meta-hyperparameter and pair, from a GP fitted to all
+trials (red star: the best trial).*
+
+![evaluations](figures/{figures["evaluations"]})
+
+*Where the search sampled: histograms per meta-hyperparameter and pairwise scatter, in trial order.*
+"""
+
+
+def environment_section(params: dict, device: torch.device) -> str:
+    """Library versions, device and threads: what can change the last digits."""
+    return f"""## Environment
+metahpo {__version__}, Python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__},
+scikit-optimize {skopt.__version__}; device {device.type}, {params["threads"]} torch thread(s) per process. Another
+device, thread count or library version can change the numbers in the last digits.
+"""
+
+
+def common_figures(params: dict, trials: pd.DataFrame, objective: str, val_metric: str, loss_name: str, val_title: str):
+    """The search and training figures of every report."""
+    figures = {
+        "search": search_figure(trials, objective),
+        "training": training_figure(paths.learners(params["tasks"]), val_metric, loss_name, val_title),
+    }
+    figures["objective"], figures["evaluations"] = surrogate_figures(trials, params["search"]["space"], params["seed"])
+    return figures

@@ -1,0 +1,149 @@
+"""Labelled image classes for few-shot classification: scikit-learn's digits, or the user's own folder.
+
+Both sources give grey-scale images as float32 in [0, 1], ``[images, height, width]``, an integer class
+label per image and a name per class. Classes are multiplied by rotations as for Omniglot (a class
+turned by 90 degrees is a new class); for digits, a rotation that would read as another class is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from metahpo.errors import TaskDataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# What a digit reads as when turned upside down: 0, 1 and 8 as themselves, 6 and 9 as each other.
+UPSIDE_DOWN = {0: 0, 1: 1, 8: 8, 6: 9, 9: 6}
+
+
+@dataclass(frozen=True)
+class ImageClasses:
+    """Images ``[n, height, width]`` (float32 in [0, 1]), their class ``labels`` ``[n]`` and class ``names``."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    names: list[str]
+
+    def of_class(self, label: int) -> np.ndarray:
+        """Indices of the images of one class."""
+        return np.flatnonzero(self.labels == label)
+
+
+def rotation_name(name: str, degrees: int) -> str:
+    """The name of a class turned by ``degrees`` (the class itself at 0)."""
+    return name if degrees == 0 else f"{name}@rot{degrees:03d}"
+
+
+def _rotated(images: np.ndarray, degrees: int) -> np.ndarray:
+    return np.ascontiguousarray(np.rot90(images, k=degrees // 90, axes=(1, 2)))
+
+
+def digit_rotation_collides(digit: int, degrees: int, kept: set[tuple[int, int]]) -> bool:
+    """Whether ``digit`` turned by ``degrees`` reads as an already kept (digit, rotation) class.
+
+    Turning a digit by 180 degrees more than another class is the same as turning that other class's
+    upside-down reading: a 6 at 180 degrees is a 9 at 0, a 0 at 270 is a 0 at 90.
+    """
+    twin = UPSIDE_DOWN.get(digit)
+    return twin is not None and (twin, (degrees - 180) % 360) in kept
+
+
+def digits_classes(rotations: list[int], size: int = 8) -> ImageClasses:
+    """scikit-learn's 1,797 handwritten 8x8 digits (shipped with the package), classes multiplied by ``rotations``.
+
+    ``size`` other than 8 resizes the images (for networks that need larger inputs).
+
+    Rotations are taken in the order given; a rotated digit that reads as a class kept before it
+    (see :func:`digit_rotation_collides`) is left out, so every class is distinct: with rotations
+    0, 90, 180 and 270 the 10 digits give 30 classes.
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    base = (digits.images / 16.0).astype(np.float32)
+    if size != base.shape[-1]:
+        base = np.stack([_resize(image, size) for image in base])
+    images, labels, names = [], [], []
+    kept: set[tuple[int, int]] = set()
+    for degrees in rotations:
+        for digit in range(10):
+            if digit_rotation_collides(digit, degrees, kept):
+                continue
+            kept.add((digit, degrees))
+            images.append(_rotated(base[digits.target == digit], degrees))
+            labels.append(np.full(len(images[-1]), len(names), dtype=np.int64))
+            names.append(rotation_name(str(digit), degrees))
+    return ImageClasses(np.concatenate(images), np.concatenate(labels), names)
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    resized = Image.fromarray(image, mode="F").resize((size, size), Image.Resampling.BILINEAR)
+    return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+
+
+def _class_dirs(root: Path) -> list[tuple[str, Path]]:
+    """``(name, directory)`` of every class: ``root/<class>/`` (flat) or ``root/<alphabet>/<character>/``."""
+    if not root.is_dir():
+        raise TaskDataError(f"{root}: image folder not found (tasks.root)")
+    top = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not top:
+        raise TaskDataError(
+            f"{root}: no class folders (expected root/<class>/*.png or root/<alphabet>/<character>/*.png)"
+        )
+    nested = [p for p in top if any(c.is_dir() for c in p.iterdir())]
+    if not nested:
+        return [(p.name, p) for p in top]
+    if len(nested) != len(top):
+        flat = sorted(set(top) - set(nested))[0]
+        raise TaskDataError(
+            f"{flat}: mixes layouts (other folders of {root} hold character folders; expected every "
+            "folder to be an alphabet of character folders, or every folder a class of images)"
+        )
+    return [(f"{a.name}/{c.name}", c) for a in top for c in sorted(p for p in a.iterdir() if p.is_dir())]
+
+
+def load_image(path: Path, size: int) -> np.ndarray:
+    """One image as grey-scale float32 ``[size, size]`` in [0, 1]; a bad file is named in the error."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            grey = image.convert("L").resize((size, size), Image.Resampling.LANCZOS)
+            return np.asarray(grey, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise TaskDataError(
+            f"{path}: unreadable image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from None
+
+
+def image_folder_classes(root: str | Path, size: int, rotations: list[int]) -> ImageClasses:
+    """Every class folder under ``root`` (Omniglot or flat layout), resized to ``size`` x ``size``, times ``rotations``.
+
+    Class folders are read in sorted order, so the same folder always gives the same classes.
+    """
+    root = Path(root)
+    per_class = []
+    for name, directory in _class_dirs(root):
+        files = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise TaskDataError(f"{directory}: class {name!r} has no images ({', '.join(IMAGE_SUFFIXES)})")
+        per_class.append((name, np.stack([load_image(f, size) for f in files])))
+    images, labels, names = [], [], []
+    for degrees in rotations:
+        for name, stack in per_class:
+            images.append(_rotated(stack, degrees))
+            labels.append(np.full(len(stack), len(names), dtype=np.int64))
+            names.append(rotation_name(name, degrees))
+    return ImageClasses(np.concatenate(images), np.concatenate(labels), names)
+
+
+def load_classes(tasks: dict) -> ImageClasses:
+    """The image classes of the ``tasks`` section's family (``digits`` or ``image_folder``)."""
+    if tasks["family"] == "digits":
+        return digits_classes(tasks["rotations"], tasks["image_size"] or 8)
+    return image_folder_classes(tasks["root"], tasks["image_size"], tasks["rotations"])

@@ -1,0 +1,147 @@
+"""The classification report (``digits``, ``image_folder``): accuracy curves, example episodes, tables."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+
+from metahpo import paths, published
+from metahpo.artifacts import load_learner
+from metahpo.config import objective_name
+from metahpo.episodes import episode_arrays
+from metahpo.figures import COLORS, LABELS, common_figures, environment_section, save_figure, search_section, table
+from metahpo.tasks import load_manifest, load_split
+
+EXAMPLE_EPISODES = 3
+
+
+def accuracy_figure(learners: tuple[str, ...], ways: int) -> str:
+    """meta_test accuracy against adaptation steps with 95% CI bands (chance level dotted)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in learners:
+        curve = pd.read_csv(paths.accuracy_csv(name))
+        acc, ci = curve["accuracy"], curve["ci95"]
+        ax.plot(curve["step"], acc, marker="o", ms=3, color=COLORS[name], label=LABELS[name])
+        ax.fill_between(curve["step"], acc - ci, acc + ci, color=COLORS[name], alpha=0.2)
+    ax.axhline(1 / ways, ls=":", color="gray", label=f"chance (1/{ways})")
+    ax.set(xlabel="adaptation steps", ylabel="meta_test query accuracy (95% CI)", ylim=(0, 1),
+           title="accuracy on held-out classes vs adaptation steps")  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, "accuracy.png")
+
+
+def episodes_figure(device: torch.device, shots: int, n_episodes: int = EXAMPLE_EPISODES) -> str:
+    """Example meta_test episodes: one support image per class, and one query per class with the tuned prediction."""
+    test = load_split(paths.TASKS, "meta_test")
+    subset = {k: v[:n_episodes] if k.endswith("_index") else v for k, v in test.items()}
+    support_x, support_y, query_x, query_y = (torch.from_numpy(a).to(device) for a in episode_arrays(subset, shots))
+    learner = load_learner(paths.MODELS / "tuned", device)
+    *_, fast = learner.trajectory(support_x, support_y, learner.config.inner_steps)
+    with torch.no_grad():
+        predicted = learner.query_outputs(fast, support_x, support_y, query_x).argmax(-1).cpu().numpy()
+    ways, per_class = test["support_index"].shape[1], test["query_index"].shape[2]
+    fig, axes = plt.subplots(2 * n_episodes, ways, figsize=(1.6 * ways, 3.4 * n_episodes), squeeze=False)
+    for e in range(n_episodes):
+        for j in range(ways):
+            top, bottom = axes[2 * e, j], axes[2 * e + 1, j]
+            top.imshow(support_x[e, j * shots].cpu().numpy(), cmap="gray_r")
+            top.set_title(f"episode {e}: class {j}" if j == 0 else f"class {j}", fontsize=8)
+            q = j * per_class
+            right = predicted[e, q] == query_y[e, q].item()
+            bottom.imshow(query_x[e, q].cpu().numpy(), cmap="gray_r")
+            bottom.set_title(f"query: predicted {predicted[e, q]}", fontsize=8, color="green" if right else "red")
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"meta_test episodes: support (first of K={shots}) and a query per class, tuned learner", fontsize=9)
+    return save_figure(fig, "episodes.png")
+
+
+def accuracy_cell(stat: dict) -> str:
+    """``97.1 ± 0.4 %``."""
+    return f"{100 * stat['accuracy']:.1f} ± {100 * stat['ci95']:.1f} %"
+
+
+def headline_table(metrics: dict, learners: tuple[str, ...]) -> str:
+    """meta_test accuracy at the headline steps for K = the training K."""
+    k = f"k{metrics['protocol']['shots']}"
+    steps = sorted(metrics["tuned"]["test"]["query"][k], key=lambda s: int(s.removeprefix("step")))
+    header = ["learner", "trained steps"] + [f"{s.removeprefix('step')} steps" for s in steps]
+    rows = [
+        [LABELS[n], str(metrics[n]["inner_steps"])] + [accuracy_cell(metrics[n]["test"]["query"][k][s]) for s in steps]
+        for n in learners
+    ]
+    return table(header, rows)
+
+
+def kshot_table(metrics: dict, learners: tuple[str, ...], eval_shots: list[int]) -> str:
+    """Accuracy after one step for each K (support images per class)."""
+    ks = sorted(eval_shots)
+    rows = [[LABELS[n]] + [accuracy_cell(metrics[n]["test"]["query"][f"k{k}"]["step1"]) for k in ks] for n in learners]
+    return table(["learner"] + [f"K={k}" for k in ks], rows)
+
+
+def classification_report(params: dict, metrics: dict, best: dict, trials: pd.DataFrame, device) -> str:
+    """Draw the classification figures and return the markdown report."""
+    tasks = params["tasks"]
+    learners = paths.learners(tasks)
+    classes = {name: len(entry["classes"]) for name, entry in load_manifest(paths.TASKS)["splits"].items()}
+    source = "scikit-learn's handwritten 8x8 digits" if tasks["family"] == "digits" else f"`{tasks['root']}`"
+    protocol = metrics["protocol"]
+    figures = {
+        "accuracy": accuracy_figure(learners, tasks["ways"]),
+        "episodes": episodes_figure(device, tasks["shots"]),
+        **common_figures(
+            params,
+            trials,
+            objective_name(params),
+            "val_accuracy",
+            "query cross-entropy",
+            "meta_val accuracy after the trained steps",
+        ),  # fmt: skip
+    }
+    omniglot = ", ".join(f"{m} {v}%" for m, v in published.OMNIGLOT_5WAY_1SHOT.items())
+    return f"""# metahpo report
+
+Generated by the `report` stage of `dvc repro`. Measured numbers are read from `reports/metrics.json`
+and `reports/search/`; published numbers are labelled **published** and come from their source.
+
+## Settings
+{tasks["ways"]}-way {tasks["shots"]}-shot classification on {source}, rotations {tasks["rotations"]} as extra
+classes; classes split disjointly: meta_train {classes["meta_train"]}, meta_val {classes["meta_val"]}, meta_test
+{classes["meta_test"]} classes. {tasks["query"]} query images per class. Network: `{params["model"]["arch"]}`.
+Every learner trains for {params["train"]["iterations"]} iterations. Seed {params["seed"]}.
+
+{search_section(params, best, trials, figures, objective_name(params))}
+## Held-out results
+Protocol: {protocol["episodes"]} stored meta_test episodes over classes never seen in training; each learner adapts
+on the K support images per class with its own inner rule (the prototypical network classifies by distance to the
+class means of its embeddings, without gradient steps); mean query accuracy ± 95% CI (1.96·std/√n) over episodes.
+
+{headline_table(metrics, learners)}
+
+![accuracy curves](figures/{figures["accuracy"]})
+
+*meta_test accuracy against adaptation steps, 95% CI shaded; the prototypical network takes no steps.*
+
+### K-shot comparison at one step
+Learners trained at K = {tasks["shots"]} adapt on the first K support images per class of each meta_test episode.
+
+{kshot_table(metrics, learners, tasks["eval_shots"])}
+
+For orientation only, **published** Omniglot 5-way 1-shot accuracies ({published.OMNIGLOT_SOURCE}): {omniglot};
+another dataset, not comparable line by line.
+
+### Examples and training
+![example episodes](figures/{figures["episodes"]})
+
+*Example meta_test episodes: the first support image of each class, and one query per class with the tuned
+learner's prediction after its trained steps (green: right, red: wrong).*
+
+![training curves](figures/{figures["training"]})
+
+*Training loss and meta_val accuracy during the final training of each learner.*
+
+{environment_section(params, device)}"""

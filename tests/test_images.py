@@ -1,0 +1,157 @@
+"""Image classes (digits, image folders), class splits, episodes and their bad inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from image_folders import make_flat, make_omniglot
+
+from metahpo.episodes import EpisodePool, episode_arrays, generate_episode_splits, split_classes
+from metahpo.errors import TaskDataError
+from metahpo.images import digit_rotation_collides, digits_classes, image_folder_classes
+
+TASKS = {
+    "ways": 5,
+    "shots": 1,
+    "query": 3,
+    "eval_shots": [1, 4],
+    "splits": {"meta_val": 7, "meta_test": 9},
+    "class_splits": {"meta_train": 0.6, "meta_val": 0.2, "meta_test": 0.2},
+}
+
+
+def test_digits_rotations_keep_only_distinct_classes():
+    classes = digits_classes([0, 90, 180, 270])
+    assert len(classes.names) == 30
+    for look_alike in ("6@rot180", "9@rot180", "0@rot180", "1@rot180", "8@rot180", "0@rot270", "6@rot270"):
+        assert look_alike not in classes.names
+    assert {"6", "9", "6@rot090", "9@rot090", "2@rot180", "7@rot270"} <= set(classes.names)
+    assert classes.images.shape[1:] == (8, 8) and classes.images.dtype == np.float32
+    assert classes.images.min() >= 0.0 and classes.images.max() <= 1.0
+    assert len(classes.of_class(classes.names.index("6"))) > 150
+    assert digit_rotation_collides(6, 180, {(9, 0)}) and not digit_rotation_collides(6, 90, {(9, 0)})
+    assert digit_rotation_collides(0, 270, {(0, 90)}) and not digit_rotation_collides(3, 180, {(3, 0)})
+
+
+def test_digits_resize():
+    assert digits_classes([0], size=16).images.shape[1:] == (16, 16)
+
+
+@pytest.mark.parametrize("layout", ["flat", "omniglot"])
+def test_image_folder_layouts(tmp_path, layout):
+    (make_flat if layout == "flat" else make_omniglot)(tmp_path / "data")
+    classes = image_folder_classes(tmp_path / "data", 10, [0, 90])
+    assert len(classes.names) == 16 and classes.images.shape == (16 * 6, 10, 10)
+    first = "class0" if layout == "flat" else "alphabet0/character0"
+    assert classes.names[0] == first and classes.names[8] == f"{first}@rot090"
+    assert np.bincount(classes.labels).tolist() == [6] * 16
+    rotated = classes.images[classes.of_class(8)]
+    np.testing.assert_array_equal(rotated, np.rot90(classes.images[classes.of_class(0)], axes=(1, 2)))
+
+
+def test_class_splits_are_disjoint_and_reproducible():
+    rng = lambda seed: np.random.default_rng(seed)  # noqa: E731
+    a, b, c = (split_classes(30, TASKS["class_splits"], rng(s)) for s in (0, 0, 1))
+    assert [len(a[k]) for k in a] == [18, 6, 6]
+    assert sorted(np.concatenate(list(a.values())).tolist()) == list(range(30))
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert any(not np.array_equal(a[k], c[k]) for k in a)
+
+
+def test_stored_episodes_have_n_classes_and_k_plus_q_images_each():
+    classes = digits_classes([0, 90, 180, 270])
+    splits, names = generate_episode_splits(TASKS, 3, classes, "digits")
+    again, names_again = generate_episode_splits(TASKS, 3, classes, "digits")
+    assert names == names_again and not set(names["meta_train"]) & set(names["meta_test"])
+    test = splits["meta_test"]
+    np.testing.assert_array_equal(test["support_index"], again["meta_test"]["support_index"])
+    assert test["support_index"].shape == (9, 5, 4) and test["query_index"].shape == (9, 5, 3)
+    for e in range(9):
+        drawn = np.concatenate([test["support_index"][e], test["query_index"][e]], axis=1)  # [ways, pool + query]
+        assert len(np.unique(drawn)) == drawn.size
+        labels = test["labels"][drawn]
+        assert all(len(set(row)) == 1 for row in labels.tolist()) and len(set(labels[:, 0])) == 5
+    support_x, support_y, query_x, query_y = episode_arrays(test, shots=1)
+    assert support_x.shape == (9, 5, 8, 8) and query_x.shape == (9, 15, 8, 8)
+    assert support_y[0].tolist() == [0, 1, 2, 3, 4] and query_y[0].tolist() == [
+        0,
+        0,
+        0,
+        1,
+        1,
+        1,
+        2,
+        2,
+        2,
+        3,
+        3,
+        3,
+        4,
+        4,
+        4,
+    ]
+
+
+def test_training_episodes_are_n_way_and_reproducible():
+    classes = digits_classes([0, 90])
+    splits, _ = generate_episode_splits({**TASKS, "ways": 3}, 0, classes, "digits")
+    pool = EpisodePool.from_split(splits["meta_train"], 3, torch.device("cpu"))
+    sx, sy, qx, qy = pool.sample(4, 2, 3, torch.Generator().manual_seed(5))
+    again = pool.sample(4, 2, 3, torch.Generator().manual_seed(5))
+    assert torch.equal(sx, again[0]) and torch.equal(qx, again[2])
+    assert sx.shape == (4, 6, 8, 8) and qx.shape == (4, 9, 8, 8)
+    assert sy[0].tolist() == [0, 0, 1, 1, 2, 2] and qy[0].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    images = torch.from_numpy(splits["meta_train"]["images"]).flatten(1)
+    labels = splits["meta_train"]["labels"]
+    for t in range(4):
+        both = torch.cat([sx[t], qx[t]]).flatten(1)
+        idx = [int(torch.nonzero((images == img).all(dim=1))[0]) for img in both]
+        assert len(set(idx)) == 15
+        true = labels[idx]
+        by_label = {}
+        for lab, cls in zip(torch.cat([sy[t], qy[t]]).tolist(), true):
+            by_label.setdefault(lab, set()).add(cls)
+        assert all(len(v) == 1 for v in by_label.values()) and len({next(iter(v)) for v in by_label.values()}) == 3
+
+
+def test_corrupt_image_is_named(tmp_path):
+    make_flat(tmp_path / "data")
+    bad = tmp_path / "data" / "class3" / "broken.png"
+    bad.write_bytes(b"\x89PNG not really")
+    with pytest.raises(TaskDataError, match="broken.png: unreadable image"):
+        image_folder_classes(tmp_path / "data", 8, [0])
+
+
+def test_empty_class_is_named(tmp_path):
+    make_flat(tmp_path / "data")
+    (tmp_path / "data" / "empty_one").mkdir()
+    with pytest.raises(TaskDataError, match="class 'empty_one' has no images"):
+        image_folder_classes(tmp_path / "data", 8, [0])
+
+
+def test_fewer_classes_than_ways_names_the_split(tmp_path):
+    make_flat(tmp_path / "data", classes=4)
+    classes = image_folder_classes(tmp_path / "data", 8, [0])
+    with pytest.raises(TaskDataError, match="meta_val gets 1 of the 4 classes, fewer than tasks.ways = 2"):
+        generate_episode_splits({**TASKS, "ways": 2}, 0, classes, "data")
+
+
+def test_class_with_too_few_images_is_named(tmp_path):
+    make_flat(tmp_path / "data", classes=10, per_class=6)
+    for extra in ("3.png", "4.png", "5.png"):
+        (tmp_path / "data" / "class7" / extra).unlink()
+    classes = image_folder_classes(tmp_path / "data", 8, [0])
+    with pytest.raises(TaskDataError, match="class 'class7' has 3 images, fewer than the 5"):
+        generate_episode_splits({**TASKS, "ways": 2, "shots": 1, "eval_shots": [2]}, 0, classes, "data")
+
+
+def test_mixed_layouts_and_missing_root_are_named(tmp_path):
+    make_omniglot(tmp_path / "data")
+    stray = tmp_path / "data" / "loose_class"
+    stray.mkdir()
+    (stray / "0.png").write_bytes(b"")
+    with pytest.raises(TaskDataError, match="loose_class: mixes layouts"):
+        image_folder_classes(tmp_path / "data", 8, [0])
+    with pytest.raises(TaskDataError, match="nowhere: image folder not found"):
+        image_folder_classes(tmp_path / "nowhere", 8, [0])
