@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from metahpo.episodes import episode_arrays
+from metahpo.episodes import episode_arrays, select_episodes
 from metahpo.learners import MetaLearner, task_accuracy, task_cross_entropy, task_mse
 from metahpo.model import forward
 
@@ -55,18 +55,20 @@ def classification_scores(
 ) -> dict[str, np.ndarray]:
     """Per-episode query ``accuracy`` and ``loss`` (cross-entropy) ``[max_steps + 1, episodes]``.
 
-    Each stored episode adapts on the first ``shots`` support images of each class.
+    Each stored episode adapts on the first ``shots`` support images of each class; the images of
+    ``chunk`` episodes at a time are gathered and moved to the device.
     """
-    support_x, support_y, query_x, query_y = (torch.from_numpy(a).to(device) for a in episode_arrays(split, shots))
-    n = support_x.shape[0]
+    n = len(split["support_index"])
     out = {"accuracy": np.zeros((max_steps + 1, n)), "loss": np.zeros((max_steps + 1, n))}
     for start in range(0, n, chunk):
         part = slice(start, min(start + chunk, n))
-        for step, fast in enumerate(learner.trajectory(support_x[part], support_y[part], max_steps)):
+        arrays = episode_arrays(select_episodes(split, part), shots)
+        support_x, support_y, query_x, query_y = (torch.from_numpy(a).to(device) for a in arrays)
+        for step, fast in enumerate(learner.trajectory(support_x, support_y, max_steps)):
             with torch.no_grad():
-                logits = learner.query_outputs(fast, support_x[part], support_y[part], query_x[part])
-                out["accuracy"][step, part] = task_accuracy(logits, query_y[part]).cpu().numpy()
-                out["loss"][step, part] = task_cross_entropy(logits, query_y[part]).double().cpu().numpy()
+                logits = learner.query_outputs(fast, support_x, support_y, query_x)
+                out["accuracy"][step, part] = task_accuracy(logits, query_y).cpu().numpy()
+                out["loss"][step, part] = task_cross_entropy(logits, query_y).double().cpu().numpy()
     return out
 
 

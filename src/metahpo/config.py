@@ -20,7 +20,9 @@ DEFAULT_PATH = "params.yaml"
 RAW_DATA = "data/raw"
 ALGORITHMS = ("maml", "fomaml", "metasgd", "anil")
 OUTER_SCHEDULES = ("constant", "cosine")
-FAMILIES = ("sinusoid", "digits", "image_folder")
+CLASSIFICATION_FAMILIES = ("digits", "image_folder")
+FAMILIES = ("sinusoid", *CLASSIFICATION_FAMILIES)
+DIGITS_SIDE = 8  # scikit-learn's digits are 8x8
 ARCHITECTURES = ("mlp", "conv")
 OBJECTIVES = ("loss", "accuracy")
 Check = Callable[[object, str], list[str]]
@@ -303,10 +305,19 @@ def _cross_checks(params: dict) -> list[str]:
     return problems + _family_checks(params)
 
 
+def is_classification(tasks: dict) -> bool:
+    """Whether the ``tasks`` section describes N-way classification (else sinusoid regression)."""
+    return tasks["family"] in CLASSIFICATION_FAMILIES
+
+
+def image_side(tasks: dict) -> int:
+    """Side of the square images of a classification family (digits keep 8 unless resized)."""
+    return tasks["image_size"] or DIGITS_SIDE
+
+
 def _family_checks(params: dict) -> list[str]:
     tasks, problems = params["tasks"], []
-    classification = tasks["family"] != "sinusoid"
-    if not classification:
+    if not is_classification(tasks):
         if params["model"]["arch"] == "conv":
             problems.append("model.arch: conv needs images (tasks.family: digits or image_folder), got sinusoid")
         if params["search"]["objective"] == "accuracy":
@@ -356,6 +367,6 @@ def load_params(path: str | Path = DEFAULT_PATH) -> dict:
 
 def objective_name(params: dict) -> str:
     """What the search minimises, in words."""
-    if params["tasks"]["family"] == "sinusoid":
+    if not is_classification(params["tasks"]):
         return "grid MSE"
     return "cross-entropy" if params["search"]["objective"] == "loss" else "error rate (1 - accuracy)"

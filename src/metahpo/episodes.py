@@ -76,6 +76,11 @@ def sample_episodes(
     return {"support_index": support, "query_index": queries}
 
 
+def select_episodes(split: dict[str, np.ndarray], part: slice) -> dict[str, np.ndarray]:
+    """The split with only the stored episodes in ``part`` (the images are shared, not copied)."""
+    return {k: v[part] if k in ("support_index", "query_index") else v for k, v in split.items()}
+
+
 def episode_arrays(split: dict[str, np.ndarray], shots: int) -> tuple[np.ndarray, ...]:
     """Support and query images and labels of every stored episode, using the first ``shots`` of the pool.
 

@@ -21,7 +21,8 @@ from metahpo import paths
 from metahpo.adaptation import QUERY_KINDS, adaptation_errors, classification_scores, summarize, summarize_accuracy
 from metahpo.artifacts import load_learner
 from metahpo.atomic import write_json, write_text
-from metahpo.tasks import is_classification, load_split
+from metahpo.config import is_classification
+from metahpo.tasks import load_split
 
 SPLITS = {"test": "meta_test", "ood": "meta_ood"}
 
@@ -72,7 +73,10 @@ def evaluate_classification(params: dict, device: torch.device) -> None:
         })  # fmt: skip
         kshot: dict = {"k": sorted(tasks["eval_shots"]), "accuracy": [], "ci95": []}
         for k in kshot["k"]:
-            at_one = summarize_accuracy(classification_scores(learner, test, 1, chunk, device, k)["accuracy"][1])
+            if k == shots and max_steps >= 1:  # measured with the curve above
+                at_one = stats[1]
+            else:
+                at_one = summarize_accuracy(classification_scores(learner, test, 1, chunk, device, k)["accuracy"][1])
             per_k.setdefault(f"k{k}", {})["step1"] = at_one
             kshot["accuracy"].append(at_one["accuracy"])
             kshot["ci95"].append(at_one["ci95"])
@@ -107,6 +111,8 @@ def evaluate_stage(params: dict, device: torch.device) -> None:
             _write_csv(paths.adaptation_csv(name, short), curve)
         kshot: dict = {"k": sorted(tasks["eval_shots"])}
         for k in kshot["k"]:
+            if k == shots and max_steps >= 1:  # measured with the curves above
+                continue
             errors = adaptation_errors(learner, splits["test"], 1, chunk, device, k)
             for kind in QUERY_KINDS:
                 metrics[name]["test"][kind].setdefault(f"k{k}", {})["step1"] = _stat(errors[kind][1])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from metahpo.config import DIGITS_SIDE, image_side
 from metahpo.errors import TaskDataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -51,7 +52,7 @@ def digit_rotation_collides(digit: int, degrees: int, kept: set[tuple[int, int]]
     return twin is not None and (twin, (degrees - 180) % 360) in kept
 
 
-def digits_classes(rotations: list[int], size: int = 8) -> ImageClasses:
+def digits_classes(rotations: list[int], size: int = DIGITS_SIDE) -> ImageClasses:
     """scikit-learn's 1,797 handwritten 8x8 digits (shipped with the package), classes multiplied by ``rotations``.
 
     ``size`` other than 8 resizes the images (for networks that need larger inputs).
@@ -145,5 +146,5 @@ def image_folder_classes(root: str | Path, size: int, rotations: list[int]) -> I
 def load_classes(tasks: dict) -> ImageClasses:
     """The image classes of the ``tasks`` section's family (``digits`` or ``image_folder``)."""
     if tasks["family"] == "digits":
-        return digits_classes(tasks["rotations"], tasks["image_size"] or 8)
+        return digits_classes(tasks["rotations"], image_side(tasks))
     return image_folder_classes(tasks["root"], tasks["image_size"], tasks["rotations"])

@@ -88,7 +88,7 @@ def prototype_logits(support: torch.Tensor, support_y: torch.Tensor, query: torc
 def _mlp_features(weights: Weights, x: torch.Tensor) -> torch.Tensor:
     """The MLP's last hidden activations (its input to the output layer)."""
     body = {n: w for n, w in weights.items() if n not in head_names(weights)}
-    return torch.relu(forward(body, x)) if body else x.flatten(2)
+    return torch.relu(forward(body, x))
 
 
 def initial_weights(config: LearnerConfig, generator: torch.Generator, device) -> Weights:

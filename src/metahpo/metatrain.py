@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from metahpo.config import is_classification
 from metahpo.episodes import EpisodePool
 from metahpo.errors import DivergenceError
 from metahpo.learners import LearnerConfig, MetaLearner
@@ -40,7 +41,7 @@ class TaskPool:
 
 def make_pool(split: dict[str, np.ndarray], tasks: dict, device: torch.device) -> TaskPool | EpisodePool:
     """The meta-train sampler of a loaded ``meta_train`` split: regression tasks or N-way episodes."""
-    if "images" in split:
+    if is_classification(tasks):
         return EpisodePool.from_split(split, tasks["ways"], device)
     return TaskPool.from_split(split, device)
 

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from metahpo.config import is_classification
+
 TASKS = Path("data/tasks")
 SEARCH = Path("reports/search")
 TRIALS = SEARCH / "trials.csv"
@@ -19,7 +21,7 @@ CLASSIFICATION_LEARNERS = ("tuned", "default", "protonet")
 
 def learners(tasks: dict) -> tuple[str, ...]:
     """The learners trained and evaluated for a task family: the baselines differ by problem type."""
-    return LEARNERS if tasks["family"] == "sinusoid" else CLASSIFICATION_LEARNERS
+    return CLASSIFICATION_LEARNERS if is_classification(tasks) else LEARNERS
 
 
 def adaptation_csv(learner: str, split: str = "test") -> Path:

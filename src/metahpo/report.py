@@ -17,7 +17,7 @@ import torch
 from metahpo import paths, published
 from metahpo.artifacts import load_learner
 from metahpo.atomic import write_text
-from metahpo.config import objective_name
+from metahpo.config import is_classification, objective_name
 from metahpo.figures import (
     COLORS,
     LABELS,
@@ -29,7 +29,7 @@ from metahpo.figures import (
 )
 from metahpo.model import forward
 from metahpo.report_classification import classification_report
-from metahpo.tasks import is_classification, load_split
+from metahpo.tasks import load_split
 
 KIND_TITLES = {"grid": "100-point grid", "query": "K random query points"}
 EXAMPLE_STEPS = (0, 1, 10)

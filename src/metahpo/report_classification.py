@@ -9,7 +9,7 @@ import torch
 from metahpo import paths, published
 from metahpo.artifacts import load_learner
 from metahpo.config import objective_name
-from metahpo.episodes import episode_arrays
+from metahpo.episodes import episode_arrays, select_episodes
 from metahpo.figures import COLORS, LABELS, common_figures, environment_section, save_figure, search_section, table
 from metahpo.tasks import load_manifest, load_split
 
@@ -35,8 +35,8 @@ def accuracy_figure(learners: tuple[str, ...], ways: int) -> str:
 def episodes_figure(device: torch.device, shots: int, n_episodes: int = EXAMPLE_EPISODES) -> str:
     """Example meta_test episodes: one support image per class, and one query per class with the tuned prediction."""
     test = load_split(paths.TASKS, "meta_test")
-    subset = {k: v[:n_episodes] if k.endswith("_index") else v for k, v in test.items()}
-    support_x, support_y, query_x, query_y = (torch.from_numpy(a).to(device) for a in episode_arrays(subset, shots))
+    arrays = episode_arrays(select_episodes(test, slice(0, n_episodes)), shots)
+    support_x, support_y, query_x, query_y = (torch.from_numpy(a).to(device) for a in arrays)
     learner = load_learner(paths.MODELS / "tuned", device)
     *_, fast = learner.trajectory(support_x, support_y, learner.config.inner_steps)
     with torch.no_grad():

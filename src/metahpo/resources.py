@@ -14,6 +14,7 @@ import os
 
 import torch
 
+from metahpo.config import image_side, is_classification
 from metahpo.conv import feature_count, feature_side
 from metahpo.errors import InputError
 
@@ -69,9 +70,9 @@ def _gib(n: float) -> str:
 def step_shape(params: dict) -> dict:
     """``points``, ``arch``, ``side`` and ``outputs`` of :func:`meta_step_bytes` for ``params``' task family."""
     tasks = params["tasks"]
-    if tasks["family"] == "sinusoid":
+    if not is_classification(tasks):
         return {"points": tasks["shots"] + tasks["query"]}
-    side = tasks["image_size"] or 8
+    side = image_side(tasks)
     return {
         "points": tasks["ways"] * (tasks["shots"] + tasks["query"]),
         "arch": params["model"]["arch"],

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from metahpo import paths
 from metahpo.atomic import write_json
-from metahpo.config import objective_name
+from metahpo.config import is_classification, objective_name
 from metahpo.errors import DivergenceError
 from metahpo.executors import TrialRunner, is_lost_worker
 from metahpo.proposers import make_proposer, trial_seed
@@ -58,7 +58,7 @@ def chance_objective(ways: int, objective: str) -> float:
 
 def penalty_floor(params: dict, meta_val: dict) -> float:
     """The least value told for a failed trial: what a predictor that learned nothing scores."""
-    if "images" in meta_val:
+    if is_classification(params["tasks"]):
         return chance_objective(params["tasks"]["ways"], params["search"]["objective"])
     return zero_predictor_mse(meta_val)
 
@@ -206,4 +206,3 @@ def search_stage(params: dict, device: torch.device) -> None:
     write_best(paths.BEST, params, best)
     print(f"best trial {best['trial']}: meta_val {objective_name(params)} {best['objective']:.4f} with {best['point']}",
           file=sys.stderr)  # fmt: skip
-

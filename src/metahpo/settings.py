@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from metahpo.config import TUNABLE
+from metahpo.config import TUNABLE, image_side, is_classification
 from metahpo.learners import LearnerConfig
 from metahpo.metatrain import TrainSettings
-from metahpo.tasks import is_classification
-
-DIGITS_SIDE = 8
 
 
 def default_setting(params: dict) -> dict:
@@ -27,8 +24,7 @@ def input_shape(tasks: dict) -> tuple[int, ...]:
     """Shape of one input: ``(1,)`` for the sinusoid, ``(side, side)`` for images."""
     if not is_classification(tasks):
         return (1,)
-    side = tasks["image_size"] or DIGITS_SIDE
-    return (side, side)
+    return (image_side(tasks), image_side(tasks))
 
 
 def learner_config(setting: dict, params: dict) -> LearnerConfig:

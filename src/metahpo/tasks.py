@@ -27,19 +27,14 @@ import numpy as np
 
 from metahpo import paths
 from metahpo.atomic import atomic_path, write_json
+from metahpo.config import is_classification
 from metahpo.episodes import generate_episode_splits
 from metahpo.errors import TaskDataError
 from metahpo.images import load_classes
 
 SPLITS = ("meta_train", "meta_val", "meta_test", "meta_ood")
 EVALUATION_SPLITS = ("meta_val", "meta_test", "meta_ood")
-CLASSIFICATION_FAMILIES = ("digits", "image_folder")
 FORMAT_VERSION = 2
-
-
-def is_classification(tasks: dict) -> bool:
-    """Whether the ``tasks`` section describes N-way classification (else sinusoid regression)."""
-    return tasks["family"] in CLASSIFICATION_FAMILIES
 
 
 @dataclass(frozen=True)

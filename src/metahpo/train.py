@@ -11,12 +11,12 @@ from dvclive import Live
 from metahpo import paths
 from metahpo.adaptation import classification_scores, validation_mse
 from metahpo.artifacts import save_learner
-from metahpo.config import validate_setting
+from metahpo.config import is_classification, validate_setting
 from metahpo.errors import ArtifactError
 from metahpo.metatrain import build_learner, make_pool, meta_train
 from metahpo.resources import check_fits
 from metahpo.settings import apply_point, default_setting, learner_config, train_settings
-from metahpo.tasks import is_classification, load_split
+from metahpo.tasks import load_split
 
 
 def read_best(params: dict) -> dict:
