@@ -331,7 +331,10 @@ def _family_checks(params: dict) -> list[str]:
             if tasks[key] is None:
                 problems.append(f"tasks.{key}: required by tasks.family: image_folder (got null)")
         root = tasks["root"]
-        if root is not None and not PurePosixPath(root).is_relative_to(RAW_DATA) or ".." in str(root):
+        inside = (
+            root is not None and PurePosixPath(root).is_relative_to(RAW_DATA) and ".." not in PurePosixPath(root).parts
+        )
+        if root is not None and not inside:
             problems.append(
                 f"tasks.root: expected a folder under {RAW_DATA}/ (the generate stage depends on {RAW_DATA}, "
                 f"so a changed image reruns it), got {root!r}"
