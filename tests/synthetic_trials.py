@@ -21,6 +21,11 @@ def bowl(request: TrialRequest) -> TrialResult:
     return TrialResult(request.trial, "ok", objective=bowl_value(request.point))
 
 
+def bowl_of_inner_lr(request: TrialRequest) -> TrialResult:
+    """The bowl along ``inner_lr`` alone, for spaces without the other dimensions."""
+    return TrialResult(request.trial, "ok", objective=bowl_value({"hidden": 50, **request.point}))
+
+
 def diverges_above_005(request: TrialRequest) -> TrialResult:
     if request.point["inner_lr"] > 0.05:
         return TrialResult(request.trial, "failed", error="DivergenceError: meta-loss is nan at iteration 3")

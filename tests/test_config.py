@@ -61,6 +61,8 @@ BAD = [
     ("search.space.algorithm", {"type": "categorical", "values": ["maml", "x"]}, "values[1]: expected one of maml"),
     ("search.space.hidden", {"type": "real", "low": 1, "high": 4, "prior": "uniform"}, "hidden takes integer or cat"),
     ("search.space.inner_steps", {"type": "integer", "low": 1, "high": 3}, "search.space.inner_steps.prior: missing"),
+    ("search.repeats", 0, "search.repeats: expected an integer >= 1"),
+    ("search.start_from_default", "yes", "search.start_from_default: expected true or false, got 'yes'"),
     ("evaluate.max_steps", -2, "evaluate.max_steps: expected an integer >= 0"),
 ]
 
@@ -93,3 +95,21 @@ def test_unreadable_params_file(tmp_path, text, message):
         path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_params(path)
+
+
+def test_repeats_cannot_be_combined_with_the_median_rule(tiny_params, tmp_path):
+    bad = _set(_set(tiny_params, "search.repeats", 2), "search.median_stop.enabled", True)
+    assert any(p.startswith("search.repeats: the median rule stops single runs") for p in validate(bad))
+    assert validate(_set(tiny_params, "search.repeats", 2)) == []
+
+
+def test_start_from_default_needs_the_untuned_values_inside_the_space(tiny_params):
+    space = {
+        "inner_lr": {"type": "real", "low": 0.1, "high": 0.5, "prior": "log-uniform"},
+        "algorithm": {"type": "categorical", "values": ["metasgd"]},
+    }
+    bad = _set(_set(_set(tiny_params, "search.space", space), "search.start_from_default", True), "meta.inner_lr", 0.01)
+    problems = validate(bad)
+    assert "search.start_from_default: meta.inner_lr = 0.01 is outside [0.1, 0.5] (search.space.inner_lr)" in problems
+    assert any(p.startswith("search.start_from_default: meta.algorithm = 'maml' is not one of") for p in problems)
+    assert validate(_set(_set(bad, "meta.inner_lr", 0.2), "meta.algorithm", "metasgd")) == []

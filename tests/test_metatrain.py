@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
 import torch
@@ -11,7 +13,7 @@ from metahpo.learners import LearnerConfig
 from metahpo.metatrain import TaskPool, TrainSettings, build_learner, meta_train
 from metahpo.search import Search, zero_predictor_mse
 from metahpo.tasks import generate_splits
-from metahpo.trial import TrialRequest, run_trial
+from metahpo.trial import TrialRequest, repeat_seeds, run_trial
 
 CPU = torch.device("cpu")
 
@@ -108,3 +110,29 @@ def test_median_rule_lets_a_good_trial_finish_with_its_curve(tiny_params, splits
     assert result.status == "ok" and result.stopped_at == 0 and len(result.curve) == 4
     unchecked = run_trial(_request(tiny_params, splits, medians=None))
     assert unchecked.objective == result.objective  # checkpoints observe, never change the run
+
+
+def test_repeat_seeds_start_with_the_trial_seed_and_are_distinct():
+    assert repeat_seeds(7, 1) == [7]
+    seeds = repeat_seeds(7, 4)
+    assert seeds[0] == 7 and len(set(seeds)) == 4 and seeds == repeat_seeds(7, 4)
+
+
+def test_repeats_train_one_learner_per_seed_and_score_the_mean(tiny_params, splits):
+    tiny_params["search"].update(iterations=20)
+    data = (splits["meta_train"], splits["meta_val"])
+    single = run_trial(TrialRequest(0, {"inner_lr": 0.01}, 5, tiny_params, *data))
+    tiny_params["search"]["repeats"] = 3
+    repeated = run_trial(TrialRequest(0, {"inner_lr": 0.01}, 5, tiny_params, *data))
+    assert repeated.status == "ok" and len(repeated.objectives) == 3
+    assert repeated.objectives[0] == single.objective  # repeat 0 is the trial's own seed
+    assert len(set(repeated.objectives)) == 3
+    assert repeated.objective == pytest.approx(sum(repeated.objectives) / 3, rel=1e-12)
+
+
+def test_a_diverging_repeat_fails_the_whole_trial(tiny_params, splits):
+    tiny_params["search"].update(iterations=40, repeats=2)
+    tiny_params["meta"]["inner_steps"] = 5
+    data = (splits["meta_train"], splits["meta_val"])
+    result = run_trial(TrialRequest(0, {"inner_lr": 10000.0}, 5, tiny_params, *data))
+    assert result.status == "failed" and "DivergenceError" in result.error and math.isnan(result.objective)

@@ -152,3 +152,26 @@ def test_median_reference_needs_enough_trials():
 def test_numpy_scalars_are_cast():
     assert type(to_python(np.int64(3))) is int and type(to_python(np.float64(0.5))) is float
     assert to_python("maml") == "maml"
+
+
+@pytest.mark.parametrize("method", ["gp", "forest", "random", "grid"])
+def test_start_from_default_runs_the_untuned_setting_first(search_params, tmp_path, method):
+    search_params["search"].update(method=method, start_from_default=True)
+    search_params["meta"].update(inner_lr=0.05, algorithm="metasgd")
+    search_params["model"]["hidden"] = 40
+    _, trials = run(search_params, tmp_path)
+    assert json.loads(trials["point"][0]) == {"inner_lr": 0.05, "hidden": 40, "algorithm": "metasgd"}
+    assert list(trials["trial"]) == list(range(12)) and (trials["status"] == "ok").all()
+    search_params["search"]["start_from_default"] = False
+    _, plain = run(search_params, tmp_path, name="plain")
+    # The proposer's own trials follow, shifted by one (random and grid: the same points).
+    if method in ("random", "grid"):
+        assert list(trials["point"][1:]) == list(plain["point"][:11])
+
+
+def test_start_from_default_counts_the_extra_trial_against_a_small_grid(search_params, tmp_path):
+    search_params["search"].update(method="grid", grid_points=2, n_calls=100, start_from_default=True)
+    search_params["search"]["space"] = {"inner_lr": {"type": "real", "low": 0.001, "high": 1.0, "prior": "uniform"}}
+    _, trials = run(search_params, tmp_path, trial_fn=st.bowl_of_inner_lr)
+    assert [json.loads(p)["inner_lr"] for p in trials["point"]][0] == search_params["meta"]["inner_lr"]
+    assert len(trials) == 3 and sorted(json.loads(p)["inner_lr"] for p in trials["point"][1:]) == [0.001, 1.0]

@@ -14,7 +14,7 @@ import pytest
 from metahpo.search import Search, zero_predictor_mse
 from metahpo.tasks import generate_splits, save_splits
 
-from project import copy_project, dvc, env_for, run, write_params
+from project import commit_all, copy_project, dvc, env_for, run, write_params
 
 pytestmark = pytest.mark.e2e
 
@@ -87,3 +87,29 @@ def test_every_method_runs_through_dvc_repro(tiny_params, tmp_path, method):
     extended = dvc(root, "repro", "search")
     assert "4 finished trials" in extended.stderr + extended.stdout
     assert len(pd.read_csv(root / "reports/search/trials.csv")) == 5
+
+
+def test_a_search_that_keeps_the_baseline_trains_it_once_in_any_number_of_workers(tiny_params, tmp_path):
+    tiny_params["search"].update(n_calls=2, n_initial_points=1, workers=1, repeats=2, start_from_default=True)
+    root = _search_project(tmp_path / "p", tiny_params)
+    run(root, sys.executable, "stages/search.py")
+    trials = pd.read_csv(root / "reports/search/trials.csv")
+    assert trials["objective"][0] == pytest.approx(sum(json.loads(trials["objectives"][0])) / 2, rel=1e-12)
+    # Make the baseline the winner, then train: one training serves both learners.
+    best = json.loads((root / "reports/search/best.json").read_text())
+    default = json.loads(trials["point"][0])
+    best.update(trial=0, point=default, setting={**best["setting"], **default})
+    (root / "reports/search/best.json").write_text(json.dumps(best))
+    commit_all(root, "searched")  # DVCLive reads the git head
+    proc = run(root, sys.executable, "stages/train.py")
+    assert "default: same setting as tuned, reusing its weights" in proc.stderr
+    assert (root / "models/tuned/model.pt").read_bytes() == (root / "models/default/model.pt").read_bytes()
+    logs = root / "reports/train"
+    assert (logs / "tuned/metrics.json").read_bytes() == (logs / "default/metrics.json").read_bytes()
+    assert (root / "models/pretrained").is_dir()
+    # Trained in this process instead of two workers: the same bytes.
+    models = {p: p.read_bytes() for p in sorted((root / "models").rglob("*")) if p.is_file()}
+    tiny_params["train"]["workers"] = 1
+    write_params(root, tiny_params)
+    run(root, sys.executable, "stages/train.py")
+    assert {p: p.read_bytes() for p in sorted((root / "models").rglob("*")) if p.is_file()} == models

@@ -270,6 +270,8 @@ SCHEMA = section(
                 "iterations": integer(1, 10_000_000),
                 "objective_steps": integer(0, 100),
                 "objective": choice(*OBJECTIVES),
+                "repeats": integer(1, 100),
+                "start_from_default": boolean(),
                 "workers": integer(1, 1024),
                 "executor": choice(*EXECUTORS),
                 "address": address(),
@@ -281,7 +283,9 @@ SCHEMA = section(
                 "space": search_space,
             }
         ),
-        "train": section({"iterations": integer(1, 100_000_000), "log_every": integer(1, 10_000_000)}),
+        "train": section(
+            {"iterations": integer(1, 100_000_000), "log_every": integer(1, 10_000_000), "workers": integer(1, 64)}
+        ),
         "evaluate": section({"max_steps": integer(0, 100), "task_chunk": integer(1, 1_000_000)}),
     }
 )
@@ -302,7 +306,30 @@ def _cross_checks(params: dict) -> list[str]:
         )
     if search["executor"] == "local" and search["address"] is not None:
         problems.append(f"search.address: only used with search.executor: dask, got {search['address']!r}")
+    if search["repeats"] > 1 and search["median_stop"]["enabled"]:
+        problems.append(
+            f"search.repeats: the median rule stops single runs, so it needs repeats: 1 (got {search['repeats']}; "
+            "set search.median_stop.enabled: false)"
+        )
+    if search["start_from_default"]:
+        problems.extend(_default_outside_space(params))
     return problems + _family_checks(params)
+
+
+def _default_outside_space(params: dict) -> list[str]:
+    """Untuned values that ``search.start_from_default`` cannot use as a point of ``search.space``."""
+    problems = []
+    for name, dim in params["search"]["space"].items():
+        value = params[TUNABLE[name][0]][name]
+        if dim["type"] == "categorical":
+            inside, where = value in dim["values"], f"not one of {dim['values']}"
+        else:
+            inside, where = dim["low"] <= value <= dim["high"], f"outside [{dim['low']}, {dim['high']}]"
+        if not inside:
+            problems.append(
+                f"search.start_from_default: {TUNABLE[name][0]}.{name} = {value!r} is {where} (search.space.{name})"
+            )
+    return problems
 
 
 def is_classification(tasks: dict) -> bool:

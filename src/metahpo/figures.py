@@ -102,6 +102,16 @@ def setting_table(learners: tuple[str, ...] = ("tuned", "default")) -> str:
     return table(["meta-hyperparameter", "tuned", "untuned"], rows)
 
 
+def search_options(search: dict) -> str:
+    """The report's sentence on repeats and the default start, when they are used."""
+    parts = []
+    if search["repeats"] > 1:
+        parts.append(f"Each trial's objective is the mean over {search['repeats']} training seeds.")
+    if search["start_from_default"]:
+        parts.append("Trial 0 is the untuned setting.")
+    return " ".join(parts) + "\n" if parts else ""
+
+
 def search_section(params: dict, best: dict, trials: pd.DataFrame, figures: dict, objective: str) -> str:
     """The report's search section: what ran, the best trial, the settings and the search figures."""
     search = params["search"]
@@ -110,7 +120,7 @@ def search_section(params: dict, best: dict, trials: pd.DataFrame, figures: dict
 {search["method"]} search, {len(trials)} trials ({search["workers"]} at a time; {counts.get("ok", 0)} finished,
 {counts.get("stopped", 0)} stopped early, {counts.get("failed", 0)} failed), {search["iterations"]} iterations per
 trial, objective: meta_val {objective} after {search["objective_steps"]} adaptation step(s), never meta_test.
-Best: trial {best["trial"]}, meta_val {objective} {best["objective"]:.4f}.
+{search_options(search)}Best: trial {best["trial"]}, meta_val {objective} {best["objective"]:.4f}.
 
 {setting_table()}
 

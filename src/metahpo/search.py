@@ -1,7 +1,8 @@
 """The search stage: batches of trials asked from a proposer, run on an executor, told back in order.
 
 Each trial meta-trains a setting for ``search.iterations`` iterations and is scored on meta_val
-(never meta_test): the grid MSE after ``search.objective_steps`` adaptation steps. The proposer is
+(never meta_test): the grid MSE after ``search.objective_steps`` adaptation steps, averaged over
+``search.repeats`` training seeds (one by default). The proposer is
 told ``log(MSE)``: MSEs span orders of magnitude, and a surrogate fitted on the log scale models the
 good region instead of the outliers. A failed trial (NaN/inf, an exception, a worker lost twice)
 is told a penalty, the log of the worse of the zero predictor's MSE and the worst finished earlier
@@ -12,7 +13,8 @@ median rule is told the value at which it stopped. Neither can be the best setti
 told back in ask order once all of them finish, so the trials depend only on the params, never on
 which worker finishes first. Every finished trial is written to the log at once; a rerun with the
 same params replays the log instead of rerunning finished trials, and a larger ``n_calls`` reuses
-every finished trial and runs only the new ones.
+every finished trial and runs only the new ones. With ``search.start_from_default`` trial 0 is the
+untuned setting, so the best setting is never worse on meta_val than the baseline.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ def _row(result: TrialResult, point: dict, seed: int) -> dict:
         "point": point,
         "status": result.status,
         "objective": result.objective,
+        "objectives": result.objectives,
         "curve": result.curve,
         "stopped_at": result.stopped_at,
         "seed": seed,
@@ -103,8 +106,12 @@ class Search:
         self.data, self.floor = data, penalty_floor
         self.names = list(self.search["space"])
         self.proposer = make_proposer(self.search, self.seed)
-        self.total = min(self.search["n_calls"], len(self.proposer)) if hasattr(self.proposer, "__len__") else None
-        self.total = self.total or self.search["n_calls"]
+        # With start_from_default, trial 0 is the untuned setting and the proposer's trials shift by one.
+        self.offset = int(self.search["start_from_default"])
+        self.default_point = [default_setting(params)[name] for name in self.names]
+        self.total = self.search["n_calls"]
+        if hasattr(self.proposer, "__len__"):
+            self.total = min(self.total, len(self.proposer) + self.offset)
         self.log = TrialLog(directory, self.names, print_fn=lambda m: print(m, file=sys.stderr))
         self.key = fingerprint(params, manifest)
         self.rows: dict[int, dict] = {}
@@ -124,6 +131,12 @@ class Search:
             self.data["meta_val"],
             medians,
         )
+
+    def _ask(self, n: int, first: int) -> list[list]:
+        """The points of trials ``first`` .. ``first + n - 1``."""
+        head = [self.default_point] if self.offset and first == 0 else []
+        rest = n - len(head)
+        return head + (self.proposer.ask(rest, first + len(head) - self.offset) if rest else [])
 
     def _run_batch(self, runner: TrialRunner, requests: dict[int, TrialRequest], bar) -> None:
         """Run ``requests`` on ``runner``, retrying trials whose worker died, recording each as it finishes."""
@@ -159,7 +172,7 @@ class Search:
         bar = tqdm(total=self.total, desc="search", unit="trial", file=sys.stderr)
         with TrialRunner(self.search) as runner:
             for first in range(0, self.total, self.search["workers"]):
-                points = self.proposer.ask(min(self.search["workers"], self.total - first), first)
+                points = self._ask(min(self.search["workers"], self.total - first), first)
                 curves = [self.rows[t]["curve"] for t in sorted(self.rows) if self.rows[t]["status"] != FAILED]
                 medians = median_reference(curves, rule["min_trials"]) if rule["enabled"] else None
                 requests = {}

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 from dvclive import Live
@@ -13,6 +16,7 @@ from metahpo.adaptation import classification_scores, validation_mse
 from metahpo.artifacts import save_learner
 from metahpo.config import is_classification, validate_setting
 from metahpo.errors import ArtifactError
+from metahpo.executors import TrialRunner
 from metahpo.metatrain import build_learner, make_pool, meta_train
 from metahpo.resources import check_fits
 from metahpo.settings import apply_point, default_setting, learner_config, train_settings
@@ -83,21 +87,60 @@ def learner_settings(params: dict) -> dict[str, dict]:
     }
 
 
+def copy_logs(source: Path, target: Path) -> None:
+    """The training curves of ``source`` as those of ``target`` (replacing any earlier ones)."""
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target)
+
+
 NOTES = {"pretrained": PRETRAINED_NOTE, "protonet": PROTONET_NOTE}
 
 
-def train_stage(params: dict, device: torch.device) -> None:
-    """Train every learner of the task family; save them only once all trained without diverging."""
+def train_job(name: str, setting: dict, params: dict, adapt_steps: int | None) -> dict[str, torch.Tensor]:
+    """Train one learner, in a worker process or in this one; return its weights on the CPU."""
+    from metahpo.runtime import setup  # in a worker: threads, deterministic kernels, device
+
+    device = setup(params)
     pool = make_pool(load_split(paths.TASKS, "meta_train"), params["tasks"], device)
     val = load_split(paths.TASKS, "meta_val")
+    learner = train_learner(name, setting, params, pool, val, device, adapt_steps)
+    return {key: value.detach().cpu() for key, value in learner.state_dict().items()}
+
+
+def distinct_jobs(settings: dict[str, dict], names: list[str]) -> tuple[dict, dict]:
+    """``(jobs, same_as)``: the learners to train with their inner steps, and each other one's twin.
+
+    A learner whose setting equals an earlier one's (the search kept the baseline) is not trained
+    again: the same setting, seed and data give the same weights.
+    """
+    jobs, same_as, by_key = {}, {}, {}
+    for name in names:
+        adapt_steps = 0 if name == "pretrained" else None
+        key = json.dumps([settings[name], adapt_steps], sort_keys=True)
+        if key in by_key:
+            same_as[name] = by_key[key]
+        else:
+            by_key[key], jobs[name] = name, adapt_steps
+    return jobs, same_as
+
+
+def train_stage(params: dict, device: torch.device) -> None:
+    """Train every learner of the task family, ``train.workers`` at a time; save them once all trained."""
     settings = learner_settings(params)
     check_fits(settings["default"], params, device, "meta.meta_batch_size, meta.inner_steps or model.hidden")
     check_fits(settings["tuned"], params, device, f"the setting in {paths.BEST} (search.space)")
-    trained = {
-        name: train_learner(name, settings[name], params, pool, val, device, 0 if name == "pretrained" else None)
-        for name in paths.learners(params["tasks"])
-    }
-    for name, learner in trained.items():
+    jobs, same_as = distinct_jobs(settings, paths.learners(params["tasks"]))
+    workers = min(params["train"]["workers"], len(jobs))
+    with TrialRunner({"executor": "local", "address": None, "workers": workers}) as runner:
+        futures = {name: runner.submit(train_job, name, settings[name], params, steps) for name, steps in jobs.items()}
+        weights = {name: future.result() for name, future in futures.items()}
+    for name, twin in same_as.items():
+        print(f"{name}: same setting as {twin}, reusing its weights", file=sys.stderr)
+        copy_logs(paths.TRAIN_LOGS / twin, paths.TRAIN_LOGS / name)
+        weights[name] = weights[twin]
+    for name in paths.learners(params["tasks"]):
+        learner = build_learner(learner_config(settings[name], params), params["seed"], device)
+        learner.load_state_dict(weights[name])
         extra = {"setting": settings[name], "iterations": params["train"]["iterations"]}
         if name in NOTES:
             extra["training"] = NOTES[name]

@@ -39,6 +39,7 @@ class TrialResult:
     trial: int
     status: str
     objective: float = math.nan
+    objectives: list[float] = field(default_factory=list)  # one per repeat; ``objective`` is their mean
     curve: list[float] = field(default_factory=list)
     stopped_at: int = 0
     seconds: float = 0.0
@@ -69,8 +70,17 @@ def median_reference(curves: list[list[float]], min_trials: int) -> list[float] 
     return medians or None
 
 
+def repeat_seeds(seed: int, repeats: int) -> list[int]:
+    """Training seeds of a trial's repeats: the trial seed first, then independent ones derived from it."""
+    return [seed] + [int(np.random.SeedSequence([seed, r]).generate_state(1)[0]) for r in range(1, repeats)]
+
+
 def run_trial(request: TrialRequest) -> TrialResult:
-    """Meta-train the request's setting for ``search.iterations`` and return its meta_val objective."""
+    """Meta-train the request's setting for ``search.iterations`` and return its meta_val objective.
+
+    With ``search.repeats`` > 1 the setting is trained once per seed of :func:`repeat_seeds` and the
+    objective is the mean; a repeat that diverges fails the trial.
+    """
     from metahpo.runtime import setup  # in the worker process: threads, deterministic kernels, device
 
     start = time.perf_counter()
@@ -79,25 +89,28 @@ def run_trial(request: TrialRequest) -> TrialResult:
     try:
         device = setup(params)
         setting = apply_point(params, request.point)
-        learner = build_learner(learner_config(setting, params), request.seed, device)
         pool = make_pool(request.meta_train, params["tasks"], device)
         steps, shots, objective = search["objective_steps"], params["tasks"]["shots"], search["objective"]
         rule = search["median_stop"]
         every = checkpoint_steps(search["iterations"], rule["checkpoints"]) if rule["enabled"] else 0
-
-        def checkpoint(step: int, loss: float) -> None:
-            value = validation_score(learner, request.meta_val, steps, shots, device, objective)
-            result.curve.append(value)
-            k = len(result.curve) - 1
-            medians = request.medians or []
-            if step < search["iterations"] and k < len(medians) and not value <= medians[k]:
-                raise StopTrial(step, value)
-
         budget = train_settings(setting, params["tasks"], search["iterations"])
-        meta_train(learner, pool, budget, request.seed, every, checkpoint if every else None)
-        result.objective = validation_score(learner, request.meta_val, steps, shots, device, objective)
-        if not math.isfinite(result.objective):
-            raise DivergenceError(f"validation objective is {result.objective} after adaptation")
+        for seed in repeat_seeds(request.seed, search["repeats"]):
+            learner = build_learner(learner_config(setting, params), seed, device)
+
+            def checkpoint(step: int, loss: float, learner=learner) -> None:
+                value = validation_score(learner, request.meta_val, steps, shots, device, objective)
+                result.curve.append(value)
+                k = len(result.curve) - 1
+                medians = request.medians or []
+                if step < search["iterations"] and k < len(medians) and not value <= medians[k]:
+                    raise StopTrial(step, value)
+
+            meta_train(learner, pool, budget, seed, every, checkpoint if every else None)
+            value = validation_score(learner, request.meta_val, steps, shots, device, objective)
+            if not math.isfinite(value):
+                raise DivergenceError(f"validation objective is {value} after adaptation (seed {seed})")
+            result.objectives.append(value)
+        result.objective = statistics.fmean(result.objectives)
     except StopTrial as stop:
         result.status, result.objective, result.stopped_at, result.error = "stopped", stop.value, stop.step, str(stop)
     except Exception as exc:  # noqa: BLE001 - any failure of a trial is recorded, and the search goes on

@@ -1,11 +1,12 @@
 """The durable trial log of a search, and whether an existing one may be reused.
 
-``trials.csv`` holds one row per finished trial (point, status, objective, what the optimizer was
-told, best so far, where the median rule stopped it, seed, error) and is rewritten atomically each
-time a trial finishes, in trial order. Wall-clock seconds go to ``trial_seconds.csv`` so that the
-log itself is byte-identical across reruns. ``state.json`` records a fingerprint of everything that
-determines the trials (params except ``n_calls`` and where trials run, the task data, and every
-source file of the package, conservatively): a log with another fingerprint is never reused.
+``trials.csv`` holds one row per finished trial (point, status, objective and its value for each
+repeat, what the optimizer was told, best so far, where the median rule stopped it, seed, error) and
+is rewritten atomically each time a trial finishes, in trial order. Wall-clock seconds go to
+``trial_seconds.csv`` so that the log itself is byte-identical across reruns. ``state.json`` records
+a fingerprint of everything that determines the trials (params except ``n_calls`` and where trials
+run, the task data, and every source file of the package, conservatively): a log with another
+fingerprint is never reused.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from metahpo.atomic import write_json, write_text
 
-COLUMNS = ("status", "objective", "told", "best_so_far", "stopped_at", "curve", "seed", "error", "point")
+COLUMNS = ("status", "objective", "objectives", "told", "best_so_far", "stopped_at", "curve", "seed", "error", "point")
 NOT_FINGERPRINTED = ("n_calls", "executor", "address", "retries")
 PACKAGE = Path(__file__).resolve().parent
 
@@ -90,6 +91,7 @@ class TrialLog:
             "point": json.loads(row["point"]),
             "status": row["status"],
             "objective": float(row["objective"]),
+            "objectives": json.loads(row["objectives"]),
             "curve": json.loads(row["curve"]),
             "stopped_at": int(row["stopped_at"]),
             "seed": int(row["seed"]),
