@@ -11,8 +11,9 @@ import pytest
 import synthetic_trials as st
 from skopt.space import Categorical, Integer, Real
 
-from metahpo.proposers import GridProposer, build_space, dimension_grid, make_proposer, to_python, trial_seed
+from metahpo.proposers import GridProposer, build_space, dimension_grid, make_proposer, to_python
 from metahpo.search import Search
+from metahpo.seeds import trial_seed
 from metahpo.trial import median_reference
 
 

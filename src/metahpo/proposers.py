@@ -13,6 +13,8 @@ import numpy as np
 import skopt
 from skopt.space import Categorical, Integer, Real, Space
 
+from metahpo.seeds import trial_seed
+
 ESTIMATORS = {"gp": "GP", "forest": "RF"}
 
 
@@ -32,11 +34,6 @@ def build_space(space: dict) -> list:
 def to_python(value):
     """Cast numpy scalars (as ``ask()`` returns them) to plain Python values, JSON and YAML friendly."""
     return value.item() if isinstance(value, np.generic) else value
-
-
-def trial_seed(seed: int, trial: int) -> int:
-    """An independent, reproducible seed for each trial."""
-    return int(np.random.SeedSequence([seed, trial]).generate_state(1)[0])
 
 
 class SkoptProposer:

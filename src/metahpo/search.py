@@ -34,8 +34,9 @@ from metahpo.atomic import write_json
 from metahpo.config import is_classification, objective_name
 from metahpo.errors import DivergenceError
 from metahpo.executors import TrialRunner, is_lost_worker
-from metahpo.proposers import make_proposer, trial_seed
+from metahpo.proposers import make_proposer
 from metahpo.resources import check_fits, largest_setting
+from metahpo.seeds import trial_seed
 from metahpo.settings import apply_point, default_setting
 from metahpo.tasks import load_split
 from metahpo.trial import TrialRequest, TrialResult, median_reference, run_trial

@@ -16,6 +16,7 @@ import numpy as np
 from metahpo.adaptation import validation_score
 from metahpo.errors import DivergenceError
 from metahpo.metatrain import build_learner, make_pool, meta_train
+from metahpo.seeds import trial_seed
 from metahpo.settings import apply_point, learner_config, train_settings
 
 
@@ -72,7 +73,7 @@ def median_reference(curves: list[list[float]], min_trials: int) -> list[float] 
 
 def repeat_seeds(seed: int, repeats: int) -> list[int]:
     """Training seeds of a trial's repeats: the trial seed first, then independent ones derived from it."""
-    return [seed] + [int(np.random.SeedSequence([seed, r]).generate_state(1)[0]) for r in range(1, repeats)]
+    return [seed] + [trial_seed(seed, r) for r in range(1, repeats)]
 
 
 def run_trial(request: TrialRequest) -> TrialResult:
