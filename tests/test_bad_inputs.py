@@ -189,6 +189,7 @@ CASES = [
     ("search", params_edit("model.arch", "conv"), "model.arch"),
     ("search", params_edit("search.objective", "accuracy"), "search.objective"),
     ("search", params_edit("search.repeats", 2, search__median_stop__enabled=True), "search.repeats"),
+    ("search", params_edit("search.class_folds", 2), "search.class_folds"),
     ("search", params_edit("search.start_from_default", True, meta__inner_lr=5.0), "meta.inner_lr = 5.0"),
     ("generate", image_folder(lambda f: (f[2] / "1.png").write_bytes(b"\x89PNG broken")), "class2/1.png"),
     ("generate", image_folder(lambda f: (f[0].parent / "no_images").mkdir()), "class 'no_images' has no images"),

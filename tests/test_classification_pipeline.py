@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 from image_folders import class_image, image_folder_params, make_flat, make_omniglot
 
@@ -18,7 +19,10 @@ LEARNERS = ("tuned", "default", "protonet")
 def run_image_folder_project(tmp_path, layout: str):
     from conftest import load_default_params, shrink
 
-    root = copy_project(tmp_path / layout, image_folder_params(shrink(load_default_params()), "data/raw/letters"))
+    params = image_folder_params(shrink(load_default_params()), "data/raw/letters")
+    if layout == "omniglot":  # one layout also scores the search on a second class fold
+        params["search"]["class_folds"] = 2
+    root = copy_project(tmp_path / layout, params)
     (make_flat if layout == "flat" else make_omniglot)(root / "data/raw/letters")
     dvc(root, "config", "core.analytics", "false")
     dvc(root, "add", "data/raw/letters")
@@ -45,6 +49,10 @@ def test_image_folder_runs_end_to_end(tmp_path, layout):
     assert "2-way 1-shot classification on `data/raw/letters`" in report
     for figure in ("accuracy", "episodes", "search", "training", "objective"):
         assert (root / f"reports/figures/{figure}.png").is_file() and f"figures/{figure}.png" in report
+    trials = pd.read_csv(root / "reports/search/trials.csv")
+    objectives = trials.loc[trials["status"] == "ok", "objectives"].map(json.loads)
+    assert len(objectives) and set(objectives.map(len)) == {2 if layout == "omniglot" else 1}
+    assert ("mean over 2 class folds" in report) == (layout == "omniglot")
     shown = dvc(root, "metrics", "show", "--json").stdout
     assert "tuned.test.query.k1.step1.accuracy" in shown or '"accuracy"' in shown
 

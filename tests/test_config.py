@@ -62,6 +62,7 @@ BAD = [
     ("search.space.hidden", {"type": "real", "low": 1, "high": 4, "prior": "uniform"}, "hidden takes integer or cat"),
     ("search.space.inner_steps", {"type": "integer", "low": 1, "high": 3}, "search.space.inner_steps.prior: missing"),
     ("search.repeats", 0, "search.repeats: expected an integer >= 1"),
+    ("search.class_folds", 0, "search.class_folds: expected an integer >= 1"),
     ("search.start_from_default", "yes", "search.start_from_default: expected true or false, got 'yes'"),
     ("evaluate.max_steps", -2, "evaluate.max_steps: expected an integer >= 0"),
 ]
@@ -101,6 +102,15 @@ def test_repeats_cannot_be_combined_with_the_median_rule(tiny_params, tmp_path):
     bad = _set(_set(tiny_params, "search.repeats", 2), "search.median_stop.enabled", True)
     assert any(p.startswith("search.repeats: the median rule stops single runs") for p in validate(bad))
     assert validate(_set(tiny_params, "search.repeats", 2)) == []
+
+
+def test_class_folds_need_classification_and_no_median_rule(tiny_params):
+    folds = _set(tiny_params, "search.class_folds", 2)
+    assert any(p.startswith("search.class_folds: folds of classes need classification") for p in validate(folds))
+    digits = _set(folds, "tasks.family", "digits")
+    assert validate(digits) == []
+    stopped = _set(digits, "search.median_stop.enabled", True)
+    assert any(p.startswith("search.class_folds: the median rule stops single runs") for p in validate(stopped))
 
 
 def test_start_from_default_needs_the_untuned_values_inside_the_space(tiny_params):

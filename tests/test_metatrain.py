@@ -95,8 +95,8 @@ def test_real_search_marks_divergent_trials_failed(tiny_params, splits, tmp_path
 def _request(tiny_params, splits, medians):
     tiny_params["search"].update(iterations=40)
     tiny_params["search"]["median_stop"].update(enabled=True, checkpoints=4)
-    data = (splits["meta_train"], splits["meta_val"])
-    return TrialRequest(0, {"inner_lr": 0.01}, 5, tiny_params, *data, medians=medians)
+    data = [(splits["meta_train"], splits["meta_val"])]
+    return TrialRequest(0, {"inner_lr": 0.01}, 5, tiny_params, data, medians=medians)
 
 
 def test_median_rule_stops_a_trial_above_the_median_and_records_where(tiny_params, splits):
@@ -120,10 +120,10 @@ def test_repeat_seeds_start_with_the_trial_seed_and_are_distinct():
 
 def test_repeats_train_one_learner_per_seed_and_score_the_mean(tiny_params, splits):
     tiny_params["search"].update(iterations=20)
-    data = (splits["meta_train"], splits["meta_val"])
-    single = run_trial(TrialRequest(0, {"inner_lr": 0.01}, 5, tiny_params, *data))
+    data = [(splits["meta_train"], splits["meta_val"])]
+    single = run_trial(TrialRequest(0, {"inner_lr": 0.01}, 5, tiny_params, data))
     tiny_params["search"]["repeats"] = 3
-    repeated = run_trial(TrialRequest(0, {"inner_lr": 0.01}, 5, tiny_params, *data))
+    repeated = run_trial(TrialRequest(0, {"inner_lr": 0.01}, 5, tiny_params, data))
     assert repeated.status == "ok" and len(repeated.objectives) == 3
     assert repeated.objectives[0] == single.objective  # repeat 0 is the trial's own seed
     assert len(set(repeated.objectives)) == 3
@@ -133,6 +133,6 @@ def test_repeats_train_one_learner_per_seed_and_score_the_mean(tiny_params, spli
 def test_a_diverging_repeat_fails_the_whole_trial(tiny_params, splits):
     tiny_params["search"].update(iterations=40, repeats=2)
     tiny_params["meta"]["inner_steps"] = 5
-    data = (splits["meta_train"], splits["meta_val"])
-    result = run_trial(TrialRequest(0, {"inner_lr": 10000.0}, 5, tiny_params, *data))
+    data = [(splits["meta_train"], splits["meta_val"])]
+    result = run_trial(TrialRequest(0, {"inner_lr": 10000.0}, 5, tiny_params, data))
     assert result.status == "failed" and "DivergenceError" in result.error and math.isnan(result.objective)

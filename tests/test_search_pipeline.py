@@ -113,3 +113,11 @@ def test_a_search_that_keeps_the_baseline_trains_it_once_in_any_number_of_worker
     write_params(root, tiny_params)
     run(root, sys.executable, "stages/train.py")
     assert {p: p.read_bytes() for p in sorted((root / "models").rglob("*")) if p.is_file()} == models
+    # Evaluated: the twin is scored once and reports the same numbers.
+    proc = run(root, sys.executable, "stages/evaluate.py")
+    assert "default: same config and weights as tuned, reusing its scores" in proc.stderr
+    metrics = json.loads((root / "reports/metrics.json").read_text())
+    assert metrics["default"] == metrics["tuned"] != metrics["pretrained"]
+    for prefix in ("adaptation", "ood", "kshot"):
+        plots = root / "reports/plots"
+        assert (plots / f"{prefix}_default.csv").read_bytes() == (plots / f"{prefix}_tuned.csv").read_bytes()

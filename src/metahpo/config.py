@@ -271,6 +271,7 @@ SCHEMA = section(
                 "objective_steps": integer(0, 100),
                 "objective": choice(*OBJECTIVES),
                 "repeats": integer(1, 100),
+                "class_folds": integer(1, 100),
                 "start_from_default": boolean(),
                 "workers": integer(1, 1024),
                 "executor": choice(*EXECUTORS),
@@ -311,6 +312,11 @@ def _cross_checks(params: dict) -> list[str]:
             f"search.repeats: the median rule stops single runs, so it needs repeats: 1 (got {search['repeats']}; "
             "set search.median_stop.enabled: false)"
         )
+    if search["class_folds"] > 1 and search["median_stop"]["enabled"]:
+        problems.append(
+            f"search.class_folds: the median rule stops single runs, so it needs class_folds: 1 "
+            f"(got {search['class_folds']}; set search.median_stop.enabled: false)"
+        )
     if search["start_from_default"]:
         problems.extend(_default_outside_space(params))
     return problems + _family_checks(params)
@@ -349,6 +355,11 @@ def _family_checks(params: dict) -> list[str]:
             problems.append("model.arch: conv needs images (tasks.family: digits or image_folder), got sinusoid")
         if params["search"]["objective"] == "accuracy":
             problems.append("search.objective: accuracy needs classification (tasks.family: digits or image_folder)")
+        if params["search"]["class_folds"] > 1:
+            problems.append(
+                f"search.class_folds: folds of classes need classification (tasks.family: digits or image_folder), "
+                f"got {params['search']['class_folds']}"
+            )
         return problems
     fractions = tasks["class_splits"]
     if abs(sum(fractions.values()) - 1.0) > 1e-9:
@@ -396,7 +407,9 @@ def load_params(path: str | Path = DEFAULT_PATH) -> dict:
 
 
 def objective_name(params: dict) -> str:
-    """What the search minimises, in words."""
+    """What the search minimises, in words: a meta_val score, or its mean over class folds."""
     if not is_classification(params["tasks"]):
-        return "grid MSE"
-    return "cross-entropy" if params["search"]["objective"] == "loss" else "error rate (1 - accuracy)"
+        return "meta_val grid MSE"
+    name = "cross-entropy" if params["search"]["objective"] == "loss" else "error rate (1 - accuracy)"
+    folds = params["search"]["class_folds"]
+    return f"{name} (mean over {folds} class folds)" if folds > 1 else f"meta_val {name}"

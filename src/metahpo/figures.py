@@ -46,7 +46,7 @@ def search_figure(trials: pd.DataFrame, objective: str) -> str:
             ax.scatter(trials.loc[rows, "trial"], np.exp(trials.loc[rows, "told"]), color=color, marker=marker,
                        label=f"{status} (as told)")  # fmt: skip
     ax.step(trials["trial"], trials["best_so_far"], where="post", color="black", label="best so far")
-    ax.set(xlabel="trial", ylabel=f"meta_val {objective}", yscale="log", title="search convergence")
+    ax.set(xlabel="trial", ylabel=objective, yscale="log", title="search convergence")
     ax.grid(alpha=0.3)
     ax.legend()
     return save_figure(fig, "search.png")
@@ -103,10 +103,16 @@ def setting_table(learners: tuple[str, ...] = ("tuned", "default")) -> str:
 
 
 def search_options(search: dict) -> str:
-    """The report's sentence on repeats and the default start, when they are used."""
+    """The report's sentence on repeats, class folds and the default start, when they are used."""
     parts = []
     if search["repeats"] > 1:
         parts.append(f"Each trial's objective is the mean over {search['repeats']} training seeds.")
+    if search["class_folds"] > 1:
+        parts.append(
+            f"The objective is the mean over {search['class_folds']} class folds: meta_val, then meta_val-sized "
+            "groups of meta_train classes held out in turn (each trained on the other meta_train classes and "
+            "the meta_val classes)."
+        )
     if search["start_from_default"]:
         parts.append("Trial 0 is the untuned setting.")
     return " ".join(parts) + "\n" if parts else ""
@@ -119,8 +125,8 @@ def search_section(params: dict, best: dict, trials: pd.DataFrame, figures: dict
     return f"""## Search
 {search["method"]} search, {len(trials)} trials ({search["workers"]} at a time; {counts.get("ok", 0)} finished,
 {counts.get("stopped", 0)} stopped early, {counts.get("failed", 0)} failed), {search["iterations"]} iterations per
-trial, objective: meta_val {objective} after {search["objective_steps"]} adaptation step(s), never meta_test.
-{search_options(search)}Best: trial {best["trial"]}, meta_val {objective} {best["objective"]:.4f}.
+trial, objective: {objective} after {search["objective_steps"]} adaptation step(s), never meta_test.
+{search_options(search)}Best: trial {best["trial"]}, {objective} {best["objective"]:.4f}.
 
 {setting_table()}
 
@@ -130,7 +136,7 @@ trial, objective: meta_val {objective} after {search["objective_steps"]} adaptat
 
 ![partial dependence](figures/{figures["objective"]})
 
-*Partial dependence of log(meta_val {objective}) on each meta-hyperparameter and pair, from a GP fitted to all
+*Partial dependence of log({objective}) on each meta-hyperparameter and pair, from a GP fitted to all
 trials (red star: the best trial).*
 
 ![evaluations](figures/{figures["evaluations"]})

@@ -1,8 +1,10 @@
 """The search stage: batches of trials asked from a proposer, run on an executor, told back in order.
 
 Each trial meta-trains a setting for ``search.iterations`` iterations and is scored on meta_val
-(never meta_test): the grid MSE after ``search.objective_steps`` adaptation steps, averaged over
-``search.repeats`` training seeds (one by default). The proposer is
+(never meta_test): the grid MSE (classification: cross-entropy or error rate) after
+``search.objective_steps`` adaptation steps, averaged over ``search.repeats`` training seeds (one by
+default) and, for classification, over ``search.class_folds`` class folds (the stored meta_val
+first; see :mod:`metahpo.class_folds`). The proposer is
 told ``log(MSE)``: MSEs span orders of magnitude, and a surrogate fitted on the log scale models the
 good region instead of the outliers. A failed trial (NaN/inf, an exception, a worker lost twice)
 is told a penalty, the log of the worse of the zero predictor's MSE and the worst finished earlier
@@ -14,7 +16,7 @@ told back in ask order once all of them finish, so the trials depend only on the
 which worker finishes first. Every finished trial is written to the log at once; a rerun with the
 same params replays the log instead of rerunning finished trials, and a larger ``n_calls`` reuses
 every finished trial and runs only the new ones. With ``search.start_from_default`` trial 0 is the
-untuned setting, so the best setting is never worse on meta_val than the baseline.
+untuned setting, so the best setting never scores worse than the baseline.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from tqdm import tqdm
 
 from metahpo import paths
 from metahpo.atomic import write_json
+from metahpo.class_folds import class_folds
 from metahpo.config import is_classification, objective_name
 from metahpo.errors import DivergenceError
 from metahpo.executors import TrialRunner, is_lost_worker
@@ -104,7 +107,8 @@ class Search:
     ):
         self.params, self.search, self.seed = params, params["search"], params["seed"]
         self.trial_fn = trial_fn
-        self.data, self.floor = data, penalty_floor
+        self.floor = penalty_floor
+        self.folds = self._folds(data)
         self.names = list(self.search["space"])
         self.proposer = make_proposer(self.search, self.seed)
         # With start_from_default, trial 0 is the untuned setting and the proposer's trials shift by one.
@@ -117,6 +121,12 @@ class Search:
         self.key = fingerprint(params, manifest)
         self.rows: dict[int, dict] = {}
 
+    def _folds(self, data: dict) -> list[tuple[dict, dict]]:
+        """``(meta_train, meta_val)``, then the class folds of ``search.class_folds`` (classification)."""
+        if self.search["class_folds"] == 1:
+            return [(data["meta_train"], data["meta_val"])]
+        return class_folds(data["meta_train"], data["meta_val"], self.search["class_folds"], self.seed)
+
     def _record(self, trial: int, row: dict) -> None:
         self.rows[trial] = row
         told_values(self.rows, self.floor)
@@ -128,8 +138,7 @@ class Search:
             point,
             trial_seed(self.seed, trial),
             self.params,
-            self.data["meta_train"],
-            self.data["meta_val"],
+            self.folds,
             medians,
         )
 
@@ -218,5 +227,5 @@ def search_stage(params: dict, device: torch.device) -> None:
     search = Search(params, data, penalty_floor(params, data["meta_val"]), paths.SEARCH, paths.TASKS / "manifest.json")
     best = search.run()
     write_best(paths.BEST, params, best)
-    print(f"best trial {best['trial']}: meta_val {objective_name(params)} {best['objective']:.4f} with {best['point']}",
+    print(f"best trial {best['trial']}: {objective_name(params)} {best['objective']:.4f} with {best['point']}",
           file=sys.stderr)  # fmt: skip

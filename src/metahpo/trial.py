@@ -6,6 +6,7 @@ process, in a local process pool, or on a Dask worker on another machine.
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 import time
@@ -22,14 +23,17 @@ from metahpo.settings import apply_point, learner_config, train_settings
 
 @dataclass(frozen=True)
 class TrialRequest:
-    """Everything a worker needs: params, the point, its seed, the data and the early-stop reference."""
+    """Everything a worker needs: params, the point, its seed, the data and the early-stop reference.
+
+    ``folds`` holds ``(train split, validation split)`` pairs: ``(meta_train, meta_val)`` first, then the
+    class folds of ``search.class_folds`` (see :mod:`metahpo.class_folds`).
+    """
 
     trial: int
     point: dict
     seed: int
     params: dict
-    meta_train: dict[str, np.ndarray]
-    meta_val: dict[str, np.ndarray]
+    folds: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]
     medians: list[float] | None = None
 
 
@@ -40,7 +44,7 @@ class TrialResult:
     trial: int
     status: str
     objective: float = math.nan
-    objectives: list[float] = field(default_factory=list)  # one per repeat; ``objective`` is their mean
+    objectives: list[float] = field(default_factory=list)  # one per fold and repeat; ``objective`` is their mean
     curve: list[float] = field(default_factory=list)
     stopped_at: int = 0
     seconds: float = 0.0
@@ -79,8 +83,9 @@ def repeat_seeds(seed: int, repeats: int) -> list[int]:
 def run_trial(request: TrialRequest) -> TrialResult:
     """Meta-train the request's setting for ``search.iterations`` and return its meta_val objective.
 
-    With ``search.repeats`` > 1 the setting is trained once per seed of :func:`repeat_seeds` and the
-    objective is the mean; a repeat that diverges fails the trial.
+    The setting is trained ``search.repeats`` times on each fold of the request, every time with the
+    next seed of :func:`repeat_seeds` (fold by fold, repeats within a fold), and scored on that fold's
+    validation split; the objective is the mean. A training that diverges fails the trial.
     """
     from metahpo.runtime import setup  # in the worker process: threads, deterministic kernels, device
 
@@ -90,27 +95,31 @@ def run_trial(request: TrialRequest) -> TrialResult:
     try:
         device = setup(params)
         setting = apply_point(params, request.point)
-        pool = make_pool(request.meta_train, params["tasks"], device)
         steps, shots, objective = search["objective_steps"], params["tasks"]["shots"], search["objective"]
         rule = search["median_stop"]
         every = checkpoint_steps(search["iterations"], rule["checkpoints"]) if rule["enabled"] else 0
         budget = train_settings(setting, params["tasks"], search["iterations"])
-        for seed in repeat_seeds(request.seed, search["repeats"]):
-            learner = build_learner(learner_config(setting, params), seed, device)
+        seeds = iter(repeat_seeds(request.seed, len(request.folds) * search["repeats"]))
+        for fold, (train_split, val_split) in enumerate(request.folds):
+            pool = make_pool(train_split, params["tasks"], device)
+            for seed in itertools.islice(seeds, search["repeats"]):
+                learner = build_learner(learner_config(setting, params), seed, device)
 
-            def checkpoint(step: int, loss: float, learner=learner) -> None:
-                value = validation_score(learner, request.meta_val, steps, shots, device, objective)
-                result.curve.append(value)
-                k = len(result.curve) - 1
-                medians = request.medians or []
-                if step < search["iterations"] and k < len(medians) and not value <= medians[k]:
-                    raise StopTrial(step, value)
+                def checkpoint(step: int, loss: float, learner=learner, val_split=val_split) -> None:
+                    value = validation_score(learner, val_split, steps, shots, device, objective)
+                    result.curve.append(value)
+                    k = len(result.curve) - 1
+                    medians = request.medians or []
+                    if step < search["iterations"] and k < len(medians) and not value <= medians[k]:
+                        raise StopTrial(step, value)
 
-            meta_train(learner, pool, budget, seed, every, checkpoint if every else None)
-            value = validation_score(learner, request.meta_val, steps, shots, device, objective)
-            if not math.isfinite(value):
-                raise DivergenceError(f"validation objective is {value} after adaptation (seed {seed})")
-            result.objectives.append(value)
+                meta_train(learner, pool, budget, seed, every, checkpoint if every else None)
+                value = validation_score(learner, val_split, steps, shots, device, objective)
+                if not math.isfinite(value):
+                    raise DivergenceError(
+                        f"validation objective is {value} after adaptation (fold {fold}, seed {seed})"
+                    )
+                result.objectives.append(value)
         result.objective = statistics.fmean(result.objectives)
     except StopTrial as stop:
         result.status, result.objective, result.stopped_at, result.error = "stopped", stop.value, stop.step, str(stop)
