@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -53,6 +54,10 @@ def test_image_folder_runs_end_to_end(tmp_path, layout):
     objectives = trials.loc[trials["status"] == "ok", "objectives"].map(json.loads)
     assert len(objectives) and set(objectives.map(len)) == {2 if layout == "omniglot" else 1}
     assert ("mean over 2 class folds" in report) == (layout == "omniglot")
+    name = "error rate (1 - accuracy)"  # the tiny settings' search.objective: accuracy
+    objective = f"{name} (mean over 2 class folds)" if layout == "omniglot" else f"meta_val {name}"
+    assert f"objective: {objective} after 1 adaptation step(s)" in report
+    assert re.search(rf"Best: trial \d+, {re.escape(objective)} \d", report)
     shown = dvc(root, "metrics", "show", "--json").stdout
     assert "tuned.test.query.k1.step1.accuracy" in shown or '"accuracy"' in shown
 

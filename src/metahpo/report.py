@@ -191,7 +191,7 @@ meta_ood {tasks["splits"]["meta_ood"]} (A ∈ {tasks["ood"]["amplitude"]},
 φ ∈ [{tasks["ood"]["phase"][0]:.3f}, {tasks["ood"]["phase"][1]:.3f}]).
 Every learner trains for {params["train"]["iterations"]} iterations. Seed {params["seed"]}.
 
-{search_section(params, best, trials, figures, "grid MSE")}
+{search_section(params, best, trials, figures, objective_name(params))}
 ## Held-out results
 Protocol: {metrics["protocol"]["tasks"]} meta_test tasks; each learner adapts on K support points with its own
 inner rule (the pretrained network by SGD at the tuned rate); mean MSE ± 95% CI (1.96·std/√n) on K random query
