@@ -1,7 +1,8 @@
 """How far one digits setting's accuracy moves with the training seed alone (why ``search.repeats``).
 
 Usage: ``python benchmarks/seed_noise.py [--seeds 3] [--iterations 1000] [--workers 2]``.
-Builds the digits 5-way 1-shot tasks of the README's digits command in memory, trains three settings
+Builds the digits 5-way 1-shot tasks of the README's digits command in memory and trains, like the
+versions before ``meta.query`` did, on 10 query images per class; it trains three settings
 (the untuned baseline; the Meta-SGD setting a single-seed search picked; the MAML setting a search
 with two seeds per trial picked) once per seed, and prints per seed the search objective (meta_val
 cross-entropy after one step) and the meta_val and meta_test accuracy after one step, then the mean
@@ -41,7 +42,7 @@ SETTINGS = {
 
 
 def digits_params() -> dict:
-    """params.yaml with the README's digits command applied."""
+    """params.yaml with the README's digits command applied (10 training queries per class, the default)."""
     params = copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text()))
     params["tasks"].update(family="digits", shots=1)
     params["model"].update(arch="conv", layers=4, hidden=32)

@@ -56,6 +56,7 @@ def image_folder_params(params: dict, root: str) -> dict:
         class_splits={"meta_train": 0.5, "meta_val": 0.25, "meta_test": 0.25},
     )
     params["tasks"]["splits"].update(meta_val=6, meta_test=8)
+    params["meta"]["query"] = 1  # meta-training episodes draw fewer query images than the stored ones
     params["model"].update(arch="conv", hidden=4, layers=2)
     params["search"]["space"]["hidden"] = {"type": "integer", "low": 3, "high": 6, "prior": "uniform"}
     params["search"]["objective"] = "accuracy"

@@ -11,6 +11,7 @@ from metahpo.episodes import generate_episode_splits
 from metahpo.errors import ConfigError
 from metahpo.images import digits_classes
 from metahpo.search import Search
+from metahpo.tasks import generate_splits
 from metahpo.trial import TrialRequest, repeat_seeds, run_trial
 
 
@@ -78,6 +79,7 @@ def _trial(params: dict, folds: list, seed: int):
 
 def test_a_trial_trains_each_fold_with_the_next_seeds_and_scores_the_mean(tiny_params, digits_splits):
     tiny_params["tasks"].update(family="digits", ways=5, shots=1, query=3)
+    tiny_params["meta"]["query"] = 3
     tiny_params["search"].update(iterations=5, objective="accuracy", class_folds=2)
     folds = class_folds(digits_splits["meta_train"], digits_splits["meta_val"], 2, seed=0)
     both = _trial(tiny_params, folds, seed=5)
@@ -98,7 +100,14 @@ def test_a_trial_trains_each_fold_with_the_next_seeds_and_scores_the_mean(tiny_p
 
 def test_too_many_folds_stop_the_search_before_it_writes(tiny_params, digits_splits, tmp_path):
     tiny_params["tasks"].update(family="digits", ways=5, shots=1, query=3)
+    tiny_params["meta"]["query"] = 3
     tiny_params["search"]["class_folds"] = 5
     with pytest.raises(ConfigError, match="search.class_folds: 5 folds"):
         Search(tiny_params, digits_splits, 1.0, tmp_path / "search", tmp_path / "manifest.json")
     assert not (tmp_path / "search").exists()
+
+
+def test_one_fold_is_the_stored_splits_of_any_family(tiny_params):
+    splits = generate_splits(tiny_params["tasks"], 0)  # sinusoid: no class labels at all
+    [(train, val)] = class_folds(splits["meta_train"], splits["meta_val"], 1, seed=0)
+    assert train is splits["meta_train"] and val is splits["meta_val"]

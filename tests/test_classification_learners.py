@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from metahpo.conv import conv_forward, init_conv_weights
 from metahpo.learners import LearnerConfig, MetaLearner
 
 from reference import conv_net, mlp_classifier, per_task_classification_loss
@@ -99,4 +100,17 @@ def test_conv_net_is_vectorised_over_tasks():
     together = learner.predict(fast, support_x)
     for t in range(4):
         alone = conv_net(dict(learner.weights), support_x[t])
+        torch.testing.assert_close(together[t], alone, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(("side", "blocks"), [(5, 2), (7, 3), (12, 4), (28, 4)])
+def test_conv_net_matches_reference_on_other_image_sizes(side, blocks):
+    g = torch.Generator().manual_seed(3)
+    shapes = {n: w.shape for n, w in init_conv_weights(6, blocks, side, WAYS, g).items()}
+    # Each task its own random kernels, batch-norm scales and shifts, so a mix-up of tasks, taps or channels shows.
+    weights = {n: torch.rand(3, *shape, generator=g, dtype=torch.float64) - 0.3 for n, shape in shapes.items()}
+    images = torch.rand(3, 4, side, side, generator=g, dtype=torch.float64)
+    together = conv_forward(weights, images)
+    for t in range(3):
+        alone = conv_net({n: w[t] for n, w in weights.items()}, images[t])
         torch.testing.assert_close(together[t], alone, rtol=1e-10, atol=1e-12)

@@ -11,7 +11,9 @@ import torch
 from metahpo.errors import DivergenceError
 from metahpo.learners import LearnerConfig
 from metahpo.metatrain import TaskPool, TrainSettings, build_learner, meta_train
+from metahpo.resources import largest_setting, meta_step_bytes, step_shape
 from metahpo.search import Search, zero_predictor_mse
+from metahpo.settings import apply_point, default_setting, train_settings
 from metahpo.tasks import generate_splits
 from metahpo.trial import TrialRequest, repeat_seeds, run_trial
 
@@ -41,6 +43,31 @@ def test_sampled_batches_are_points_of_one_task_without_replacement(splits):
         assert len(set(rows)) == 1
         stored = dict(zip(pool.x[rows[0], :, 0].tolist(), pool.y[rows[0], :, 0].tolist()))
         assert [stored[v] for v in x[t, :, 0].tolist()] == y[t, :, 0].tolist()
+
+
+def test_meta_training_draws_the_query_points_of_its_setting(tiny_params, splits):
+    tasks = tiny_params["tasks"]
+    tiny_params["meta"]["query"] = 7  # not tasks.query, so that the untuned budget shows which one it took
+    assert train_settings(default_setting(tiny_params), tasks, 3).query == 7
+    budget = train_settings(apply_point(tiny_params, {"query": 3}), tasks, 4)
+    drawn = []
+
+    class CountingPool(TaskPool):
+        def sample(self, batch, shots, query, generator):
+            sx, sy, qx, qy = super().sample(batch, shots, query, generator)
+            drawn.append((sx.shape[1], qx.shape[1]))
+            return sx, sy, qx, qy
+
+    pool = CountingPool.from_split(splits["meta_train"], CPU)
+    meta_train(build_learner(LearnerConfig("maml", 8, 1, 0.01, 1), 0, CPU), pool, budget, seed=0)
+    assert drawn == [(tasks["shots"], 3)] * 4
+
+
+def test_memory_estimate_follows_the_settings_query(tiny_params):
+    few, many = (apply_point(tiny_params, {"query": q}) for q in (2, 10))
+    assert meta_step_bytes(few, **step_shape(tiny_params, few)) < meta_step_bytes(many, **step_shape(tiny_params, many))
+    space = {"query": {"type": "integer", "low": 1, "high": 8, "prior": "uniform"}}
+    assert largest_setting(default_setting(tiny_params), space)["query"] == 8
 
 
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])

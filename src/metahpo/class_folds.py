@@ -41,11 +41,14 @@ def check_folds(folds: int, meta_train: dict, meta_val: dict) -> None:
 
 
 def class_folds(meta_train: dict, meta_val: dict, folds: int, seed: int) -> list[tuple[dict, dict]]:
-    """The ``(train split, validation split)`` pairs of every fold; the first is ``(meta_train, meta_val)``."""
-    check_folds(folds, meta_train, meta_val)
+    """The ``(train split, validation split)`` pairs of every fold; the first is ``(meta_train, meta_val)``.
+
+    One fold is just the stored splits, of any task family (regression splits have no classes).
+    """
     out = [(meta_train, meta_val)]
     if folds == 1:
         return out
+    check_folds(folds, meta_train, meta_val)
     n_train, n_val = class_count(meta_train), class_count(meta_val)
     pooled = ImageClasses(
         np.concatenate([meta_train["images"], meta_val["images"]]),

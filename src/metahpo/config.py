@@ -176,6 +176,7 @@ TUNABLE: dict[str, tuple[str, Check]] = {
     "inner_steps": ("meta", integer(1, 50)),
     "outer_lr": ("meta", number(gt=0, high=1)),
     "meta_batch_size": ("meta", integer(1, 10_000)),
+    "query": ("meta", integer(1, 1000)),
     "outer_schedule": ("meta", choice(*OUTER_SCHEDULES)),
     "hidden": ("model", integer(1, 4096)),
     "layers": ("model", integer(1, 16)),
@@ -307,19 +308,29 @@ def _cross_checks(params: dict) -> list[str]:
         )
     if search["executor"] == "local" and search["address"] is not None:
         problems.append(f"search.address: only used with search.executor: dask, got {search['address']!r}")
-    if search["repeats"] > 1 and search["median_stop"]["enabled"]:
-        problems.append(
-            f"search.repeats: the median rule stops single runs, so it needs repeats: 1 (got {search['repeats']}; "
-            "set search.median_stop.enabled: false)"
-        )
-    if search["class_folds"] > 1 and search["median_stop"]["enabled"]:
-        problems.append(
-            f"search.class_folds: the median rule stops single runs, so it needs class_folds: 1 "
-            f"(got {search['class_folds']}; set search.median_stop.enabled: false)"
-        )
+    for key in ("repeats", "class_folds"):
+        if search[key] > 1 and search["median_stop"]["enabled"]:
+            problems.append(
+                f"search.{key}: the median rule stops single runs, so it needs {key}: 1 "
+                f"(got {search[key]}; set search.median_stop.enabled: false)"
+            )
+    problems.extend(_training_query_checks(params))
     if search["start_from_default"]:
         problems.extend(_default_outside_space(params))
     return problems + _family_checks(params)
+
+
+def _training_query_checks(params: dict) -> list[str]:
+    """Meta-training query sizes above ``tasks.query``, which sizes the stored data and the image checks."""
+    limit, problems = params["tasks"]["query"], []
+    if params["meta"]["query"] > limit:
+        problems.append(f"meta.query: expected <= tasks.query ({limit}), got {params['meta']['query']}")
+    dim = params["search"]["space"].get("query")
+    if dim is not None:
+        largest = max(dim["values"]) if dim["type"] == "categorical" else dim["high"]
+        if largest > limit:
+            problems.append(f"search.space.query: values up to {largest} exceed tasks.query ({limit})")
+    return problems
 
 
 def _default_outside_space(params: dict) -> list[str]:

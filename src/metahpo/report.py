@@ -185,7 +185,8 @@ and `reports/search/`; published numbers are labelled **published** and come fro
 
 ## Settings
 Sinusoid regression y = A·sin(x − φ): A ∈ {tasks["amplitude"]}, φ ∈ [{tasks["phase"][0]:.3f}, {tasks["phase"][1]:.3f}],
-x ∈ {tasks["x_range"]}; K = {tasks["shots"]} support and {tasks["query"]} query points per task; meta_train
+x ∈ {tasks["x_range"]}; K = {tasks["shots"]} support and {tasks["query"]} query points per held-out task (meta-training
+draws `query` of the setting below); meta_train
 {tasks["splits"]["meta_train"]} tasks, meta_val {tasks["splits"]["meta_val"]}, meta_test {tasks["splits"]["meta_test"]},
 meta_ood {tasks["splits"]["meta_ood"]} (A ∈ {tasks["ood"]["amplitude"]},
 φ ∈ [{tasks["ood"]["phase"][0]:.3f}, {tasks["ood"]["phase"][1]:.3f}]).

@@ -111,7 +111,8 @@ and `reports/search/`; published numbers are labelled **published** and come fro
 ## Settings
 {tasks["ways"]}-way {tasks["shots"]}-shot classification on {source}, rotations {tasks["rotations"]} as extra
 classes; classes split disjointly: meta_train {classes["meta_train"]}, meta_val {classes["meta_val"]}, meta_test
-{classes["meta_test"]} classes. {tasks["query"]} query images per class. Network: `{params["model"]["arch"]}`.
+{classes["meta_test"]} classes. {tasks["query"]} query images per class in the stored episodes (meta-training episodes
+draw `query` of the setting below). Network: `{params["model"]["arch"]}`.
 Every learner trains for {params["train"]["iterations"]} iterations. Seed {params["seed"]}.
 
 {search_section(params, best, trials, figures, objective_name(params))}

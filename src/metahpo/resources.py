@@ -20,6 +20,8 @@ from metahpo.errors import InputError
 
 BYTES_PER_FLOAT = 4
 USABLE_FRACTION = 0.8
+# The meta-hyperparameters that the memory of a meta-step grows with.
+SIZE_KEYS = ("meta_batch_size", "inner_steps", "hidden", "layers", "query")
 
 
 def parameter_count(hidden: int, layers: int, in_features: int = 1, out_features: int = 1) -> int:
@@ -67,14 +69,14 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
-def step_shape(params: dict) -> dict:
-    """``points``, ``arch``, ``side`` and ``outputs`` of :func:`meta_step_bytes` for ``params``' task family."""
+def step_shape(params: dict, setting: dict) -> dict:
+    """``points``, ``arch``, ``side`` and ``outputs`` of :func:`meta_step_bytes` for ``setting`` and the task family."""
     tasks = params["tasks"]
     if not is_classification(tasks):
-        return {"points": tasks["shots"] + tasks["query"]}
+        return {"points": tasks["shots"] + setting["query"]}
     side = image_side(tasks)
     return {
-        "points": tasks["ways"] * (tasks["shots"] + tasks["query"]),
+        "points": tasks["ways"] * (tasks["shots"] + setting["query"]),
         "arch": params["model"]["arch"],
         "side": side if params["model"]["arch"] == "conv" else side * side,
         "outputs": tasks["ways"],
@@ -83,9 +85,9 @@ def step_shape(params: dict) -> dict:
 
 def check_fits(setting: dict, params: dict, device: torch.device, keys: str) -> None:
     """Raise :class:`InputError` naming ``keys`` when the estimated meta-step exceeds 80% of the device."""
-    need, have = meta_step_bytes(setting, **step_shape(params)), device_memory(device)
+    need, have = meta_step_bytes(setting, **step_shape(params, setting)), device_memory(device)
     if need > USABLE_FRACTION * have:
-        shown = ", ".join(f"{k}={setting[k]}" for k in ("meta_batch_size", "inner_steps", "hidden", "layers"))
+        shown = ", ".join(f"{k}={setting[k]}" for k in SIZE_KEYS)
         raise InputError(
             f"params.yaml: {keys}: {shown} needs about {_gib(need)} per meta-step (estimate), more than "
             f"{USABLE_FRACTION:.0%} of the {device.type} memory ({_gib(have)}); lower {keys}"
@@ -96,6 +98,6 @@ def largest_setting(base: dict, space: dict) -> dict:
     """The most memory-hungry corner of a search space: the largest value of every size dimension."""
     largest = dict(base)
     for name, dim in space.items():
-        if name in ("meta_batch_size", "inner_steps", "hidden", "layers"):
+        if name in SIZE_KEYS:
             largest[name] = max(dim["values"]) if dim["type"] == "categorical" else dim["high"]
     return largest

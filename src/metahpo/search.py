@@ -108,7 +108,7 @@ class Search:
         self.params, self.search, self.seed = params, params["search"], params["seed"]
         self.trial_fn = trial_fn
         self.floor = penalty_floor
-        self.folds = self._folds(data)
+        self.folds = class_folds(data["meta_train"], data["meta_val"], self.search["class_folds"], self.seed)
         self.names = list(self.search["space"])
         self.proposer = make_proposer(self.search, self.seed)
         # With start_from_default, trial 0 is the untuned setting and the proposer's trials shift by one.
@@ -120,12 +120,6 @@ class Search:
         self.log = TrialLog(directory, self.names, print_fn=lambda m: print(m, file=sys.stderr))
         self.key = fingerprint(params, manifest)
         self.rows: dict[int, dict] = {}
-
-    def _folds(self, data: dict) -> list[tuple[dict, dict]]:
-        """``(meta_train, meta_val)``, then the class folds of ``search.class_folds`` (classification)."""
-        if self.search["class_folds"] == 1:
-            return [(data["meta_train"], data["meta_val"])]
-        return class_folds(data["meta_train"], data["meta_val"], self.search["class_folds"], self.seed)
 
     def _record(self, trial: int, row: dict) -> None:
         self.rows[trial] = row
@@ -221,7 +215,7 @@ def search_stage(params: dict, device: torch.device) -> None:
         largest_setting(default_setting(params), params["search"]["space"]),
         params,
         device,
-        "search.space (largest meta_batch_size, inner_steps, hidden or layers)",
+        "search.space (largest meta_batch_size, inner_steps, hidden, layers or query)",
     )
     data = {name: load_split(paths.TASKS, name) for name in ("meta_train", "meta_val")}
     search = Search(params, data, penalty_floor(params, data["meta_val"]), paths.SEARCH, paths.TASKS / "manifest.json")

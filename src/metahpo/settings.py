@@ -51,5 +51,5 @@ def train_settings(setting: dict, tasks: dict, iterations: int) -> TrainSettings
         outer_lr=setting["outer_lr"],
         outer_schedule=setting["outer_schedule"],
         shots=tasks["shots"],
-        query=tasks["query"],
+        query=setting["query"],
     )

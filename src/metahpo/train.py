@@ -127,7 +127,8 @@ def distinct_jobs(settings: dict[str, dict], names: list[str]) -> tuple[dict, di
 def train_stage(params: dict, device: torch.device) -> None:
     """Train every learner of the task family, ``train.workers`` at a time; save them once all trained."""
     settings = learner_settings(params)
-    check_fits(settings["default"], params, device, "meta.meta_batch_size, meta.inner_steps or model.hidden")
+    untuned_sizes = "meta.meta_batch_size, meta.inner_steps, meta.query or model.hidden"
+    check_fits(settings["default"], params, device, untuned_sizes)
     check_fits(settings["tuned"], params, device, f"the setting in {paths.BEST} (search.space)")
     jobs, same_as = distinct_jobs(settings, paths.learners(params["tasks"]))
     workers = min(params["train"]["workers"], len(jobs))

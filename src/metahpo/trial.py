@@ -80,6 +80,31 @@ def repeat_seeds(seed: int, repeats: int) -> list[int]:
     return [seed] + [trial_seed(seed, r) for r in range(1, repeats)]
 
 
+def _train_once(request: TrialRequest, setting: dict, pool, val_split: dict, seed: int, device, result) -> float:
+    """Train ``setting`` once with ``seed`` and return its objective on ``val_split``.
+
+    With the median rule, the objective at each checkpoint goes to ``result.curve`` and stops the trial
+    (:class:`StopTrial`) when it is above the median of earlier trials there.
+    """
+    params, search = request.params, request.params["search"]
+    steps, shots, objective = search["objective_steps"], params["tasks"]["shots"], search["objective"]
+    rule = search["median_stop"]
+    every = checkpoint_steps(search["iterations"], rule["checkpoints"]) if rule["enabled"] else 0
+    learner = build_learner(learner_config(setting, params), seed, device)
+
+    def checkpoint(step: int, loss: float) -> None:
+        value = validation_score(learner, val_split, steps, shots, device, objective)
+        result.curve.append(value)
+        k = len(result.curve) - 1
+        medians = request.medians or []
+        if step < search["iterations"] and k < len(medians) and not value <= medians[k]:
+            raise StopTrial(step, value)
+
+    budget = train_settings(setting, params["tasks"], search["iterations"])
+    meta_train(learner, pool, budget, seed, every, checkpoint if every else None)
+    return validation_score(learner, val_split, steps, shots, device, objective)
+
+
 def run_trial(request: TrialRequest) -> TrialResult:
     """Meta-train the request's setting for ``search.iterations`` and return its meta_val objective.
 
@@ -90,31 +115,16 @@ def run_trial(request: TrialRequest) -> TrialResult:
     from metahpo.runtime import setup  # in the worker process: threads, deterministic kernels, device
 
     start = time.perf_counter()
-    params, search = request.params, request.params["search"]
+    params, repeats = request.params, request.params["search"]["repeats"]
     result = TrialResult(trial=request.trial, status="ok")
     try:
         device = setup(params)
         setting = apply_point(params, request.point)
-        steps, shots, objective = search["objective_steps"], params["tasks"]["shots"], search["objective"]
-        rule = search["median_stop"]
-        every = checkpoint_steps(search["iterations"], rule["checkpoints"]) if rule["enabled"] else 0
-        budget = train_settings(setting, params["tasks"], search["iterations"])
-        seeds = iter(repeat_seeds(request.seed, len(request.folds) * search["repeats"]))
+        seeds = iter(repeat_seeds(request.seed, len(request.folds) * repeats))
         for fold, (train_split, val_split) in enumerate(request.folds):
             pool = make_pool(train_split, params["tasks"], device)
-            for seed in itertools.islice(seeds, search["repeats"]):
-                learner = build_learner(learner_config(setting, params), seed, device)
-
-                def checkpoint(step: int, loss: float, learner=learner, val_split=val_split) -> None:
-                    value = validation_score(learner, val_split, steps, shots, device, objective)
-                    result.curve.append(value)
-                    k = len(result.curve) - 1
-                    medians = request.medians or []
-                    if step < search["iterations"] and k < len(medians) and not value <= medians[k]:
-                        raise StopTrial(step, value)
-
-                meta_train(learner, pool, budget, seed, every, checkpoint if every else None)
-                value = validation_score(learner, val_split, steps, shots, device, objective)
+            for seed in itertools.islice(seeds, repeats):
+                value = _train_once(request, setting, pool, val_split, seed, device, result)
                 if not math.isfinite(value):
                     raise DivergenceError(
                         f"validation objective is {value} after adaptation (fold {fold}, seed {seed})"
