@@ -7,7 +7,9 @@ import math
 import numpy as np
 import torch
 
-from metahpo.adaptation import adaptation_errors, summarize
+from metahpo.adaptation import adaptation_errors, classification_scores, summarize
+from metahpo.episodes import generate_episode_splits
+from metahpo.images import digits_classes
 from metahpo.learners import LearnerConfig, MetaLearner
 from metahpo.tasks import generate_splits
 
@@ -49,3 +51,23 @@ def test_one_step_of_a_zero_network_fits_only_the_output_bias(tiny_params):
     bias = lr * 2 * split["support_y"].astype(np.float64).mean(axis=(1, 2))
     expected = ((split["grid_y"][:, :, 0] - bias[:, None]) ** 2).mean(axis=1)
     np.testing.assert_allclose(errors["grid"][1], expected, rtol=1e-5)
+
+
+def test_classification_scores_do_not_depend_on_the_chunk():
+    """``evaluate.task_chunk`` only sets how many episodes adapt at once.
+
+    Chunks of several episodes give bit-identical scores; a chunk of one episode runs other convolution
+    kernels (one group), which round differently in the last bits.
+    """
+    tasks = {
+        "ways": 5, "shots": 1, "query": 3, "eval_shots": [1], "splits": {"meta_val": 4, "meta_test": 7},
+        "class_splits": {"meta_train": 0.6, "meta_val": 0.2, "meta_test": 0.2},
+    }  # fmt: skip
+    split = generate_episode_splits(tasks, 0, digits_classes([0, 90, 180, 270]), "digits")[0]["meta_test"]
+    config = LearnerConfig("maml", 8, 4, 0.4, 1, "conv", (8, 8), 5, "cross_entropy")
+    learner = MetaLearner(config, torch.Generator().manual_seed(0))
+    whole, halves, single = (classification_scores(learner, split, 2, c, torch.device("cpu"), 1) for c in (7, 4, 1))
+    assert whole["accuracy"].shape == (3, 7) and not np.array_equal(whole["loss"][0], whole["loss"][2])
+    for key in ("accuracy", "loss"):
+        np.testing.assert_array_equal(halves[key], whole[key])
+        np.testing.assert_allclose(single[key], whole[key], rtol=1e-5)

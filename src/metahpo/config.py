@@ -320,6 +320,11 @@ def _cross_checks(params: dict) -> list[str]:
     return problems + _family_checks(params)
 
 
+def largest_value(dim: dict):
+    """The largest value a (numeric) search dimension can take."""
+    return max(dim["values"]) if dim["type"] == "categorical" else dim["high"]
+
+
 def _training_query_checks(params: dict) -> list[str]:
     """Meta-training query sizes above ``tasks.query``, which sizes the stored data and the image checks."""
     limit, problems = params["tasks"]["query"], []
@@ -327,7 +332,7 @@ def _training_query_checks(params: dict) -> list[str]:
         problems.append(f"meta.query: expected <= tasks.query ({limit}), got {params['meta']['query']}")
     dim = params["search"]["space"].get("query")
     if dim is not None:
-        largest = max(dim["values"]) if dim["type"] == "categorical" else dim["high"]
+        largest = largest_value(dim)
         if largest > limit:
             problems.append(f"search.space.query: values up to {largest} exceed tasks.query ({limit})")
     return problems

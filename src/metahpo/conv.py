@@ -63,9 +63,10 @@ def conv_features(weights: Weights, x: torch.Tensor) -> torch.Tensor:
         h = F.batch_norm(
             h, None, None, weights[f"scale{i}"].reshape(-1), weights[f"shift{i}"].reshape(-1), training=True
         )
-        h = torch.relu(h)
+        # ReLU and max-pooling commute exactly (values and gradients); pooling first quarters the ReLU's work.
         if min(h.shape[-2:]) > 1:
             h = F.max_pool2d(h, 2)
+        h = torch.relu(h)
     return h.reshape(points, tasks, -1).transpose(0, 1)
 
 

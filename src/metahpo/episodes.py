@@ -90,14 +90,10 @@ def episode_arrays(split: dict[str, np.ndarray], shots: int) -> tuple[np.ndarray
     support = split["support_index"][:, :, :shots].reshape(n, -1)
     queries = split["query_index"].reshape(n, -1)
     labels = np.arange(ways, dtype=np.int64)
-    support_y = np.broadcast_to(np.repeat(labels, shots), support.shape)
-    query_y = np.broadcast_to(np.repeat(labels, split["query_index"].shape[2]), queries.shape)
-    return (
-        split["images"][support],
-        np.ascontiguousarray(support_y),
-        split["images"][queries],
-        np.ascontiguousarray(query_y),
-    )
+    # Fresh (writable) arrays: torch warns about read-only ones, which a broadcast of one episode would be.
+    support_y = np.tile(np.repeat(labels, shots), (n, 1))
+    query_y = np.tile(np.repeat(labels, split["query_index"].shape[2]), (n, 1))
+    return split["images"][support], support_y, split["images"][queries], query_y
 
 
 @dataclass(frozen=True)

@@ -56,14 +56,16 @@ def twins(learners: dict) -> dict[str, str]:
     twice would only repeat the same numbers.
     """
     same_as: dict[str, str] = {}
-    for i, (name, learner) in enumerate(learners.items()):
-        state = learner.state_dict()
-        for earlier, other in list(learners.items())[:i]:
-            other_state = other.state_dict()
+    states = {name: learner.state_dict() for name, learner in learners.items()}
+    names = list(learners)
+    for i, name in enumerate(names):
+        state = states[name]
+        for earlier in names[:i]:
+            other = states[earlier]
             if (
-                other.config == learner.config
-                and state.keys() == other_state.keys()
-                and all(torch.equal(state[k], other_state[k]) for k in state)
+                learners[earlier].config == learners[name].config
+                and state.keys() == other.keys()
+                and all(torch.equal(state[k], other[k]) for k in state)
             ):
                 same_as[name] = earlier
                 break

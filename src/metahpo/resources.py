@@ -14,7 +14,7 @@ import os
 
 import torch
 
-from metahpo.config import image_side, is_classification
+from metahpo.config import image_side, is_classification, largest_value
 from metahpo.conv import feature_count, feature_side
 from metahpo.errors import InputError
 
@@ -99,5 +99,5 @@ def largest_setting(base: dict, space: dict) -> dict:
     largest = dict(base)
     for name, dim in space.items():
         if name in SIZE_KEYS:
-            largest[name] = max(dim["values"]) if dim["type"] == "categorical" else dim["high"]
+            largest[name] = largest_value(dim)
     return largest
