@@ -49,3 +49,11 @@ def always_dies_on_trial_1(request: TrialRequest) -> TrialResult:
     if request.trial == 1:
         os._exit(1)
     return bowl(request)
+
+
+def bowl_per_training(request: TrialRequest) -> TrialResult:
+    """The bowl plus 0.001 per training index; refuses a request that was not split into single trainings."""
+    if request.trainings is None or len(request.trainings) != 1:
+        return TrialResult(request.trial, "failed", error=f"not split: {request.trainings}")
+    value = bowl_value(request.point) + request.trainings[0] / 1000
+    return TrialResult(request.trial, "ok", objective=value, objectives=[value], seconds=1.0)

@@ -15,7 +15,7 @@ from metahpo.resources import largest_setting, meta_step_bytes, step_shape
 from metahpo.search import Search, zero_predictor_mse
 from metahpo.settings import apply_point, default_setting, train_settings
 from metahpo.tasks import generate_splits
-from metahpo.trial import TrialRequest, repeat_seeds, run_trial
+from metahpo.trial import TrialRequest, TrialResult, merge_results, repeat_seeds, run_trial, split_request
 
 CPU = torch.device("cpu")
 
@@ -163,3 +163,32 @@ def test_a_diverging_repeat_fails_the_whole_trial(tiny_params, splits):
     data = [(splits["meta_train"], splits["meta_val"])]
     result = run_trial(TrialRequest(0, {"inner_lr": 10000.0}, 5, tiny_params, data))
     assert result.status == "failed" and "DivergenceError" in result.error and math.isnan(result.objective)
+
+
+def test_a_trial_split_into_its_trainings_gives_the_same_result(tiny_params, splits):
+    """Each fold-and-repeat training runs as its own job; merged in order, they equal the whole trial."""
+    tiny_params["search"].update(iterations=15, repeats=2)
+    other = generate_splits(tiny_params["tasks"], 1)
+    data = [(splits["meta_train"], splits["meta_val"]), (other["meta_train"], other["meta_val"])]
+    request = TrialRequest(0, {"inner_lr": 0.01}, 5, tiny_params, data)
+    units = split_request(request)
+    assert [u.trainings for u in units] == [(0,), (1,), (2,), (3,)]
+    whole, merged = run_trial(request), merge_results([run_trial(u) for u in units])
+    assert merged.status == whole.status == "ok" and len(set(whole.objectives)) == 4
+    assert merged.objectives == whole.objectives and merged.objective == whole.objective
+    tiny_params["search"]["repeats"] = 1
+    single = TrialRequest(0, {"inner_lr": 0.01}, 5, tiny_params, data[:1])
+    assert split_request(single) == [single]
+
+
+def test_merged_trial_fails_at_its_first_failed_training():
+    parts = [
+        TrialResult(3, "ok", 0.5, [0.5], seconds=1.0),
+        TrialResult(3, "failed", math.nan, [], error="DivergenceError: boom", seconds=2.0),
+        TrialResult(3, "ok", 0.7, [0.7], seconds=1.5),
+    ]
+    merged = merge_results(parts)
+    assert merged.status == "failed" and merged.error == "DivergenceError: boom" and math.isnan(merged.objective)
+    assert merged.objectives == [0.5] and merged.seconds == 4.5 and merged.trial == 3
+    ok = merge_results([parts[0], parts[2]])
+    assert ok.status == "ok" and ok.objectives == [0.5, 0.7] and ok.objective == pytest.approx(0.6)

@@ -128,6 +128,18 @@ def test_a_lost_worker_is_retried_then_recorded_as_failed(search_params, tmp_pat
     assert trials.loc[1, "status"] == "failed" and "worker lost" in trials.loc[1, "error"]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_trial_of_several_trainings_runs_one_job_per_training(search_params, tmp_path, workers):
+    search_params["search"].update(repeats=3, workers=workers, n_calls=4, n_initial_points=4)
+    _, trials = run(search_params, tmp_path, trial_fn=st.bowl_per_training, name=f"w{workers}")
+    assert (trials["status"] == "ok").all()
+    for _, row in trials.iterrows():
+        bowl = st.bowl_value(json.loads(row["point"]))
+        np.testing.assert_allclose(json.loads(row["objectives"]), [bowl, bowl + 0.001, bowl + 0.002])
+        assert row["objective"] == pytest.approx(bowl + 0.001)
+    assert (pd.read_csv(tmp_path / f"w{workers}/trial_seconds.csv")["seconds"] == 3.0).all()
+
+
 def test_grid_covers_the_space_on_the_prior_scale(search_params):
     search_params["search"].update(method="grid", grid_points=3)
     grid = make_proposer(search_params["search"], 0)

@@ -13,10 +13,12 @@ median rule is told the value at which it stopped. Neither can be the best setti
 
 ``search.workers`` trials are asked at once (skopt's constant liar for ``gp`` and ``forest``) and
 told back in ask order once all of them finish, so the trials depend only on the params, never on
-which worker finishes first. Every finished trial is written to the log at once; a rerun with the
-same params replays the log instead of rerunning finished trials, and a larger ``n_calls`` reuses
-every finished trial and runs only the new ones. With ``search.start_from_default`` trial 0 is the
-untuned setting, so the best setting never scores worse than the baseline.
+which worker finishes first. A trial of several trainings (class folds, repeats) runs as one job per
+training, so a batch's trainings spread over the workers. Every finished trial is written to the
+log at once; a rerun with the same params replays the log instead of rerunning finished trials,
+and a larger ``n_calls`` reuses every finished trial and runs only the new ones. With
+``search.start_from_default`` trial 0 is the untuned setting, so the best setting never scores worse
+than the baseline.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from metahpo.resources import check_fits, largest_setting
 from metahpo.seeds import trial_seed
 from metahpo.settings import apply_point, default_setting
 from metahpo.tasks import load_split
-from metahpo.trial import TrialRequest, TrialResult, median_reference, run_trial
+from metahpo.trial import TrialRequest, TrialResult, median_reference, merge_results, run_trial, split_request
 from metahpo.trial_log import TrialLog, fingerprint
 
 OK, FAILED, STOPPED = "ok", "failed", "stopped"
@@ -143,14 +145,21 @@ class Search:
         return head + (self.proposer.ask(rest, first + len(head) - self.offset) if rest else [])
 
     def _run_batch(self, runner: TrialRunner, requests: dict[int, TrialRequest], bar) -> None:
-        """Run ``requests`` on ``runner``, retrying trials whose worker died, recording each as it finishes."""
-        attempts: dict[int, int] = defaultdict(int)
+        """Run ``requests`` on ``runner``, retrying work whose worker died, recording each trial as it finishes.
+
+        A trial of several trainings (folds, repeats) is submitted as one unit per training, so the
+        batch's trainings share the workers instead of each worker waiting for the slowest trial.
+        """
+        units = {(t, j): unit for t, r in requests.items() for j, unit in enumerate(split_request(r))}
+        parts: dict[int, dict[int, TrialResult]] = defaultdict(dict)
+        attempts: dict[tuple[int, int], int] = defaultdict(int)
         generation = 0
-        futures = {runner.submit(self.trial_fn, r): (t, generation) for t, r in requests.items()}
+        futures = {runner.submit(self.trial_fn, u): (key, generation) for key, u in units.items()}
         while futures:
             finished, _ = wait(futures, return_when=FIRST_COMPLETED)
             for future in finished:
-                trial, gen = futures.pop(future)
+                key, gen = futures.pop(future)
+                trial, part = key
                 try:
                     result = future.result()
                 except Exception as exc:  # noqa: BLE001 - the worker, not the trial, failed
@@ -158,12 +167,16 @@ class Search:
                     if lost and gen == generation:  # replace a broken pool once, not once per lost future
                         runner.restart()
                         generation += 1
-                    if lost and attempts[trial] < self.search["retries"]:
-                        attempts[trial] += 1
-                        futures[runner.submit(self.trial_fn, requests[trial])] = (trial, generation)
+                    if lost and attempts[key] < self.search["retries"]:
+                        attempts[key] += 1
+                        futures[runner.submit(self.trial_fn, units[key])] = (key, generation)
                         continue
                     result = TrialResult(trial, FAILED, error=f"worker lost: {type(exc).__name__}: {exc}")
-                self._record(trial, _row(result, requests[trial].point, requests[trial].seed))
+                parts[trial][part] = result
+                if len(parts[trial]) < sum(1 for t, _ in units if t == trial):
+                    continue
+                merged = merge_results([parts[trial][j] for j in sorted(parts[trial])])
+                self._record(trial, _row(merged, requests[trial].point, requests[trial].seed))
                 bar.update()
                 bar.set_postfix(best=f"{self.rows[trial]['best_so_far']:.4f}")
 

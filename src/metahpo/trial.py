@@ -6,11 +6,10 @@ process, in a local process pool, or on a Dask worker on another machine.
 
 from __future__ import annotations
 
-import itertools
 import math
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -35,6 +34,7 @@ class TrialRequest:
     params: dict
     folds: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]
     medians: list[float] | None = None
+    trainings: tuple[int, ...] | None = None  # indices (see :func:`training_count`) to run; None: all
 
 
 @dataclass
@@ -75,6 +75,37 @@ def median_reference(curves: list[list[float]], min_trials: int) -> list[float] 
     return medians or None
 
 
+def training_count(request: TrialRequest) -> int:
+    """Trainings of a trial: one per fold and repeat, indexed fold by fold (a fold's repeats together)."""
+    return len(request.folds) * request.params["search"]["repeats"]
+
+
+def split_request(request: TrialRequest) -> list[TrialRequest]:
+    """The trial as one request per training, so that its trainings can run on different workers."""
+    count = training_count(request)
+    return [request] if count == 1 else [replace(request, trainings=(j,)) for j in range(count)]
+
+
+def merge_results(parts: list[TrialResult]) -> TrialResult:
+    """The result of a whole trial from the results of its trainings, in training order.
+
+    It equals what :func:`run_trial` gives for the whole request: the objectives up to the first
+    training that did not finish, whose status, objective and error decide the trial's; the seconds add up.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    merged = TrialResult(trial=parts[0].trial, status="ok", seconds=round(sum(p.seconds for p in parts), 3))
+    for part in parts:
+        if part.status != "ok":
+            merged.status, merged.objective, merged.error = part.status, part.objective, part.error
+            merged.stopped_at = part.stopped_at
+            return merged
+        merged.objectives += part.objectives
+        merged.curve += part.curve
+    merged.objective = statistics.fmean(merged.objectives)
+    return merged
+
+
 def repeat_seeds(seed: int, repeats: int) -> list[int]:
     """Training seeds of a trial's repeats: the trial seed first, then independent ones derived from it."""
     return [seed] + [trial_seed(seed, r) for r in range(1, repeats)]
@@ -110,7 +141,8 @@ def run_trial(request: TrialRequest) -> TrialResult:
 
     The setting is trained ``search.repeats`` times on each fold of the request, every time with the
     next seed of :func:`repeat_seeds` (fold by fold, repeats within a fold), and scored on that fold's
-    validation split; the objective is the mean. A training that diverges fails the trial.
+    validation split; the objective is the mean. A training that diverges fails the trial. With
+    ``request.trainings`` only those trainings run (see :func:`split_request` and :func:`merge_results`).
     """
     from metahpo.runtime import setup  # in the worker process: threads, deterministic kernels, device
 
@@ -120,16 +152,17 @@ def run_trial(request: TrialRequest) -> TrialResult:
     try:
         device = setup(params)
         setting = apply_point(params, request.point)
-        seeds = iter(repeat_seeds(request.seed, len(request.folds) * repeats))
-        for fold, (train_split, val_split) in enumerate(request.folds):
-            pool = make_pool(train_split, params["tasks"], device)
-            for seed in itertools.islice(seeds, repeats):
-                value = _train_once(request, setting, pool, val_split, seed, device, result)
-                if not math.isfinite(value):
-                    raise DivergenceError(
-                        f"validation objective is {value} after adaptation (fold {fold}, seed {seed})"
-                    )
-                result.objectives.append(value)
+        seeds = repeat_seeds(request.seed, training_count(request))
+        pool, pool_fold = None, None
+        for index in range(len(seeds)) if request.trainings is None else request.trainings:
+            fold, seed = index // repeats, seeds[index]
+            train_split, val_split = request.folds[fold]
+            if fold != pool_fold:
+                pool, pool_fold = make_pool(train_split, params["tasks"], device), fold
+            value = _train_once(request, setting, pool, val_split, seed, device, result)
+            if not math.isfinite(value):
+                raise DivergenceError(f"validation objective is {value} after adaptation (fold {fold}, seed {seed})")
+            result.objectives.append(value)
         result.objective = statistics.fmean(result.objectives)
     except StopTrial as stop:
         result.status, result.objective, result.stopped_at, result.error = "stopped", stop.value, stop.step, str(stop)
