@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from image_folders import make_flat
 from test_images import TASKS
 
-from metahpo.class_folds import check_folds, class_count, class_folds, most_folds
+from metahpo.class_folds import check_folds, class_count, class_folds, most_folds, source_count
 from metahpo.episodes import generate_episode_splits
 from metahpo.errors import ConfigError
-from metahpo.images import digits_classes
+from metahpo.images import image_folder_classes
 from metahpo.search import Search
 from metahpo.tasks import generate_splits
 from metahpo.trial import TrialRequest, repeat_seeds, run_trial
 
 
 @pytest.fixture(scope="module")
-def digits_splits():
-    splits, _ = generate_episode_splits(TASKS, 0, digits_classes([0, 90, 180, 270]), "digits")
+def digits_splits(tmp_path_factory):
+    """8x8 image splits of 15 source classes turned by 0 and 90 degrees: 18 / 6 / 6 classes (9 / 3 / 3 sources)."""
+    root = tmp_path_factory.mktemp("folds") / "data"
+    make_flat(root, classes=15, per_class=8)
+    splits, _ = generate_episode_splits(TASKS, 0, image_folder_classes(root, 8, [0, 90]), "data")
     return splits
 
 
@@ -31,7 +35,8 @@ def _class_keys(split: dict) -> list[set[bytes]]:
 
 def test_folds_hold_out_disjoint_meta_train_groups_and_train_on_the_rest(digits_splits):
     train, val = digits_splits["meta_train"], digits_splits["meta_val"]
-    assert (class_count(train), class_count(val), most_folds(train, val)) == (18, 6, 4)
+    assert (class_count(train), class_count(val), most_folds(train, val, seed=0)) == (18, 6, 4)
+    assert (source_count(train), source_count(val)) == (9, 3)
     folds = class_folds(train, val, 4, seed=0)
     assert len(folds) == 4 and folds[0][0] is train and folds[0][1] is val
     train_classes, val_classes = _class_keys(train), _class_keys(val)
@@ -39,6 +44,7 @@ def test_folds_hold_out_disjoint_meta_train_groups_and_train_on_the_rest(digits_
     for fold_train, fold_val in folds[1:]:
         held = _class_keys(fold_val)
         assert len(held) == 6 and all(c in train_classes for c in held)  # whole meta_train classes
+        assert np.bincount(fold_val["class_sources"]).tolist() == [2, 2, 2]  # whole sources: both rotations
         kept = _class_keys(fold_train)
         assert len(kept) == 18 and all(c in kept for c in val_classes)  # meta_val classes train
         assert not any(c in kept for c in held)
@@ -66,9 +72,12 @@ def test_folds_are_reproducible_and_follow_the_seed(digits_splits):
 
 def test_more_folds_than_the_classes_allow_name_the_key(digits_splits):
     train, val = digits_splits["meta_train"], digits_splits["meta_val"]
-    expected = r"^search.class_folds: 5 folds need 24 meta_train classes .* at most 4 \(lower search.class_folds"
+    expected = (
+        r"^search.class_folds: 5 folds need 4 groups of whole meta_train source classes with at least 6 classes "
+        r"each .* 9 sources \(18 classes\) give 3, so at most 4 \(lower search.class_folds"
+    )
     with pytest.raises(ConfigError, match=expected):
-        check_folds(5, train, val)
+        check_folds(5, train, val, seed=0)
 
 
 def _trial(params: dict, folds: list, seed: int):

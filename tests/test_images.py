@@ -52,18 +52,21 @@ def test_image_folder_layouts(tmp_path, layout):
 
 def test_class_splits_are_disjoint_and_reproducible():
     rng = lambda seed: np.random.default_rng(seed)  # noqa: E731
-    a, b, c = (split_classes(30, TASKS["class_splits"], rng(s)) for s in (0, 0, 1))
+    sources = [f"s{c % 10}" for c in range(30)]  # ten sources of three classes each
+    a, b, c = (split_classes(sources, TASKS["class_splits"], rng(s)) for s in (0, 0, 1))
     assert [len(a[k]) for k in a] == [18, 6, 6]
     assert sorted(np.concatenate(list(a.values())).tolist()) == list(range(30))
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert any(not np.array_equal(a[k], c[k]) for k in a)
+    for members in a.values():  # a source's classes all land in one split
+        assert all(sum(sources[m] == s for m in members) in (0, 3) for s in set(sources))
 
 
 def test_stored_episodes_have_n_classes_and_k_plus_q_images_each():
     classes = digits_classes([0, 90, 180, 270])
     splits, names = generate_episode_splits(TASKS, 3, classes, "digits")
     again, names_again = generate_episode_splits(TASKS, 3, classes, "digits")
-    assert names == names_again and not set(names["meta_train"]) & set(names["meta_test"])
+    assert names == names_again and not set(names["meta_train"]["classes"]) & set(names["meta_test"]["classes"])
     test = splits["meta_test"]
     np.testing.assert_array_equal(test["support_index"], again["meta_test"]["support_index"])
     assert test["support_index"].shape == (9, 5, 4) and test["query_index"].shape == (9, 5, 3)
@@ -133,7 +136,8 @@ def test_empty_class_is_named(tmp_path):
 def test_fewer_classes_than_ways_names_the_split(tmp_path):
     make_flat(tmp_path / "data", classes=4)
     classes = image_folder_classes(tmp_path / "data", 8, [0])
-    with pytest.raises(TaskDataError, match="meta_val gets 1 of the 4 classes, fewer than tasks.ways = 2"):
+    expected = r"meta_val gets 1 of the 4 classes \(1 of the 4 source classes, .*\), fewer than tasks.ways = 2"
+    with pytest.raises(TaskDataError, match=expected):
         generate_episode_splits({**TASKS, "ways": 2}, 0, classes, "data")
 
 

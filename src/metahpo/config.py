@@ -25,6 +25,7 @@ FAMILIES = ("sinusoid", *CLASSIFICATION_FAMILIES)
 DIGITS_SIDE = 8  # scikit-learn's digits are 8x8
 ARCHITECTURES = ("mlp", "conv")
 OBJECTIVES = ("loss", "accuracy")
+SPLIT_BY = ("character", "alphabet")  # image folders: the source classes that splits keep together
 Check = Callable[[object, str], list[str]]
 
 
@@ -256,6 +257,7 @@ SCHEMA = section(
                     {name: number(gt=0, high=1) for name in ("meta_train", "meta_val", "meta_test")}
                 ),
                 "rotations": rotation_list(),
+                "split_by": choice(*SPLIT_BY),
                 "image_size": optional(integer(4, 512)),
                 "root": optional(text()),
             }
@@ -377,6 +379,10 @@ def _family_checks(params: dict) -> list[str]:
                 f"got {params['search']['class_folds']}"
             )
         return problems
+    if tasks["split_by"] == "alphabet" and tasks["family"] != "image_folder":
+        problems.append(
+            f"tasks.split_by: alphabet needs tasks.family: image_folder in the Omniglot layout, got {tasks['family']}"
+        )
     fractions = tasks["class_splits"]
     if abs(sum(fractions.values()) - 1.0) > 1e-9:
         problems.append(f"tasks.class_splits: expected fractions summing to 1, got {fractions!r}")

@@ -1,7 +1,8 @@
 """N-way K-shot classification episodes: class splits, stored evaluation episodes, and training batches.
 
-Classes (not images) are split between meta_train, meta_val and meta_test, so held-out episodes
-contain only classes never seen in meta-training. A split's NPZ file holds its ``images`` and their
+Source classes (not images, and not rotated copies) are split between meta_train, meta_val and
+meta_test, and each split takes every rotation of its sources, so held-out episodes contain only
+classes never seen in meta-training, not even turned. A split's NPZ file holds its ``images`` and their
 ``labels`` (class indices within the split); meta_val and meta_test also hold their fixed episodes as
 indices into ``images``: ``support_index [episodes, ways, pool]`` (pool = the largest K evaluated;
 K-shot evaluation uses the first K) and ``query_index [episodes, ways, query]``. Within an episode,
@@ -21,30 +22,42 @@ from metahpo.images import ImageClasses
 CLASS_SPLITS = ("meta_train", "meta_val", "meta_test")
 
 
-def class_counts(n_classes: int, fractions: dict[str, float]) -> dict[str, int]:
-    """Classes in each split: rounded fractions for meta_val and meta_test, the rest for meta_train."""
-    val = round(fractions["meta_val"] * n_classes)
-    test = round(fractions["meta_test"] * n_classes)
-    return {"meta_train": n_classes - val - test, "meta_val": val, "meta_test": test}
+def class_counts(n_sources: int, fractions: dict[str, float]) -> dict[str, int]:
+    """Source classes in each split: rounded fractions for meta_val and meta_test, the rest for meta_train."""
+    val = round(fractions["meta_val"] * n_sources)
+    test = round(fractions["meta_test"] * n_sources)
+    return {"meta_train": n_sources - val - test, "meta_val": val, "meta_test": test}
 
 
-def split_classes(n_classes: int, fractions: dict[str, float], rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Disjoint, sorted class indices of every split, drawn by ``rng``."""
-    order = rng.permutation(n_classes)
-    out, start = {}, 0
-    for name, count in class_counts(n_classes, fractions).items():
-        out[name] = np.sort(order[start : start + count])
+def split_classes(sources: list[str], fractions: dict[str, float], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Disjoint, sorted class indices of every split; ``sources[c]`` is the source of class ``c``.
+
+    Source classes are split first (drawn by ``rng``, in the proportions of ``fractions``), and each split
+    takes every class made from its sources: the rotations of a source never cross splits (the protocol
+    of Vinyals et al. 2016 and the MAML paper for Omniglot).
+    """
+    unique = list(dict.fromkeys(sources))
+    order = rng.permutation(len(unique))
+    owner, start = {}, 0
+    for name, count in class_counts(len(unique), fractions).items():
+        owner |= {unique[i]: name for i in order[start : start + count]}
         start += count
-    return out
+    return {
+        name: np.array([c for c, source in enumerate(sources) if owner[source] == name], dtype=np.int64)
+        for name in CLASS_SPLITS
+    }
 
 
 def check_enough(classes: ImageClasses, splits: dict[str, np.ndarray], ways: int, per_class: int, source: str) -> None:
     """Raise :class:`TaskDataError` for a split with fewer than ``ways`` classes or a class with too few images."""
+    n_sources = len(set(classes.sources))
     for name, members in splits.items():
         if len(members) < ways:
+            held = len({classes.sources[c] for c in members})
             raise TaskDataError(
-                f"{source}: {name} gets {len(members)} of the {len(classes.names)} classes, fewer than "
-                f"tasks.ways = {ways} (add classes or change tasks.class_splits)"
+                f"{source}: {name} gets {len(members)} of the {len(classes.names)} classes ({held} of the "
+                f"{n_sources} source classes, each with its rotations), fewer than tasks.ways = {ways} "
+                "(add classes or change tasks.class_splits)"
             )
     counts = np.bincount(classes.labels, minlength=len(classes.names))
     for label in np.flatnonzero(counts < per_class):
@@ -55,11 +68,21 @@ def check_enough(classes: ImageClasses, splits: dict[str, np.ndarray], ways: int
 
 
 def subset(classes: ImageClasses, members: np.ndarray) -> dict[str, np.ndarray]:
-    """The images of ``members`` and their labels renumbered 0..len(members)-1."""
+    """The images of ``members``, their labels renumbered 0..len(members)-1 and each class's source index.
+
+    ``class_sources[c]`` numbers the sources of the kept classes 0.. in order of first appearance, so
+    that a loaded split still knows which of its classes are rotations of one source.
+    """
     keep = np.isin(classes.labels, members)
     relabel = np.full(len(classes.names), -1, dtype=np.int64)
     relabel[members] = np.arange(len(members))
-    return {"images": classes.images[keep], "labels": relabel[classes.labels[keep]]}
+    kept_sources = [classes.sources[c] for c in members]
+    numbers = {s: i for i, s in enumerate(dict.fromkeys(kept_sources))}
+    return {
+        "images": classes.images[keep],
+        "labels": relabel[classes.labels[keep]],
+        "class_sources": np.array([numbers[s] for s in kept_sources], dtype=np.int64),
+    }
 
 
 def sample_episodes(
@@ -144,13 +167,14 @@ class EpisodePool:
 def generate_episode_splits(tasks: dict, seed: int, classes: ImageClasses, source: str):
     """Class splits and stored episodes of a classification family.
 
-    Returns ``(splits, class_names)``: the arrays of every split and the class names each holds.
+    Returns ``(splits, described)``: the arrays of every split, and for the manifest the names of the
+    classes each split holds and its source classes with the classes made from each.
     """
     streams = np.random.SeedSequence(seed).spawn(len(CLASS_SPLITS))
-    members = split_classes(len(classes.names), tasks["class_splits"], np.random.default_rng(streams[0]))
+    members = split_classes(classes.sources, tasks["class_splits"], np.random.default_rng(streams[0]))
     pool = max(tasks["shots"], *tasks["eval_shots"])
     check_enough(classes, members, tasks["ways"], pool + tasks["query"], source)
-    splits, names = {}, {}
+    splits, described = {}, {}
     for name, stream in zip(CLASS_SPLITS, streams):
         arrays = subset(classes, members[name])
         if name != "meta_train":
@@ -158,5 +182,8 @@ def generate_episode_splits(tasks: dict, seed: int, classes: ImageClasses, sourc
             n = tasks["splits"][name]
             arrays |= sample_episodes(arrays["labels"], n, tasks["ways"], pool, tasks["query"], rng)
         splits[name] = arrays
-        names[name] = [classes.names[c] for c in members[name]]
-    return splits, names
+        by_source: dict[str, list[str]] = {}
+        for c in members[name]:
+            by_source.setdefault(classes.sources[c], []).append(classes.names[c])
+        described[name] = {"classes": [classes.names[c] for c in members[name]], "sources": by_source}
+    return splits, described

@@ -109,9 +109,9 @@ def search_options(search: dict) -> str:
         parts.append(f"Each trial's objective is the mean over {search['repeats']} training seeds.")
     if search["class_folds"] > 1:
         parts.append(
-            f"The objective is the mean over {search['class_folds']} class folds: meta_val, then meta_val-sized "
-            "groups of meta_train classes held out in turn (each trained on the other meta_train classes and "
-            "the meta_val classes)."
+            f"The objective is the mean over {search['class_folds']} class folds: meta_val, then groups of whole "
+            "meta_train source classes with their rotations, each at least as large as meta_val, held out in turn "
+            "(each trained on the other meta_train classes and the meta_val classes)."
         )
     if search["start_from_default"]:
         parts.append("Trial 0 is the untuned setting.")

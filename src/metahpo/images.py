@@ -1,8 +1,11 @@
 """Labelled image classes for few-shot classification: scikit-learn's digits, or the user's own folder.
 
 Both sources give grey-scale images as float32 in [0, 1], ``[images, height, width]``, an integer class
-label per image and a name per class. Classes are multiplied by rotations as for Omniglot (a class
-turned by 90 degrees is a new class); for digits, a rotation that would read as another class is dropped.
+label per image, a name per class and the *source* of each class. Classes are multiplied by rotations as
+for Omniglot (a class turned by 90 degrees is a new class); for digits, a rotation that would read as
+another class is dropped. The source is the unit that class splits keep together: a class and all its
+rotations share one, so no held-out class is a turned copy of a training class (see
+:func:`metahpo.episodes.split_classes`).
 """
 
 from __future__ import annotations
@@ -22,11 +25,16 @@ UPSIDE_DOWN = {0: 0, 1: 1, 8: 8, 6: 9, 9: 6}
 
 @dataclass(frozen=True)
 class ImageClasses:
-    """Images ``[n, height, width]`` (float32 in [0, 1]), their class ``labels`` ``[n]`` and class ``names``."""
+    """Images ``[n, height, width]`` (float32 in [0, 1]), their class ``labels`` ``[n]`` and class ``names``.
+
+    ``sources[c]`` names the source of class ``c``: the digit shape, class folder, character or alphabet
+    it was made from. Rotations of one source are classes of their own that share its source.
+    """
 
     images: np.ndarray
     labels: np.ndarray
     names: list[str]
+    sources: list[str]
 
     def of_class(self, label: int) -> np.ndarray:
         """Indices of the images of one class."""
@@ -52,6 +60,11 @@ def digit_rotation_collides(digit: int, degrees: int, kept: set[tuple[int, int]]
     return twin is not None and (twin, (degrees - 180) % 360) in kept
 
 
+def digit_source(digit: int) -> str:
+    """The source (split unit) of a digit: its own, except 6 and 9, one shape turned by a half turn."""
+    return "6+9" if digit in (6, 9) else str(digit)
+
+
 def digits_classes(rotations: list[int], size: int = DIGITS_SIDE) -> ImageClasses:
     """scikit-learn's 1,797 handwritten 8x8 digits (shipped with the package), classes multiplied by ``rotations``.
 
@@ -59,7 +72,8 @@ def digits_classes(rotations: list[int], size: int = DIGITS_SIDE) -> ImageClasse
 
     Rotations are taken in the order given; a rotated digit that reads as a class kept before it
     (see :func:`digit_rotation_collides`) is left out, so every class is distinct: with rotations
-    0, 90, 180 and 270 the 10 digits give 30 classes.
+    0, 90, 180 and 270 the 10 digits give 30 classes. A 9 is a 6 turned by a half turn, so 6 and 9
+    share a source (see :func:`digit_source`): 9 sources in all.
     """
     from sklearn.datasets import load_digits
 
@@ -67,7 +81,7 @@ def digits_classes(rotations: list[int], size: int = DIGITS_SIDE) -> ImageClasse
     base = (digits.images / 16.0).astype(np.float32)
     if size != base.shape[-1]:
         base = np.stack([_resize(image, size) for image in base])
-    images, labels, names = [], [], []
+    images, labels, names, sources = [], [], [], []
     kept: set[tuple[int, int]] = set()
     for degrees in rotations:
         for digit in range(10):
@@ -77,7 +91,8 @@ def digits_classes(rotations: list[int], size: int = DIGITS_SIDE) -> ImageClasse
             images.append(_rotated(base[digits.target == digit], degrees))
             labels.append(np.full(len(images[-1]), len(names), dtype=np.int64))
             names.append(rotation_name(str(digit), degrees))
-    return ImageClasses(np.concatenate(images), np.concatenate(labels), names)
+            sources.append(digit_source(digit))
+    return ImageClasses(np.concatenate(images), np.concatenate(labels), names, sources)
 
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -88,7 +103,10 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def _class_dirs(root: Path) -> list[tuple[str, Path]]:
-    """``(name, directory)`` of every class: ``root/<class>/`` (flat) or ``root/<alphabet>/<character>/``."""
+    """``(name, directory)`` of every class: ``root/<class>/`` (flat) or ``root/<alphabet>/<character>/``.
+
+    Names are ``<class>`` or ``<alphabet>/<character>``.
+    """
     if not root.is_dir():
         raise TaskDataError(f"{root}: image folder not found (tasks.root)")
     top = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -122,29 +140,40 @@ def load_image(path: Path, size: int) -> np.ndarray:
         ) from None
 
 
-def image_folder_classes(root: str | Path, size: int, rotations: list[int]) -> ImageClasses:
+def image_folder_classes(
+    root: str | Path, size: int, rotations: list[int], split_by: str = "character"
+) -> ImageClasses:
     """Every class folder under ``root`` (Omniglot or flat layout), resized to ``size`` x ``size``, times ``rotations``.
 
-    Class folders are read in sorted order, so the same folder always gives the same classes.
+    Class folders are read in sorted order, so the same folder always gives the same classes. The source
+    of a class is its folder (``split_by: character``, the default) or, in the Omniglot layout with
+    ``split_by: alphabet``, its alphabet, so that whole alphabets are held out (Lake et al.'s protocol).
     """
     root = Path(root)
     per_class = []
-    for name, directory in _class_dirs(root):
+    dirs = _class_dirs(root)
+    if split_by == "alphabet" and "/" not in dirs[0][0]:
+        raise TaskDataError(
+            f"{root}: tasks.split_by: alphabet needs the Omniglot layout root/<alphabet>/<character>/, "
+            "but this folder holds class folders of images (use tasks.split_by: character)"
+        )
+    for name, directory in dirs:
         files = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise TaskDataError(f"{directory}: class {name!r} has no images ({', '.join(IMAGE_SUFFIXES)})")
         per_class.append((name, np.stack([load_image(f, size) for f in files])))
-    images, labels, names = [], [], []
+    images, labels, names, sources = [], [], [], []
     for degrees in rotations:
         for name, stack in per_class:
             images.append(_rotated(stack, degrees))
             labels.append(np.full(len(stack), len(names), dtype=np.int64))
             names.append(rotation_name(name, degrees))
-    return ImageClasses(np.concatenate(images), np.concatenate(labels), names)
+            sources.append(name.split("/")[0] if split_by == "alphabet" else name)
+    return ImageClasses(np.concatenate(images), np.concatenate(labels), names, sources)
 
 
 def load_classes(tasks: dict) -> ImageClasses:
     """The image classes of the ``tasks`` section's family (``digits`` or ``image_folder``)."""
     if tasks["family"] == "digits":
         return digits_classes(tasks["rotations"], image_side(tasks))
-    return image_folder_classes(tasks["root"], tasks["image_size"], tasks["rotations"])
+    return image_folder_classes(tasks["root"], tasks["image_size"], tasks["rotations"], tasks["split_by"])

@@ -87,7 +87,8 @@ def classification_report(params: dict, metrics: dict, best: dict, trials: pd.Da
     """Draw the classification figures and return the markdown report."""
     tasks = params["tasks"]
     learners = paths.learners(tasks)
-    classes = {name: len(entry["classes"]) for name, entry in load_manifest(paths.TASKS)["splits"].items()}
+    splits = load_manifest(paths.TASKS)["splits"]
+    classes = {name: f"{len(e['classes'])} ({len(e['sources'])} sources)" for name, e in splits.items()}
     source = "scikit-learn's handwritten 8x8 digits" if tasks["family"] == "digits" else f"`{tasks['root']}`"
     protocol = metrics["protocol"]
     figures = {
@@ -110,7 +111,8 @@ and `reports/search/`; published numbers are labelled **published** and come fro
 
 ## Settings
 {tasks["ways"]}-way {tasks["shots"]}-shot classification on {source}, rotations {tasks["rotations"]} as extra
-classes; classes split disjointly: meta_train {classes["meta_train"]}, meta_val {classes["meta_val"]}, meta_test
+classes. Source classes are split disjointly and each split takes every rotation of its sources, so no held-out class
+is a turned copy of a training class: meta_train {classes["meta_train"]}, meta_val {classes["meta_val"]}, meta_test
 {classes["meta_test"]} classes. {tasks["query"]} query images per class in the stored episodes (meta-training episodes
 draw `query` of the setting below). Network: `{params["model"]["arch"]}`.
 Every learner trains for {params["train"]["iterations"]} iterations. Seed {params["seed"]}.

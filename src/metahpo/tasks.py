@@ -34,7 +34,8 @@ from metahpo.images import load_classes
 
 SPLITS = ("meta_train", "meta_val", "meta_test", "meta_ood")
 EVALUATION_SPLITS = ("meta_val", "meta_test", "meta_ood")
-FORMAT_VERSION = 2
+# 3: class splits by source class (rotations stay in their source's split), class_sources arrays.
+FORMAT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -111,11 +112,11 @@ def _sha256(path: Path) -> str:
 
 
 def save_splits(
-    out_dir: str | Path, splits: dict[str, dict[str, np.ndarray]], tasks: dict, seed: int, classes: dict | None = None
+    out_dir: str | Path, splits: dict[str, dict[str, np.ndarray]], tasks: dict, seed: int, described: dict | None = None
 ) -> None:
     """Write ``<split>.npz`` files and ``manifest.json`` (the manifest last, so it vouches for complete files).
 
-    ``classes`` (classification) maps each split to the names of its classes.
+    ``described`` (classification) maps each split to more manifest entries: its classes and their sources.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -130,8 +131,8 @@ def save_splits(
             "arrays": {k: list(v.shape) for k, v in arrays.items()},
             "dtypes": {k: str(v.dtype) for k, v in arrays.items()},
         }
-        if classes is not None:
-            manifest["splits"][name]["classes"] = classes[name]
+        if described is not None:
+            manifest["splits"][name] |= described[name]
     write_json(out / "manifest.json", manifest)
 
 
@@ -139,11 +140,18 @@ def load_manifest(data_dir: str | Path) -> dict:
     """Read ``manifest.json`` of a task directory."""
     path = Path(data_dir) / "manifest.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise TaskDataError(f"{path}: missing; run the generate stage first") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise TaskDataError(f"{path}: not valid JSON ({exc})") from None
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if version != FORMAT_VERSION:
+        raise TaskDataError(
+            f"{path}: task data format {version}, this metahpo reads format {FORMAT_VERSION}; "
+            "regenerate it (dvc repro --force -s generate)"
+        )
+    return manifest
 
 
 def load_split(data_dir: str | Path, name: str) -> dict[str, np.ndarray]:
@@ -179,10 +187,12 @@ def load_split(data_dir: str | Path, name: str) -> dict[str, np.ndarray]:
 
 
 def check_indices(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Labels and episode indices of a classification split must point inside its images."""
-    n = len(arrays["images"])
-    if arrays["labels"].min(initial=0) < 0:
-        raise TaskDataError(f"{path}: array 'labels' has negative class indices")
+    """Labels, class sources and episode indices of a classification split must point inside its arrays."""
+    n, n_classes = len(arrays["images"]), len(arrays["class_sources"])
+    if arrays["labels"].min(initial=0) < 0 or arrays["labels"].max(initial=0) >= n_classes:
+        raise TaskDataError(f"{path}: array 'labels' has class indices outside the {n_classes} classes")
+    if arrays["class_sources"].min(initial=0) < 0:
+        raise TaskDataError(f"{path}: array 'class_sources' has negative source indices")
     for key in ("support_index", "query_index"):
         if key in arrays and arrays[key].size and not (arrays[key].min() >= 0 and arrays[key].max() < n):
             raise TaskDataError(f"{path}: array {key!r} points outside the {n} images")
@@ -197,7 +207,11 @@ def generate_stage(params: dict, device=None) -> None:
         print(", ".join(f"{k}: {len(v['amplitude'])} tasks" for k, v in splits.items()), file=sys.stderr)
         return
     source = "digits" if tasks["family"] == "digits" else str(tasks["root"])
-    splits, names = generate_episode_splits(tasks, params["seed"], load_classes(tasks), source)
-    save_splits(paths.TASKS, splits, tasks, params["seed"], names)
-    summary = (f"{k}: {len(names[k])} classes, {len(v['images'])} images" for k, v in splits.items())
+    splits, described = generate_episode_splits(tasks, params["seed"], load_classes(tasks), source)
+    save_splits(paths.TASKS, splits, tasks, params["seed"], described)
+    summary = (
+        f"{k}: {len(described[k]['classes'])} classes from {len(described[k]['sources'])} sources, "
+        f"{len(v['images'])} images"
+        for k, v in splits.items()
+    )
     print(", ".join(summary) + f"; {tasks['ways']}-way episodes", file=sys.stderr)
