@@ -14,26 +14,30 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from unittest import mock
 
 import torch
 import torch.nn.functional as F
+import yaml
 
-from metahpo import conv
-from metahpo.adaptation import classification_scores
-from metahpo.episodes import episode_arrays, generate_episode_splits, select_episodes
-from metahpo.images import digits_classes
-from metahpo.learners import LearnerConfig, MetaLearner
+from metahpo.learners import conv
+from metahpo.learners.adaptation import classification_scores
+from metahpo.learners.meta_learner import LearnerConfig, MetaLearner
+from metahpo.params import Params, TaskParams
+from metahpo.tasks.episodes import episode_arrays, generate_episode_splits, select_episodes
+from metahpo.tasks.images import digits_classes
 
 CHUNKS = (600, 100, 25, 10)
-TASKS = {
-    "ways": 5,
-    "shots": 1,
-    "query": 10,
-    "eval_shots": [1],
-    "splits": {"meta_val": 10, "meta_test": 600},
-    "class_splits": {"meta_train": 0.6, "meta_val": 0.2, "meta_test": 0.2},
-}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def digits_tasks() -> TaskParams:
+    """params.yaml's tasks as 5-way 1-shot digits with 600 stored meta_test episodes."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["tasks"].update(family="digits", shots=1, eval_shots=[1])
+    raw["tasks"]["splits"].update(meta_val=10, meta_test=600)
+    return Params.from_dict(raw).tasks
 
 
 def relu_then_pool_features(weights, x):
@@ -78,7 +82,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    split = generate_episode_splits(TASKS, 0, digits_classes([0, 90, 180, 270]), "digits")[0]["meta_test"]
+    split = generate_episode_splits(digits_tasks(), 0, digits_classes([0, 90, 180, 270]), "digits")[0]["meta_test"]
     net, cpu = learner(), torch.device("cpu")
     evaluation = lambda chunk: lambda: classification_scores(net, split, args.steps, chunk, cpu, 1)  # noqa: E731
     orders = {"relu, then pool": relu_then_pool_features, "pool, then relu": conv.conv_features}

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from metahpo.learners import LearnerConfig, MetaLearner
+from metahpo.learners.meta_learner import LearnerConfig, MetaLearner
 
 TASKS, WAYS, SHOTS = 25, 5, 1
 QUERIES = (10, 5, 2, 1)

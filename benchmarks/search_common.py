@@ -9,8 +9,11 @@ from pathlib import Path
 
 import yaml
 
-from metahpo.search import Search, zero_predictor_mse
-from metahpo.tasks import generate_splits, save_splits
+from metahpo.family import zero_predictor_mse
+from metahpo.params import Params
+from metahpo.search.driver import Search
+from metahpo.tasks.sinusoid import generate_splits
+from metahpo.tasks.storage import save_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,12 +27,13 @@ def benchmark_params(iterations: int, n_calls: int, workers: int) -> dict:
     return params
 
 
-def timed_search(params: dict) -> tuple[float, dict, list[dict]]:
+def timed_search(raw: dict) -> tuple[float, dict, list[dict]]:
     """Run one fresh search in a temporary directory; return wall seconds, the best trial and all rows."""
+    params = Params.from_dict(raw)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "tasks"
-        splits = generate_splits(params["tasks"], params["seed"])
-        save_splits(data_dir, splits, params["tasks"], params["seed"])
+        splits = generate_splits(params.tasks, params.seed)
+        save_splits(data_dir, splits, params.tasks, params.seed)
         data = {k: splits[k] for k in ("meta_train", "meta_val")}
         search = Search(
             params, data, zero_predictor_mse(data["meta_val"]), Path(tmp) / "search", data_dir / "manifest.json"

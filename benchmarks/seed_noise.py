@@ -21,11 +21,13 @@ from pathlib import Path
 import torch
 import yaml
 
-from metahpo.adaptation import classification_scores
-from metahpo.episodes import generate_episode_splits
-from metahpo.images import load_classes
-from metahpo.metatrain import build_learner, make_pool, meta_train
-from metahpo.settings import apply_point, learner_config, train_settings
+from metahpo.family import family_of
+from metahpo.learners.adaptation import classification_scores
+from metahpo.learners.metatrain import build_learner, meta_train
+from metahpo.learners.settings import apply_point, learner_config, train_settings
+from metahpo.params import Params
+from metahpo.tasks.episodes import generate_episode_splits
+from metahpo.tasks.images import load_classes
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {
@@ -41,14 +43,14 @@ SETTINGS = {
 }
 
 
-def digits_params() -> dict:
+def digits_params() -> Params:
     """params.yaml with the README's digits command applied (10 training queries per class, the default)."""
     params = copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text()))
     params["tasks"].update(family="digits", shots=1)
     params["model"].update(arch="conv", layers=4, hidden=32)
     params["meta"]["inner_lr"] = 0.4
     params["device"] = "cpu"
-    return params
+    return Params.from_dict(params)
 
 
 def train_and_score(job: tuple[str, int, int]) -> tuple[str, int, dict]:
@@ -57,11 +59,11 @@ def train_and_score(job: tuple[str, int, int]) -> tuple[str, int, dict]:
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     params, device = digits_params(), torch.device("cpu")
-    splits, _ = generate_episode_splits(params["tasks"], params["seed"], load_classes(params["tasks"]), "digits")
+    splits, _ = generate_episode_splits(params.tasks, params.seed, load_classes(params.tasks), "digits")
     setting = apply_point(params, SETTINGS[name])
     learner = build_learner(learner_config(setting, params), seed, device)
-    pool = make_pool(splits["meta_train"], params["tasks"], device)
-    meta_train(learner, pool, train_settings(setting, params["tasks"], iterations), seed)
+    pool = family_of(params).make_pool(splits["meta_train"], device)
+    meta_train(learner, pool, train_settings(setting, params, iterations), seed)
     scores = {}
     for split in ("meta_val", "meta_test"):
         result = classification_scores(learner, splits[split], 1, len(splits[split]["support_index"]), device, 1)

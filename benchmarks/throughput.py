@@ -23,8 +23,8 @@ import time
 
 import torch
 
-from metahpo.learners import LearnerConfig, MetaLearner
-from metahpo.metatrain import make_optimizer
+from metahpo.learners.meta_learner import LearnerConfig, MetaLearner
+from metahpo.learners.metatrain import make_optimizer
 
 INNER_LR = 0.01
 

@@ -1,6 +1,6 @@
-"""DVC stage `evaluate`: held-out evaluation protocol on meta_test."""
+"""DVC stage `evaluate`: the held-out evaluation protocol on meta_test."""
 
-from metahpo.evaluate import evaluate_stage
+from metahpo.evaluation.protocol import evaluate_stage
 from metahpo.runtime import run_stage
 
 if __name__ == "__main__":

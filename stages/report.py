@@ -1,6 +1,6 @@
 """DVC stage `report`: figures and reports/report.md."""
 
-from metahpo.report import report_stage
+from metahpo.reporting.report import report_stage
 from metahpo.runtime import run_stage
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from metahpo.params import Params, TaskParams
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -26,6 +28,32 @@ def shrink(params: dict) -> dict:
     tiny["evaluate"].update(max_steps=3)
     tiny["device"] = "cpu"
     return tiny
+
+
+def typed(params: dict) -> Params:
+    """Validated, typed params from a (test-edited) dictionary; an invalid one fails the test with every problem."""
+    return Params.from_dict(params)
+
+
+# Small N-way settings for the image tests (a digits-like family; the class splits of params.yaml).
+IMAGE_TASKS = {
+    "family": "digits",
+    "ways": 5,
+    "shots": 1,
+    "query": 3,
+    "eval_shots": [1, 4],
+    "splits": {"meta_val": 7, "meta_test": 9},
+}
+
+
+def task_params(**changes) -> TaskParams:
+    """The tiny ``tasks`` section with :data:`IMAGE_TASKS` and ``changes`` (mappings are merged)."""
+    params = shrink(load_default_params())
+    tasks = params["tasks"]
+    for key, value in {**IMAGE_TASKS, **changes}.items():
+        tasks[key] = {**tasks[key], **value} if isinstance(value, dict) else value
+    params["meta"]["query"] = min(params["meta"]["query"], tasks["query"])  # meta-training draws at most these
+    return typed(params).tasks
 
 
 DELETE = object()

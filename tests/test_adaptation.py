@@ -7,11 +7,13 @@ import math
 import numpy as np
 import torch
 
-from metahpo.adaptation import adaptation_errors, classification_scores, summarize
-from metahpo.episodes import generate_episode_splits
-from metahpo.images import digits_classes
-from metahpo.learners import LearnerConfig, MetaLearner
-from metahpo.tasks import generate_splits
+from metahpo.learners.adaptation import adaptation_errors, classification_scores, summarize
+from metahpo.learners.meta_learner import LearnerConfig, MetaLearner
+from metahpo.tasks.episodes import generate_episode_splits
+from metahpo.tasks.images import digits_classes
+from metahpo.tasks.sinusoid import generate_splits
+
+from conftest import task_params, typed
 
 
 def test_mean_and_ci_of_a_known_sample():
@@ -34,7 +36,7 @@ def _zero_learner(inner_lr: float) -> MetaLearner:
 
 
 def test_zero_predictor_error_is_the_mean_square_of_the_targets(tiny_params):
-    split = generate_splits(tiny_params["tasks"], 0)["meta_test"]
+    split = generate_splits(typed(tiny_params).tasks, 0)["meta_test"]
     errors = adaptation_errors(_zero_learner(0.0), split, 3, chunk=5, device=torch.device("cpu"))
     expected_grid = (split["grid_y"].astype(np.float64) ** 2).mean(axis=(1, 2))
     expected_query = (split["query_y"].astype(np.float64) ** 2).mean(axis=(1, 2))
@@ -45,7 +47,7 @@ def test_zero_predictor_error_is_the_mean_square_of_the_targets(tiny_params):
 
 def test_one_step_of_a_zero_network_fits_only_the_output_bias(tiny_params):
     """From all-zero weights only the output bias has a gradient: after one step it is lr·2·mean(y)."""
-    split = generate_splits(tiny_params["tasks"], 0)["meta_test"]
+    split = generate_splits(typed(tiny_params).tasks, 0)["meta_test"]
     lr = 0.3
     errors = adaptation_errors(_zero_learner(lr), split, 1, chunk=16, device=torch.device("cpu"))
     bias = lr * 2 * split["support_y"].astype(np.float64).mean(axis=(1, 2))
@@ -59,10 +61,7 @@ def test_classification_scores_do_not_depend_on_the_chunk():
     Chunks of several episodes give bit-identical scores; a chunk of one episode runs other convolution
     kernels (one group), which round differently in the last bits.
     """
-    tasks = {
-        "ways": 5, "shots": 1, "query": 3, "eval_shots": [1], "splits": {"meta_val": 4, "meta_test": 7},
-        "class_splits": {"meta_train": 0.6, "meta_val": 0.2, "meta_test": 0.2},
-    }  # fmt: skip
+    tasks = task_params(eval_shots=[1], splits={"meta_val": 4, "meta_test": 7})
     split = generate_episode_splits(tasks, 0, digits_classes([0, 90, 180, 270]), "digits")[0]["meta_test"]
     config = LearnerConfig("maml", 8, 4, 0.4, 1, "conv", (8, 8), 5, "cross_entropy")
     learner = MetaLearner(config, torch.Generator().manual_seed(0))

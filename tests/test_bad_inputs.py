@@ -19,11 +19,11 @@ import torch
 import yaml
 from image_folders import image_folder_params, make_flat
 
-from metahpo.evaluate import evaluate_stage
+from metahpo.evaluation.protocol import evaluate_stage
+from metahpo.learners.training import train_stage
 from metahpo.runtime import run_stage
-from metahpo.search import search_stage
-from metahpo.tasks import generate_stage
-from metahpo.train import train_stage
+from metahpo.search.driver import search_stage
+from metahpo.tasks.generate import generate_stage
 
 from conftest import DELETE, set_dotted
 
@@ -241,5 +241,14 @@ def test_bad_input_is_refused_before_any_work(ready, tmp_path, monkeypatch, caps
     assert snapshot(root) == before
 
 
-def test_there_are_at_least_25_distinct_cases():
-    assert len(CASES) >= 45
+def test_cases_are_distinct_and_cover_every_stage(ready, tmp_path):
+    """No two cases break the project the same way for the same stage, and every stage is tried."""
+    broken = set()
+    for i, (stage, breaks, _) in enumerate(CASES):
+        root = tmp_path / str(i)
+        shutil.copytree(ready, root)
+        breaks(root)
+        state = tuple(sorted(snapshot(root).items()))
+        assert (stage, state) not in broken, f"case {i} repeats an earlier case"
+        broken.add((stage, state))
+    assert {stage for stage, _, _ in CASES} == set(STAGES)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from image_folders import make_flat
-from test_images import TASKS
 
-from metahpo.class_folds import check_folds, class_count, class_folds, most_folds, source_count
-from metahpo.episodes import generate_episode_splits
 from metahpo.errors import ConfigError
-from metahpo.images import image_folder_classes
-from metahpo.search import Search
-from metahpo.tasks import generate_splits
-from metahpo.trial import TrialRequest, repeat_seeds, run_trial
+from metahpo.search.class_folds import check_folds, class_count, class_folds, most_folds, source_count
+from metahpo.search.driver import Search
+from metahpo.search.trial import TrialRequest, repeat_seeds, run_trial
+from metahpo.tasks.episodes import generate_episode_splits
+from metahpo.tasks.images import image_folder_classes
+from metahpo.tasks.sinusoid import generate_splits
+
+from conftest import task_params, typed
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def digits_splits(tmp_path_factory):
     """8x8 image splits of 15 source classes turned by 0 and 90 degrees: 18 / 6 / 6 classes (9 / 3 / 3 sources)."""
     root = tmp_path_factory.mktemp("folds") / "data"
     make_flat(root, classes=15, per_class=8)
-    splits, _ = generate_episode_splits(TASKS, 0, image_folder_classes(root, 8, [0, 90]), "data")
+    splits, _ = generate_episode_splits(task_params(), 0, image_folder_classes(root, 8, [0, 90]), "data")
     return splits
 
 
@@ -81,7 +82,7 @@ def test_more_folds_than_the_classes_allow_name_the_key(digits_splits):
 
 
 def _trial(params: dict, folds: list, seed: int):
-    result = run_trial(TrialRequest(0, {"inner_lr": 0.4}, seed, params, folds))
+    result = run_trial(TrialRequest(0, {"inner_lr": 0.4}, seed, typed(params), folds))
     assert result.status == "ok", result.error
     return result
 
@@ -112,11 +113,11 @@ def test_too_many_folds_stop_the_search_before_it_writes(tiny_params, digits_spl
     tiny_params["meta"]["query"] = 3
     tiny_params["search"]["class_folds"] = 5
     with pytest.raises(ConfigError, match="search.class_folds: 5 folds"):
-        Search(tiny_params, digits_splits, 1.0, tmp_path / "search", tmp_path / "manifest.json")
+        Search(typed(tiny_params), digits_splits, 1.0, tmp_path / "search", tmp_path / "manifest.json")
     assert not (tmp_path / "search").exists()
 
 
 def test_one_fold_is_the_stored_splits_of_any_family(tiny_params):
-    splits = generate_splits(tiny_params["tasks"], 0)  # sinusoid: no class labels at all
+    splits = generate_splits(typed(tiny_params).tasks, 0)  # sinusoid: no class labels at all
     [(train, val)] = class_folds(splits["meta_train"], splits["meta_val"], 1, seed=0)
     assert train is splits["meta_train"] and val is splits["meta_val"]

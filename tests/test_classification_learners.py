@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metahpo.conv import conv_forward, init_conv_weights
-from metahpo.learners import LearnerConfig, MetaLearner
+from metahpo.learners.conv import conv_forward, init_conv_weights
+from metahpo.learners.meta_learner import LearnerConfig, MetaLearner
 
 from reference import conv_net, mlp_classifier, per_task_classification_loss
 

@@ -7,8 +7,9 @@ import copy
 import pytest
 import yaml
 
-from metahpo.config import load_params, validate
 from metahpo.errors import ConfigError
+from metahpo.params import load_params
+from metahpo.validation import validate
 
 from conftest import DELETE, set_dotted
 

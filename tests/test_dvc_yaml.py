@@ -2,44 +2,20 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 import yaml
 
+from metahpo.sources import import_closure, imported_modules, source_closure
+
 ROOT = Path(__file__).resolve().parents[1]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 
 
-def _imports(path: Path) -> set[str]:
-    """metahpo modules imported by ``path`` (``from metahpo import x`` counts as ``metahpo.x``)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "metahpo":
-            if node.module == "metahpo":
-                found.add("metahpo")
-                found.update(f"metahpo.{a.name}" for a in node.names if (ROOT / f"src/metahpo/{a.name}.py").exists())
-            else:
-                found.add(node.module)
-    return found
-
-
-def _module_file(module: str) -> str:
-    parts = module.split(".")
-    return "src/" + ("/".join(parts) + "/__init__.py" if parts == ["metahpo"] else "/".join(parts) + ".py")
-
-
 def code_closure(script: str) -> set[str]:
-    """The script and every metahpo source file it imports, transitively."""
-    todo, seen = [ROOT / script], {script, "src/metahpo/__init__.py"}  # every metahpo import runs __init__
-    while todo:
-        for module in _imports(todo.pop()):
-            rel = _module_file(module)
-            if rel not in seen:
-                seen.add(rel)
-                todo.append(ROOT / rel)
-    return seen
+    """The script and every metahpo source file it imports, transitively, relative to the project."""
+    return {str(path.relative_to(ROOT)) for path in source_closure(ROOT / script)}
 
 
 @pytest.mark.parametrize("stage", list(DVC["stages"]))
@@ -53,3 +29,20 @@ def test_code_deps_are_exactly_the_imported_modules(stage):
 def test_stage_commands_run_their_own_script():
     for stage, spec in DVC["stages"].items():
         assert spec["cmd"] == f"python stages/{stage}.py"
+
+
+def test_the_closure_follows_subpackages_and_imports_inside_functions():
+    trial = ROOT / "src/metahpo/search/trial.py"
+    # run_trial imports metahpo.runtime inside the function (in the worker process); the package
+    # __init__ files above every imported module run first, so they count too.
+    assert {"metahpo.runtime", "metahpo.learners", "metahpo.learners.metatrain"} <= imported_modules(trial)
+    closure = {str(p.relative_to(ROOT)) for p in source_closure(trial)}
+    assert {"src/metahpo/runtime.py", "src/metahpo/__init__.py", "src/metahpo/learners/__init__.py",
+            "src/metahpo/learners/conv.py"} <= closure  # fmt: skip
+    assert not any("reporting" in p or "evaluation" in p for p in closure)
+
+
+def test_the_search_fingerprint_covers_its_code_and_nothing_else():
+    search = {str(p.relative_to(ROOT)) for p in import_closure("metahpo.search.driver")}
+    assert search == code_closure("stages/search.py") - {"stages/search.py"}
+    assert "src/metahpo/reporting/report.py" not in search and "src/metahpo/search/trial.py" in search

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import re
 
+import pandas as pd
 import pytest
 import torch
 
-from metahpo.artifacts import load_learner
+from metahpo.learners.artifacts import load_learner
 
 from project import commit_all, copy_project, dvc, ran_stages, write_params
 
@@ -63,7 +64,12 @@ def test_every_output_exists_with_headline_metrics(project):
             for kind in ("grid", "query"):
                 at_k = metrics[learner][split][kind]["k10"]
                 assert {"step0", "step1", "step3"} <= set(at_k)
-                assert at_k["step1"]["mse"] > 0 and at_k["step1"]["ci95"] > 0
+                curve = pd.read_csv(
+                    project / f"reports/plots/{'adaptation' if split == 'test' else split}_{learner}.csv"
+                )
+                assert curve.loc[1, f"{kind}_mse"] == pytest.approx(at_k["step1"]["mse"], rel=1e-5)
+                assert curve.loc[1, f"{kind}_ci95"] == pytest.approx(at_k["step1"]["ci95"], rel=1e-5)
+                assert at_k["step1"]["ci95"] > 0
         assert {"k5", "k10", "k20"} <= set(metrics[learner]["test"]["grid"])
     assert json.loads((project / "models/pretrained/config.json").read_text())["training"].startswith("joint")
 

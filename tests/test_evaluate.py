@@ -6,9 +6,9 @@ import dataclasses
 
 import torch
 
-from metahpo.evaluate import each_once, twins
-from metahpo.learners import LearnerConfig
-from metahpo.metatrain import build_learner
+from metahpo.evaluation.protocol import each_once, twins
+from metahpo.learners.meta_learner import LearnerConfig
+from metahpo.learners.metatrain import build_learner
 
 CPU = torch.device("cpu")
 CONFIG = LearnerConfig("maml", 8, 2, 0.01, 1)

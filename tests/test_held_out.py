@@ -7,17 +7,18 @@ import json
 import numpy as np
 import pytest
 from image_folders import make_flat, make_omniglot
-from test_images import TASKS
 
-from metahpo.class_folds import class_folds
-from metahpo.config import validate
-from metahpo.episodes import generate_episode_splits
 from metahpo.errors import TaskDataError
-from metahpo.images import digits_classes, image_folder_classes
-from metahpo.tasks import generate_stage, load_manifest, load_split
+from metahpo.search.class_folds import class_folds
+from metahpo.tasks.episodes import generate_episode_splits
+from metahpo.tasks.generate import generate_stage
+from metahpo.tasks.images import digits_classes, image_folder_classes
+from metahpo.tasks.storage import load_manifest, load_split
+from metahpo.validation import validate
+
+from conftest import task_params, typed
 
 HELD_OUT = ("meta_val", "meta_test")
-SMALL = {**TASKS, "ways": 2, "shots": 1, "query": 2, "eval_shots": [1, 2]}
 
 
 def quarter_turns(images: np.ndarray) -> set[bytes]:
@@ -33,12 +34,7 @@ def turned_copies(train: dict, held: dict) -> int:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_no_held_out_digit_is_a_turned_training_digit(seed):
-    splits, described = generate_episode_splits(
-        {**TASKS, "class_splits": {"meta_train": 0.6, "meta_val": 0.2, "meta_test": 0.2}, "ways": 4},
-        seed,
-        digits_classes([0, 90, 180, 270]),
-        "digits",
-    )
+    splits, described = generate_episode_splits(task_params(ways=4), seed, digits_classes([0, 90, 180, 270]), "digits")
     for name in HELD_OUT:
         assert turned_copies(splits["meta_train"], splits[name]) == 0, name
     assert turned_copies(splits["meta_val"], splits["meta_test"]) == 0
@@ -55,9 +51,9 @@ def test_no_held_out_image_is_a_turned_training_image(tmp_path, layout, split_by
     else:
         make_omniglot(tmp_path / "data", alphabets=4, characters=2)
     classes = image_folder_classes(tmp_path / "data", 12, [0, 90, 180, 270], split_by)
-    splits, described = generate_episode_splits(
-        {**SMALL, "class_splits": {"meta_train": 0.5, "meta_val": 0.25, "meta_test": 0.25}}, 0, classes, "data"
-    )
+    small = task_params(ways=2, query=2, eval_shots=[1, 2], class_splits={"meta_train": 0.5, "meta_val": 0.25,
+                                                                          "meta_test": 0.25})  # fmt: skip
+    splits, described = generate_episode_splits(small, 0, classes, "data")
     for name in HELD_OUT:
         assert turned_copies(splits["meta_train"], splits[name]) == 0, name
         # Each source class brings all four of its rotations into the split.
@@ -73,12 +69,7 @@ def test_no_held_out_image_is_a_turned_training_image(tmp_path, layout, split_by
 
 
 def test_class_folds_hold_out_whole_sources(tmp_path):
-    splits, _ = generate_episode_splits(
-        {**TASKS, "ways": 4, "class_splits": {"meta_train": 0.6, "meta_val": 0.2, "meta_test": 0.2}},
-        0,
-        digits_classes([0, 90, 180, 270]),
-        "digits",
-    )
+    splits, _ = generate_episode_splits(task_params(ways=4), 0, digits_classes([0, 90, 180, 270]), "digits")
     folds = class_folds(splits["meta_train"], splits["meta_val"], 2, seed=0)
     assert len(folds) == 2
     for fold_train, fold_val in folds:
@@ -89,8 +80,9 @@ def test_class_folds_hold_out_whole_sources(tmp_path):
 def test_the_manifest_groups_classes_by_source(tmp_path, monkeypatch, tiny_params):
     tiny_params["tasks"].update(family="digits", ways=5, shots=1, query=3, eval_shots=[1, 2])
     tiny_params["tasks"]["splits"].update(meta_val=4, meta_test=4)
+    tiny_params["meta"]["query"] = 3
     monkeypatch.chdir(tmp_path)
-    generate_stage(tiny_params)
+    generate_stage(typed(tiny_params))
     manifest = load_manifest("data/tasks")
     for name in ("meta_train", *HELD_OUT):
         entry = manifest["splits"][name]
@@ -106,7 +98,7 @@ def test_the_manifest_groups_classes_by_source(tmp_path, monkeypatch, tiny_param
 
 def test_old_task_data_is_refused_naming_the_file(tmp_path, monkeypatch, tiny_params):
     monkeypatch.chdir(tmp_path)
-    generate_stage(tiny_params)
+    generate_stage(typed(tiny_params))
     path = tmp_path / "data/tasks/manifest.json"
     manifest = json.loads(path.read_text())
     path.write_text(json.dumps({**manifest, "format_version": 2}))

@@ -7,18 +7,13 @@ import pytest
 import torch
 from image_folders import make_flat, make_omniglot
 
-from metahpo.episodes import EpisodePool, episode_arrays, generate_episode_splits, split_classes
 from metahpo.errors import TaskDataError
-from metahpo.images import digit_rotation_collides, digits_classes, image_folder_classes
+from metahpo.tasks.episodes import EpisodePool, episode_arrays, generate_episode_splits, split_classes
+from metahpo.tasks.images import digit_rotation_collides, digits_classes, image_folder_classes
 
-TASKS = {
-    "ways": 5,
-    "shots": 1,
-    "query": 3,
-    "eval_shots": [1, 4],
-    "splits": {"meta_val": 7, "meta_test": 9},
-    "class_splits": {"meta_train": 0.6, "meta_val": 0.2, "meta_test": 0.2},
-}
+from conftest import task_params
+
+TASKS = task_params()
 
 
 def test_digits_rotations_keep_only_distinct_classes():
@@ -53,7 +48,7 @@ def test_image_folder_layouts(tmp_path, layout):
 def test_class_splits_are_disjoint_and_reproducible():
     rng = lambda seed: np.random.default_rng(seed)  # noqa: E731
     sources = [f"s{c % 10}" for c in range(30)]  # ten sources of three classes each
-    a, b, c = (split_classes(sources, TASKS["class_splits"], rng(s)) for s in (0, 0, 1))
+    a, b, c = (split_classes(sources, TASKS.class_splits, rng(s)) for s in (0, 0, 1))
     assert [len(a[k]) for k in a] == [18, 6, 6]
     assert sorted(np.concatenate(list(a.values())).tolist()) == list(range(30))
     assert all(np.array_equal(a[k], b[k]) for k in a)
@@ -98,7 +93,7 @@ def test_stored_episodes_have_n_classes_and_k_plus_q_images_each():
 
 def test_training_episodes_are_n_way_and_reproducible():
     classes = digits_classes([0, 90])
-    splits, _ = generate_episode_splits({**TASKS, "ways": 3}, 0, classes, "digits")
+    splits, _ = generate_episode_splits(task_params(ways=3), 0, classes, "digits")
     pool = EpisodePool.from_split(splits["meta_train"], 3, torch.device("cpu"))
     sx, sy, qx, qy = pool.sample(4, 2, 3, torch.Generator().manual_seed(5))
     again = pool.sample(4, 2, 3, torch.Generator().manual_seed(5))
@@ -138,7 +133,7 @@ def test_fewer_classes_than_ways_names_the_split(tmp_path):
     classes = image_folder_classes(tmp_path / "data", 8, [0])
     expected = r"meta_val gets 1 of the 4 classes \(1 of the 4 source classes, .*\), fewer than tasks.ways = 2"
     with pytest.raises(TaskDataError, match=expected):
-        generate_episode_splits({**TASKS, "ways": 2}, 0, classes, "data")
+        generate_episode_splits(task_params(ways=2), 0, classes, "data")
 
 
 def test_class_with_too_few_images_is_named(tmp_path):
@@ -147,7 +142,7 @@ def test_class_with_too_few_images_is_named(tmp_path):
         (tmp_path / "data" / "class7" / extra).unlink()
     classes = image_folder_classes(tmp_path / "data", 8, [0])
     with pytest.raises(TaskDataError, match="class 'class7' has 3 images, fewer than the 5"):
-        generate_episode_splits({**TASKS, "ways": 2, "shots": 1, "eval_shots": [2]}, 0, classes, "data")
+        generate_episode_splits(task_params(ways=2, shots=1, eval_shots=[2]), 0, classes, "data")
 
 
 def test_mixed_layouts_and_missing_root_are_named(tmp_path):

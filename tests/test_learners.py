@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metahpo.learners import LearnerConfig, MetaLearner
-from metahpo.model import forward
+from metahpo.learners.meta_learner import LearnerConfig, MetaLearner
+from metahpo.learners.mlp import forward
 
 from reference import per_task_meta_loss
 

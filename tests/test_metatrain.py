@@ -9,20 +9,23 @@ import pytest
 import torch
 
 from metahpo.errors import DivergenceError
-from metahpo.learners import LearnerConfig
-from metahpo.metatrain import TaskPool, TrainSettings, build_learner, meta_train
-from metahpo.resources import largest_setting, meta_step_bytes, step_shape
-from metahpo.search import Search, zero_predictor_mse
-from metahpo.settings import apply_point, default_setting, train_settings
-from metahpo.tasks import generate_splits
-from metahpo.trial import TrialRequest, TrialResult, merge_results, repeat_seeds, run_trial, split_request
+from metahpo.family import family_of, zero_predictor_mse
+from metahpo.learners.memory import largest_setting, meta_step_bytes
+from metahpo.learners.meta_learner import LearnerConfig
+from metahpo.learners.metatrain import TrainSettings, build_learner, meta_train
+from metahpo.learners.settings import apply_point, default_setting, train_settings
+from metahpo.search.driver import Search
+from metahpo.search.trial import TrialRequest, TrialResult, merge_results, repeat_seeds, run_trial, split_request
+from metahpo.tasks.sinusoid import TaskPool, generate_splits
+
+from conftest import typed
 
 CPU = torch.device("cpu")
 
 
 @pytest.fixture
 def splits(tiny_params):
-    return generate_splits(tiny_params["tasks"], 0)
+    return generate_splits(typed(tiny_params).tasks, 0)
 
 
 def _settings(iterations=15, outer_lr=1e-3, schedule="constant"):
@@ -46,10 +49,10 @@ def test_sampled_batches_are_points_of_one_task_without_replacement(splits):
 
 
 def test_meta_training_draws_the_query_points_of_its_setting(tiny_params, splits):
-    tasks = tiny_params["tasks"]
     tiny_params["meta"]["query"] = 7  # not tasks.query, so that the untuned budget shows which one it took
-    assert train_settings(default_setting(tiny_params), tasks, 3).query == 7
-    budget = train_settings(apply_point(tiny_params, {"query": 3}), tasks, 4)
+    params = typed(tiny_params)
+    assert train_settings(default_setting(params), params, 3).query == 7
+    budget = train_settings(apply_point(params, {"query": 3}), params, 4)
     drawn = []
 
     class CountingPool(TaskPool):
@@ -60,14 +63,16 @@ def test_meta_training_draws_the_query_points_of_its_setting(tiny_params, splits
 
     pool = CountingPool.from_split(splits["meta_train"], CPU)
     meta_train(build_learner(LearnerConfig("maml", 8, 1, 0.01, 1), 0, CPU), pool, budget, seed=0)
-    assert drawn == [(tasks["shots"], 3)] * 4
+    assert drawn == [(params.tasks.shots, 3)] * 4
 
 
 def test_memory_estimate_follows_the_settings_query(tiny_params):
-    few, many = (apply_point(tiny_params, {"query": q}) for q in (2, 10))
-    assert meta_step_bytes(few, **step_shape(tiny_params, few)) < meta_step_bytes(many, **step_shape(tiny_params, many))
+    params = typed(tiny_params)
+    family = family_of(params)
+    few, many = (apply_point(params, {"query": q}) for q in (2, 10))
+    assert meta_step_bytes(few, **family.step_shape(few)) < meta_step_bytes(many, **family.step_shape(many))
     space = {"query": {"type": "integer", "low": 1, "high": 8, "prior": "uniform"}}
-    assert largest_setting(default_setting(tiny_params), space)["query"] == 8
+    assert largest_setting(default_setting(params), space)["query"] == 8
 
 
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])
@@ -104,16 +109,16 @@ def _search(params, splits, directory):
     manifest = directory.parent / "manifest.json"
     manifest.write_text("{}")
     data = {k: splits[k] for k in ("meta_train", "meta_val")}
-    return Search(params, data, zero_predictor_mse(splits["meta_val"]), directory, manifest)
+    return Search(typed(params), data, zero_predictor_mse(splits["meta_val"]), directory, manifest)
 
 
 def test_real_search_marks_divergent_trials_failed(tiny_params, splits, tmp_path):
     tiny_params["search"].update(n_calls=4, n_initial_points=2, workers=1)
-    tiny_params["search"]["space"] = {"inner_lr": {"type": "categorical", "values": [0.01, 10000.0]}}
+    tiny_params["search"]["space"] = {"inner_lr": {"type": "categorical", "values": [0.01, 100.0]}}
     tiny_params["meta"]["inner_steps"] = 5
     best = _search(tiny_params, splits, tmp_path / "s").run()
     trials = pd.read_csv(tmp_path / "s/trials.csv")
-    assert set(trials.loc[trials["status"] == "failed", "inner_lr"]) == {10000.0}
+    assert set(trials.loc[trials["status"] == "failed", "inner_lr"]) == {100.0}
     assert trials.loc[trials["status"] == "failed", "error"].str.contains("DivergenceError").all()
     assert set(trials.loc[trials["status"] == "ok", "inner_lr"]) == {0.01}
     assert best["point"]["inner_lr"] == 0.01
@@ -123,7 +128,7 @@ def _request(tiny_params, splits, medians):
     tiny_params["search"].update(iterations=40)
     tiny_params["search"]["median_stop"].update(enabled=True, checkpoints=4)
     data = [(splits["meta_train"], splits["meta_val"])]
-    return TrialRequest(0, {"inner_lr": 0.01}, 5, tiny_params, data, medians=medians)
+    return TrialRequest(0, {"inner_lr": 0.01}, 5, typed(tiny_params), data, medians=medians)
 
 
 def test_median_rule_stops_a_trial_above_the_median_and_records_where(tiny_params, splits):
@@ -148,9 +153,9 @@ def test_repeat_seeds_start_with_the_trial_seed_and_are_distinct():
 def test_repeats_train_one_learner_per_seed_and_score_the_mean(tiny_params, splits):
     tiny_params["search"].update(iterations=20)
     data = [(splits["meta_train"], splits["meta_val"])]
-    single = run_trial(TrialRequest(0, {"inner_lr": 0.01}, 5, tiny_params, data))
+    single = run_trial(TrialRequest(0, {"inner_lr": 0.01}, 5, typed(tiny_params), data))
     tiny_params["search"]["repeats"] = 3
-    repeated = run_trial(TrialRequest(0, {"inner_lr": 0.01}, 5, tiny_params, data))
+    repeated = run_trial(TrialRequest(0, {"inner_lr": 0.01}, 5, typed(tiny_params), data))
     assert repeated.status == "ok" and len(repeated.objectives) == 3
     assert repeated.objectives[0] == single.objective  # repeat 0 is the trial's own seed
     assert len(set(repeated.objectives)) == 3
@@ -161,23 +166,23 @@ def test_a_diverging_repeat_fails_the_whole_trial(tiny_params, splits):
     tiny_params["search"].update(iterations=40, repeats=2)
     tiny_params["meta"]["inner_steps"] = 5
     data = [(splits["meta_train"], splits["meta_val"])]
-    result = run_trial(TrialRequest(0, {"inner_lr": 10000.0}, 5, tiny_params, data))
+    result = run_trial(TrialRequest(0, {"inner_lr": 10000.0}, 5, typed(tiny_params), data))
     assert result.status == "failed" and "DivergenceError" in result.error and math.isnan(result.objective)
 
 
 def test_a_trial_split_into_its_trainings_gives_the_same_result(tiny_params, splits):
     """Each fold-and-repeat training runs as its own job; merged in order, they equal the whole trial."""
     tiny_params["search"].update(iterations=15, repeats=2)
-    other = generate_splits(tiny_params["tasks"], 1)
+    other = generate_splits(typed(tiny_params).tasks, 1)
     data = [(splits["meta_train"], splits["meta_val"]), (other["meta_train"], other["meta_val"])]
-    request = TrialRequest(0, {"inner_lr": 0.01}, 5, tiny_params, data)
+    request = TrialRequest(0, {"inner_lr": 0.01}, 5, typed(tiny_params), data)
     units = split_request(request)
     assert [u.trainings for u in units] == [(0,), (1,), (2,), (3,)]
     whole, merged = run_trial(request), merge_results([run_trial(u) for u in units])
     assert merged.status == whole.status == "ok" and len(set(whole.objectives)) == 4
     assert merged.objectives == whole.objectives and merged.objective == whole.objective
     tiny_params["search"]["repeats"] = 1
-    single = TrialRequest(0, {"inner_lr": 0.01}, 5, tiny_params, data[:1])
+    single = TrialRequest(0, {"inner_lr": 0.01}, 5, typed(tiny_params), data[:1])
     assert split_request(single) == [single]
 
 

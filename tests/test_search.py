@@ -11,10 +11,12 @@ import pytest
 import synthetic_trials as st
 from skopt.space import Categorical, Integer, Real
 
-from metahpo.proposers import GridProposer, build_space, dimension_grid, make_proposer, to_python
-from metahpo.search import Search
+from metahpo.search.driver import Search
+from metahpo.search.proposers import GridProposer, build_space, dimension_grid, make_proposer, to_python
+from metahpo.search.trial import median_reference
 from metahpo.seeds import trial_seed
-from metahpo.trial import median_reference
+
+from conftest import typed
 
 
 @pytest.fixture
@@ -31,7 +33,7 @@ def search_params(tiny_params):
 def run(params, tmp_path, trial_fn=st.bowl, name="s", floor=10.0):
     manifest = tmp_path / "manifest.json"
     manifest.write_text("{}")
-    search = Search(params, {"meta_train": {}, "meta_val": {}}, floor, tmp_path / name, manifest, trial_fn)
+    search = Search(typed(params), {"meta_train": {}, "meta_val": {}}, floor, tmp_path / name, manifest, trial_fn)
     return search.run(), pd.read_csv(tmp_path / name / "trials.csv")
 
 
@@ -142,7 +144,7 @@ def test_a_trial_of_several_trainings_runs_one_job_per_training(search_params, t
 
 def test_grid_covers_the_space_on_the_prior_scale(search_params):
     search_params["search"].update(method="grid", grid_points=3)
-    grid = make_proposer(search_params["search"], 0)
+    grid = make_proposer(typed(search_params).search, 0)
     assert isinstance(grid, GridProposer) and len(grid) == 3 * 3 * 2
     lr = build_space(search_params["search"]["space"])[0]
     np.testing.assert_allclose(dimension_grid(lr, 3), [0.001, math.sqrt(0.001), 1.0])
@@ -151,7 +153,7 @@ def test_grid_covers_the_space_on_the_prior_scale(search_params):
 
 def test_random_points_depend_only_on_the_trial(search_params):
     search_params["search"]["method"] = "random"
-    a, b = make_proposer(search_params["search"], 0), make_proposer(search_params["search"], 0)
+    a, b = make_proposer(typed(search_params).search, 0), make_proposer(typed(search_params).search, 0)
     assert a.ask(4, 0)[2:] == b.ask(2, 2)
 
 

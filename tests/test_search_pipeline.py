@@ -11,9 +11,12 @@ import time
 import pandas as pd
 import pytest
 
-from metahpo.search import Search, zero_predictor_mse
-from metahpo.tasks import generate_splits, save_splits
+from metahpo.family import zero_predictor_mse
+from metahpo.search.driver import Search
+from metahpo.tasks.sinusoid import generate_splits
+from metahpo.tasks.storage import save_splits
 
+from conftest import typed
 from project import commit_all, copy_project, dvc, env_for, run, write_params
 
 pytestmark = pytest.mark.e2e
@@ -21,15 +24,15 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def data_dir(tmp_path, tiny_params):
-    save_splits(tmp_path / "tasks", generate_splits(tiny_params["tasks"], 0), tiny_params["tasks"], 0)
+    save_splits(tmp_path / "tasks", generate_splits(typed(tiny_params).tasks, 0), typed(tiny_params).tasks, 0)
     return tmp_path / "tasks"
 
 
 def _real_search(params, data_dir, out):
-    from metahpo.tasks import load_split
+    from metahpo.tasks.storage import load_split
 
     data = {name: load_split(data_dir, name) for name in ("meta_train", "meta_val")}
-    return Search(params, data, zero_predictor_mse(data["meta_val"]), out, data_dir / "manifest.json").run()
+    return Search(typed(params), data, zero_predictor_mse(data["meta_val"]), out, data_dir / "manifest.json").run()
 
 
 def test_dask_local_cluster_gives_the_same_trial_log_as_local_processes(tiny_params, data_dir, tmp_path):

@@ -42,10 +42,10 @@ def dask_executor(address: str | None, workers: int) -> Iterator[Executor]:
 
 
 class TrialRunner:
-    """Owns the executor for ``search.executor`` / ``search.workers`` and can replace a broken one."""
+    """Owns the executor (``local`` or ``dask``, ``workers`` at once) and can replace a broken one."""
 
-    def __init__(self, search: dict):
-        self.search = search
+    def __init__(self, executor: str = "local", workers: int = 1, address: str | None = None):
+        self.kind, self.workers, self.address = executor, workers, address
         self._stack = contextlib.ExitStack()
         self.executor: Executor | None = None
 
@@ -63,15 +63,14 @@ class TrialRunner:
         self._stack.close()
 
     def _start(self) -> None:
-        search = self.search
-        if search["executor"] == "dask":
-            self.executor = self._stack.enter_context(dask_executor(search["address"], search["workers"]))
-        elif search["workers"] == 1:
+        if self.kind == "dask":
+            self.executor = self._stack.enter_context(dask_executor(self.address, self.workers))
+        elif self.workers == 1:
             self.executor = InlineExecutor()
         else:
             # spawn, not fork: a forked copy of a process that already started torch threads can deadlock.
             context = multiprocessing.get_context("spawn")
-            pool = ProcessPoolExecutor(max_workers=search["workers"], mp_context=context)
+            pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
             self.executor = self._stack.enter_context(pool)
 
     def submit(self, fn, *args) -> Future:

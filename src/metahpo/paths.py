@@ -2,8 +2,6 @@
 
 from pathlib import Path
 
-from metahpo.config import is_classification
-
 TASKS = Path("data/tasks")
 SEARCH = Path("reports/search")
 TRIALS = SEARCH / "trials.csv"
@@ -15,33 +13,14 @@ PLOTS = Path("reports/plots")
 FIGURES = Path("reports/figures")
 REPORT = Path("reports/report.md")
 
-LEARNERS = ("tuned", "default", "pretrained")
-CLASSIFICATION_LEARNERS = ("tuned", "default", "protonet")
 
+def plot_csv(kind: str, learner: str) -> Path:
+    """DVC plot data of one learner, by kind.
 
-def learners(tasks: dict) -> tuple[str, ...]:
-    """The learners trained and evaluated for a task family: the baselines differ by problem type."""
-    return CLASSIFICATION_LEARNERS if is_classification(tasks) else LEARNERS
-
-
-def adaptation_csv(learner: str, split: str = "test") -> Path:
-    """Per-step adaptation curve of one learner on meta_test (or ``ood``: meta_ood) (DVC plot data)."""
-    return PLOTS / f"{'adaptation' if split == 'test' else split}_{learner}.csv"
-
-
-def kshot_csv(learner: str) -> Path:
-    """MSE after one step against the number of support points K, for one learner (DVC plot data)."""
-    return PLOTS / f"kshot_{learner}.csv"
-
-
-def accuracy_csv(learner: str) -> Path:
-    """Per-step meta_test accuracy of one learner (classification; DVC plot data)."""
-    return PLOTS / f"accuracy_{learner}.csv"
-
-
-def kshot_accuracy_csv(learner: str) -> Path:
-    """Accuracy after one step against K support images per class (classification; DVC plot data)."""
-    return PLOTS / f"kshot_accuracy_{learner}.csv"
+    Regression: ``adaptation`` (meta_test MSE per step), ``ood`` (meta_ood) and ``kshot`` (MSE after one
+    step per K); classification: ``accuracy`` (per step) and ``kshot_accuracy`` (after one step per K).
+    """
+    return PLOTS / f"{kind}_{learner}.csv"
 
 
 def training_tsv(learner: str) -> Path:

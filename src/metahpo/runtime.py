@@ -9,19 +9,19 @@ from collections.abc import Callable
 
 import torch
 
-from metahpo.config import load_params
 from metahpo.errors import ConfigError, DivergenceError, InputError
+from metahpo.params import Params, load_params
 
 
 class StageInterrupted(KeyboardInterrupt):
     """Raised in place of SIGTERM so that temporary files are cleaned up on the way out."""
 
 
-def setup(params: dict) -> torch.device:
+def setup(params: Params) -> torch.device:
     """Fix the thread count and deterministic kernels, then return the device to run on."""
-    torch.set_num_threads(params["threads"])
+    torch.set_num_threads(params.threads)
     torch.use_deterministic_algorithms(True)
-    return resolve_device(params["device"])
+    return resolve_device(params.device)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -37,7 +37,7 @@ def _raise_interrupted(signum, frame):
     raise StageInterrupted(f"received {signal.Signals(signum).name}")
 
 
-def run_stage(name: str, work: Callable[[dict, torch.device | None], None], uses_torch: bool = True) -> None:
+def run_stage(name: str, work: Callable[[Params, torch.device | None], None], uses_torch: bool = True) -> None:
     """Validate params, set up the process, run ``work(params, device)``; exit cleanly on any failure.
 
     ``uses_torch=False`` skips the thread and device set-up (the stage then does not read those keys).

@@ -1,35 +1,25 @@
-"""DVC stage ``report``: PNG figures and ``reports/report.md`` from the other stages' outputs.
+"""The sinusoid regression part of the report: adaptation, K-shot, out-of-distribution and example figures.
 
-Every number in the report is read from ``reports/metrics.json`` or ``reports/search/``; published
-numbers come from :mod:`metahpo.published` and are labelled as such. This module writes the
-regression (sinusoid) report; :mod:`metahpo.report_classification` the classification one.
+Measured numbers come from ``reports/metrics.json`` and the plot data; published ones from
+:mod:`metahpo.reporting.published`, labelled as such.
 """
 
 from __future__ import annotations
-
-import json
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
-from metahpo import paths, published
-from metahpo.artifacts import load_learner
-from metahpo.atomic import write_text
-from metahpo.config import is_classification, objective_name
-from metahpo.figures import (
-    COLORS,
-    LABELS,
-    common_figures,
-    environment_section,
-    save_figure,
-    search_section,
-    table,
-)
-from metahpo.model import forward
-from metahpo.report_classification import classification_report
-from metahpo.tasks import load_split
+from metahpo import paths
+from metahpo.learners.artifacts import load_learner
+from metahpo.learners.mlp import forward
+from metahpo.params import Params
+from metahpo.reporting import published
+from metahpo.reporting.figures import COLORS, LABELS, save_figure, table
+from metahpo.tasks.storage import load_split
+
+LEARNERS = ("tuned", "default", "pretrained")
 
 KIND_TITLES = {"grid": "100-point grid", "query": "K random query points"}
 EXAMPLE_STEPS = (0, 1, 10)
@@ -41,19 +31,19 @@ DIVERGED_NOTE = (
 
 
 def _curve(name: str, split: str = "test") -> pd.DataFrame:
-    return pd.read_csv(paths.adaptation_csv(name, split))
+    return pd.read_csv(paths.plot_csv("adaptation" if split == "test" else split, name))
 
 
 def _clip_top(ax, kind: str, split: str = "test") -> None:
     """Keep a diverging curve from flattening the others: cap the axis at 10x the worst start."""
-    ax.set_ylim(top=10 * max(_curve(n, split)[f"{kind}_mse"][0] for n in paths.LEARNERS))
+    ax.set_ylim(top=10 * max(_curve(n, split)[f"{kind}_mse"][0] for n in LEARNERS))
 
 
 def adaptation_figure() -> str:
     """Held-out MSE vs adaptation steps with 95% CI bands, per learner and query kind."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, kind in zip(axes, KIND_TITLES):
-        for name in paths.LEARNERS:
+        for name in LEARNERS:
             curve = _curve(name)
             mse, ci = curve[f"{kind}_mse"], curve[f"{kind}_ci95"]
             ax.plot(curve["step"], mse, marker="o", ms=3, color=COLORS[name], label=LABELS[name])
@@ -69,8 +59,8 @@ def adaptation_figure() -> str:
 def kshot_figure() -> str:
     """MSE after one step against K, measured (with 95% CI) and published (hollow markers)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name in paths.LEARNERS:
-        curve = pd.read_csv(paths.kshot_csv(name))
+    for name in LEARNERS:
+        curve = pd.read_csv(paths.plot_csv("kshot", name))
         ax.errorbar(curve["k"], curve["grid_mse"], yerr=curve["grid_ci95"], marker="o", capsize=3,
                     color=COLORS[name], label=f"{LABELS[name]} (measured, grid)")  # fmt: skip
     for method, marker in zip(published.ONE_STEP, ("s", "D")):
@@ -89,7 +79,7 @@ def kshot_figure() -> str:
 def ood_figure() -> str:
     """Grid MSE vs steps on meta_test (solid) and on the out-of-distribution meta_ood (dashed)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name in paths.LEARNERS:
+    for name in LEARNERS:
         for split, style in (("test", "-"), ("ood", "--")):
             curve = _curve(name, split)
             label = f"{LABELS[name]}, {'in distribution' if split == 'test' else 'out of distribution'}"
@@ -143,7 +133,7 @@ def headline_table(metrics: dict) -> str:
     cells = [(kind, s) for kind in KIND_TITLES for s in steps]
     rows = [
         [LABELS[n], str(metrics[n]["inner_steps"])] + [fmt(metrics[n]["test"][kind][k][s]) for kind, s in cells]
-        for n in paths.LEARNERS
+        for n in LEARNERS
     ]
     return table(header, rows)
 
@@ -154,7 +144,7 @@ def kshot_table(metrics: dict, eval_shots: list[int]) -> str:
     header = ["learner", "source"] + [f"K={k}" for k in ks]
     rows = [
         [LABELS[n], f"measured, {kind}"] + [fmt(metrics[n]["test"][kind][f"k{k}"]["step1"]) for k in ks]
-        for n in paths.LEARNERS
+        for n in LEARNERS
         for kind in KIND_TITLES
     ]
     for method, by_k in published.ONE_STEP.items():
@@ -168,32 +158,37 @@ def ood_table(metrics: dict, max_steps: int) -> str:
     k = f"k{metrics['protocol']['shots']}"
     header = ["learner"] + [f"{split}, {s} steps" for split in ("test", "ood") for s in (1, max_steps)]
     cells = [(split, f"step{s}") for split in ("test", "ood") for s in (1, max_steps)]
-    rows = [[LABELS[n]] + [fmt(metrics[n][split]["grid"][k][s]) for split, s in cells] for n in paths.LEARNERS]
+    rows = [[LABELS[n]] + [fmt(metrics[n][split]["grid"][k][s]) for split, s in cells] for n in LEARNERS]
     return table(header, rows)
 
 
-def render_report(params: dict, metrics: dict, best: dict, trials: pd.DataFrame, figures: dict, device) -> str:
-    """The markdown report."""
-    tasks, evaluate = params["tasks"], params["evaluate"]
-    tables = (
-        headline_table(metrics) + kshot_table(metrics, tasks["eval_shots"]) + ood_table(metrics, evaluate["max_steps"])
-    )
-    return f"""# metahpo report
+def figures(params: Params, device: torch.device) -> dict[str, str]:
+    """Draw the regression figures; return their file names by key."""
+    return {
+        "adaptation": adaptation_figure(),
+        "kshot": kshot_figure(),
+        "ood": ood_figure(),
+        "examples": examples_figure(device, params.tasks.shots),
+    }
 
-Generated by the `report` stage of `dvc repro`. Measured numbers are read from `reports/metrics.json`
-and `reports/search/`; published numbers are labelled **published** and come from their source.
 
-## Settings
-Sinusoid regression y = A·sin(x − φ): A ∈ {tasks["amplitude"]}, φ ∈ [{tasks["phase"][0]:.3f}, {tasks["phase"][1]:.3f}],
-x ∈ {tasks["x_range"]}; K = {tasks["shots"]} support and {tasks["query"]} query points per held-out task (meta-training
+def settings_text(params: Params) -> str:
+    """The task distribution and split sizes."""
+    tasks = params.tasks
+    return f"""\
+Sinusoid regression y = A·sin(x − φ): A ∈ {tasks.amplitude}, φ ∈ [{tasks.phase[0]:.3f}, {tasks.phase[1]:.3f}],
+x ∈ {tasks.x_range}; K = {tasks.shots} support and {tasks.query} query points per held-out task (meta-training
 draws `query` of the setting below); meta_train
-{tasks["splits"]["meta_train"]} tasks, meta_val {tasks["splits"]["meta_val"]}, meta_test {tasks["splits"]["meta_test"]},
-meta_ood {tasks["splits"]["meta_ood"]} (A ∈ {tasks["ood"]["amplitude"]},
-φ ∈ [{tasks["ood"]["phase"][0]:.3f}, {tasks["ood"]["phase"][1]:.3f}]).
-Every learner trains for {params["train"]["iterations"]} iterations. Seed {params["seed"]}.
+{tasks.splits["meta_train"]} tasks, meta_val {tasks.splits["meta_val"]}, meta_test {tasks.splits["meta_test"]},
+meta_ood {tasks.splits["meta_ood"]} (A ∈ {tasks.ood.amplitude},
+φ ∈ [{tasks.ood.phase[0]:.3f}, {tasks.ood.phase[1]:.3f}])."""
 
-{search_section(params, best, trials, figures, objective_name(params))}
-## Held-out results
+
+def results_text(params: Params, metrics: dict, figures: dict) -> str:
+    """Protocol, headline table, K-shot comparison and out-of-distribution results."""
+    tasks, evaluate = params.tasks, params.evaluate
+    tables = headline_table(metrics) + kshot_table(metrics, tasks.eval_shots) + ood_table(metrics, evaluate.max_steps)
+    return f"""\
 Protocol: {metrics["protocol"]["tasks"]} meta_test tasks; each learner adapts on K support points with its own
 inner rule (the pretrained network by SGD at the tuned rate); mean MSE ± 95% CI (1.96·std/√n) on K random query
 points and on a 100-point grid over the input range.
@@ -205,58 +200,29 @@ points and on a 100-point grid over the input range.
 *meta_test MSE against adaptation steps, 95% CI shaded.*
 
 ### K-shot comparison at one step
-Learners trained at K = {tasks["shots"]} adapt on the first K support points of each meta_test task. Published
+Learners trained at K = {tasks.shots} adapt on the first K support points of each meta_test task. Published
 rows use their source's protocol ({published.PROTOCOL}).
 
-{kshot_table(metrics, tasks["eval_shots"])}
+{kshot_table(metrics, tasks.eval_shots)}
 
 ![K-shot comparison](figures/{figures["kshot"]})
 
 *MSE after one step against K: measured (grid, 95% CI) and published (hollow markers, ranges where sources differ).*
 
 ### Out of distribution
-meta_ood tasks have amplitudes and phases outside the training ranges; grid MSE, K = {tasks["shots"]}.
+meta_ood tasks have amplitudes and phases outside the training ranges; grid MSE, K = {tasks.shots}.
 
-{ood_table(metrics, evaluate["max_steps"])}
+{ood_table(metrics, evaluate.max_steps)}
 
 ![out of distribution](figures/{figures["ood"]})
 
 *Grid MSE against adaptation steps, in distribution (solid) and out of distribution (dashed).*
 
-{DIVERGED_NOTE if "diverged" in tables else ""}
-
-### Examples and training
-![example tasks](figures/{figures["examples"]})
-
-*Six meta_test tasks: ground truth, the K support points, and the tuned learner before and after 1 and 10 steps.*
-
-![training curves](figures/{figures["training"]})
-
-*Training loss and meta_val grid MSE during the final training of each learner.*
-
-{environment_section(params, device)}"""
+{DIVERGED_NOTE if "diverged" in tables else ""}"""
 
 
-def report_stage(params: dict, device: torch.device) -> None:
-    """Draw every figure, then write ``reports/report.md``."""
-    trials = pd.read_csv(paths.TRIALS)
-    metrics = json.loads(paths.METRICS.read_text(encoding="utf-8"))
-    best = json.loads(paths.BEST.read_text(encoding="utf-8"))
-    if is_classification(params["tasks"]):
-        write_text(paths.REPORT, classification_report(params, metrics, best, trials, device))
-        return
-    figures = {
-        "adaptation": adaptation_figure(),
-        "kshot": kshot_figure(),
-        "ood": ood_figure(),
-        "examples": examples_figure(device, params["tasks"]["shots"]),
-        **common_figures(
-            params,
-            trials,
-            objective_name(params),
-            "val_grid_mse",
-            "query MSE",
-            "meta_val grid MSE after the trained steps",
-        ),  # fmt: skip
-    }
-    write_text(paths.REPORT, render_report(params, metrics, best, trials, figures, device))
+def examples_text(figures: dict) -> str:
+    """The example-tasks figure and its caption."""
+    return f"""![example tasks](figures/{figures["examples"]})
+
+*Six meta_test tasks: ground truth, the K support points, and the tuned learner before and after 1 and 10 steps.*"""

@@ -14,9 +14,11 @@ import os
 
 import torch
 
-from metahpo.config import image_side, is_classification, largest_value
-from metahpo.conv import feature_count, feature_side
 from metahpo.errors import InputError
+from metahpo.family import family_of
+from metahpo.learners.conv import feature_count, feature_side
+from metahpo.params import Params
+from metahpo.validation import largest_value
 
 BYTES_PER_FLOAT = 4
 USABLE_FRACTION = 0.8
@@ -69,23 +71,10 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
-def step_shape(params: dict, setting: dict) -> dict:
-    """``points``, ``arch``, ``side`` and ``outputs`` of :func:`meta_step_bytes` for ``setting`` and the task family."""
-    tasks = params["tasks"]
-    if not is_classification(tasks):
-        return {"points": tasks["shots"] + setting["query"]}
-    side = image_side(tasks)
-    return {
-        "points": tasks["ways"] * (tasks["shots"] + setting["query"]),
-        "arch": params["model"]["arch"],
-        "side": side if params["model"]["arch"] == "conv" else side * side,
-        "outputs": tasks["ways"],
-    }
-
-
-def check_fits(setting: dict, params: dict, device: torch.device, keys: str) -> None:
+def check_fits(setting: dict, params: Params, device: torch.device, keys: str) -> None:
     """Raise :class:`InputError` naming ``keys`` when the estimated meta-step exceeds 80% of the device."""
-    need, have = meta_step_bytes(setting, **step_shape(params, setting)), device_memory(device)
+    need = meta_step_bytes(setting, **family_of(params).step_shape(setting))
+    have = device_memory(device)
     if need > USABLE_FRACTION * have:
         shown = ", ".join(f"{k}={setting[k]}" for k in SIZE_KEYS)
         raise InputError(

@@ -1,7 +1,9 @@
 """One search trial: meta-train a setting briefly and score it on meta_val.
 
 ``run_trial`` is a plain module-level function of plain data, so that it runs the same in this
-process, in a local process pool, or on a Dask worker on another machine.
+process, in a local process pool, or on a Dask worker on another machine. With a multi-fidelity search
+a request trains only up to its rung (``stop_at``) and hands back each training's state, and the
+request of the next rung continues from those states instead of starting again.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from metahpo.adaptation import validation_score
 from metahpo.errors import DivergenceError
-from metahpo.metatrain import build_learner, make_pool, meta_train
+from metahpo.family import family_of
+from metahpo.learners.metatrain import build_learner, meta_train
+from metahpo.learners.settings import apply_point, learner_config, train_settings
+from metahpo.params import Params
 from metahpo.seeds import trial_seed
-from metahpo.settings import apply_point, learner_config, train_settings
 
 
 @dataclass(frozen=True)
@@ -25,16 +28,18 @@ class TrialRequest:
     """Everything a worker needs: params, the point, its seed, the data and the early-stop reference.
 
     ``folds`` holds ``(train split, validation split)`` pairs: ``(meta_train, meta_val)`` first, then the
-    class folds of ``search.class_folds`` (see :mod:`metahpo.class_folds`).
+    class folds of ``search.class_folds`` (see :mod:`metahpo.search.class_folds`).
     """
 
     trial: int
     point: dict
     seed: int
-    params: dict
+    params: Params
     folds: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]
     medians: list[float] | None = None
     trainings: tuple[int, ...] | None = None  # indices (see :func:`training_count`) to run; None: all
+    stop_at: int | None = None  # train up to this iteration (a rung) instead of search.iterations
+    resume: dict[int, dict] | None = None  # training index -> state to continue from (see meta_train)
 
 
 @dataclass
@@ -49,6 +54,7 @@ class TrialResult:
     stopped_at: int = 0
     seconds: float = 0.0
     error: str = ""
+    states: dict[int, dict] = field(default_factory=dict)  # training index -> state at ``stop_at``
 
 
 class StopTrial(Exception):
@@ -77,13 +83,16 @@ def median_reference(curves: list[list[float]], min_trials: int) -> list[float] 
 
 def training_count(request: TrialRequest) -> int:
     """Trainings of a trial: one per fold and repeat, indexed fold by fold (a fold's repeats together)."""
-    return len(request.folds) * request.params["search"]["repeats"]
+    return len(request.folds) * request.params.search.repeats
 
 
 def split_request(request: TrialRequest) -> list[TrialRequest]:
     """The trial as one request per training, so that its trainings can run on different workers."""
     count = training_count(request)
-    return [request] if count == 1 else [replace(request, trainings=(j,)) for j in range(count)]
+    if count == 1:
+        return [request]
+    resume = request.resume or {}
+    return [replace(request, trainings=(j,), resume={j: resume[j]} if j in resume else None) for j in range(count)]
 
 
 def merge_results(parts: list[TrialResult]) -> TrialResult:
@@ -102,6 +111,7 @@ def merge_results(parts: list[TrialResult]) -> TrialResult:
             return merged
         merged.objectives += part.objectives
         merged.curve += part.curve
+        merged.states |= part.states
     merged.objective = statistics.fmean(merged.objectives)
     return merged
 
@@ -111,29 +121,38 @@ def repeat_seeds(seed: int, repeats: int) -> list[int]:
     return [seed] + [trial_seed(seed, r) for r in range(1, repeats)]
 
 
-def _train_once(request: TrialRequest, setting: dict, pool, val_split: dict, seed: int, device, result) -> float:
-    """Train ``setting`` once with ``seed`` and return its objective on ``val_split``.
+def _train_once(
+    request: TrialRequest, index: int, setting: dict, pool, val_split: dict, seed: int, device, result
+) -> float:
+    """Train ``setting`` once with ``seed`` (training ``index`` of the trial) and return its objective on ``val_split``.
 
     With the median rule, the objective at each checkpoint goes to ``result.curve`` and stops the trial
-    (:class:`StopTrial`) when it is above the median of earlier trials there.
+    (:class:`StopTrial`) when it is above the median of earlier trials there. With ``request.stop_at`` the
+    training continues from its state in ``request.resume`` (if any), stops there and leaves its new
+    state in ``result.states``.
     """
-    params, search = request.params, request.params["search"]
-    steps, shots, objective = search["objective_steps"], params["tasks"]["shots"], search["objective"]
-    rule = search["median_stop"]
-    every = checkpoint_steps(search["iterations"], rule["checkpoints"]) if rule["enabled"] else 0
+    params, search = request.params, request.params.search
+    family, steps = family_of(params), search.objective_steps
+    rule = search.median_stop
+    every = checkpoint_steps(search.iterations, rule.checkpoints) if rule.enabled else 0
     learner = build_learner(learner_config(setting, params), seed, device)
 
     def checkpoint(step: int, loss: float) -> None:
-        value = validation_score(learner, val_split, steps, shots, device, objective)
+        value = family.objective(learner, val_split, steps, device)
         result.curve.append(value)
         k = len(result.curve) - 1
         medians = request.medians or []
-        if step < search["iterations"] and k < len(medians) and not value <= medians[k]:
+        if step < search.iterations and k < len(medians) and not value <= medians[k]:
             raise StopTrial(step, value)
 
-    budget = train_settings(setting, params["tasks"], search["iterations"])
-    meta_train(learner, pool, budget, seed, every, checkpoint if every else None)
-    return validation_score(learner, val_split, steps, shots, device, objective)
+    budget = train_settings(setting, params, search.iterations)
+    resume = (request.resume or {}).get(index)
+    state = meta_train(
+        learner, pool, budget, seed, every, checkpoint if every else None, stop_at=request.stop_at, state=resume
+    )
+    if request.stop_at is not None and request.stop_at < search.iterations:
+        result.states[index] = state
+    return family.objective(learner, val_split, steps, device)
 
 
 def run_trial(request: TrialRequest) -> TrialResult:
@@ -147,7 +166,7 @@ def run_trial(request: TrialRequest) -> TrialResult:
     from metahpo.runtime import setup  # in the worker process: threads, deterministic kernels, device
 
     start = time.perf_counter()
-    params, repeats = request.params, request.params["search"]["repeats"]
+    params, repeats = request.params, request.params.search.repeats
     result = TrialResult(trial=request.trial, status="ok")
     try:
         device = setup(params)
@@ -158,8 +177,8 @@ def run_trial(request: TrialRequest) -> TrialResult:
             fold, seed = index // repeats, seeds[index]
             train_split, val_split = request.folds[fold]
             if fold != pool_fold:
-                pool, pool_fold = make_pool(train_split, params["tasks"], device), fold
-            value = _train_once(request, setting, pool, val_split, seed, device, result)
+                pool, pool_fold = family_of(params).make_pool(train_split, device), fold
+            value = _train_once(request, index, setting, pool, val_split, seed, device, result)
             if not math.isfinite(value):
                 raise DivergenceError(f"validation objective is {value} after adaptation (fold {fold}, seed {seed})")
             result.objectives.append(value)
@@ -168,5 +187,6 @@ def run_trial(request: TrialRequest) -> TrialResult:
         result.status, result.objective, result.stopped_at, result.error = "stopped", stop.value, stop.step, str(stop)
     except Exception as exc:  # noqa: BLE001 - any failure of a trial is recorded, and the search goes on
         result.status, result.objective, result.error = "failed", math.nan, f"{type(exc).__name__}: {exc}"
+        result.states = {}
     result.seconds = round(time.perf_counter() - start, 3)
     return result

@@ -12,18 +12,19 @@ import torch
 from dvclive import Live
 
 from metahpo import paths
-from metahpo.adaptation import classification_scores, validation_mse
-from metahpo.artifacts import save_learner
-from metahpo.config import is_classification, validate_setting
 from metahpo.errors import ArtifactError
 from metahpo.executors import TrialRunner
-from metahpo.metatrain import build_learner, make_pool, meta_train
-from metahpo.resources import check_fits
-from metahpo.settings import apply_point, default_setting, learner_config, train_settings
-from metahpo.tasks import load_split
+from metahpo.family import family_of
+from metahpo.learners.artifacts import save_learner
+from metahpo.learners.memory import check_fits
+from metahpo.learners.metatrain import build_learner, meta_train
+from metahpo.learners.settings import apply_point, default_setting, learner_config, train_settings
+from metahpo.params import Params
+from metahpo.tasks.storage import load_split
+from metahpo.validation import validate_setting
 
 
-def read_best(params: dict) -> dict:
+def read_best(params: Params) -> dict:
     """The tuned setting from the search stage's ``best.json``, checked against the tunable keys."""
     try:
         setting = json.loads(paths.BEST.read_text(encoding="utf-8"))["setting"]
@@ -41,37 +42,27 @@ PRETRAINED_NOTE = "joint regression on all meta-train tasks (no inner loop), fin
 PROTONET_NOTE = "prototypical network on the tuned architecture's features, trained on the same episodes"
 
 
-def validation_curve(params: dict) -> str:
-    """Name of the meta_val metric logged during training."""
-    return "val_accuracy" if is_classification(params["tasks"]) else "val_grid_mse"
-
-
-def train_learner(name: str, setting: dict, params: dict, pool, val: dict, device: torch.device, adapt_steps=None):
+def train_learner(name: str, setting: dict, params: Params, pool, val: dict, device: torch.device, adapt_steps=None):
     """Meta-train one learner with the full budget, logging its curves with DVCLive.
 
     ``adapt_steps=0`` trains without an inner loop: plain regression on every task's points.
     """
-    learner = build_learner(learner_config(setting, params), params["seed"], device)
-    budget = replace(train_settings(setting, params["tasks"], params["train"]["iterations"]), adapt_steps=adapt_steps)
-    metric, shots, steps = validation_curve(params), params["tasks"]["shots"], setting["inner_steps"]
+    family = family_of(params)
+    learner = build_learner(learner_config(setting, params), params.seed, device)
+    budget = replace(train_settings(setting, params, params.train.iterations), adapt_steps=adapt_steps)
     with Live(str(paths.TRAIN_LOGS / name), dvcyaml=None, save_dvc_exp=False, report=None) as live:
 
         def on_log(step: int, loss: float) -> None:
-            if metric == "val_accuracy":
-                scores = classification_scores(learner, val, steps, len(val["support_index"]), device, shots)
-                value = float(scores["accuracy"][steps].mean())
-            else:
-                value = validation_mse(learner, val, steps, shots, device)
             live.step = step
             live.log_metric("meta_loss", loss)
-            live.log_metric(metric, value)
+            live.log_metric(family.val_metric, family.validation_metric(learner, val, setting["inner_steps"], device))
             live.next_step()
 
-        meta_train(learner, pool, budget, params["seed"], params["train"]["log_every"], on_log, progress=name)
+        meta_train(learner, pool, budget, params.seed, params.train.log_every, on_log, progress=name)
     return learner
 
 
-def learner_settings(params: dict) -> dict[str, dict]:
+def learner_settings(params: Params) -> dict[str, dict]:
     """The setting of every learner: the untuned defaults, the search's best, and a third baseline.
 
     Regression: a pretrained network with the tuned architecture, outer optimiser and budget, which
@@ -83,7 +74,7 @@ def learner_settings(params: dict) -> dict[str, dict]:
     return {
         "tuned": tuned,
         "default": default_setting(params),
-        **{name: {**tuned, "algorithm": third[name]} for name in paths.learners(params["tasks"])[2:]},
+        **{name: {**tuned, "algorithm": third[name]} for name in family_of(params).learners[2:]},
     }
 
 
@@ -96,12 +87,12 @@ def copy_logs(source: Path, target: Path) -> None:
 NOTES = {"pretrained": PRETRAINED_NOTE, "protonet": PROTONET_NOTE}
 
 
-def train_job(name: str, setting: dict, params: dict, adapt_steps: int | None) -> dict[str, torch.Tensor]:
+def train_job(name: str, setting: dict, params: Params, adapt_steps: int | None) -> dict[str, torch.Tensor]:
     """Train one learner, in a worker process or in this one; return its weights on the CPU."""
     from metahpo.runtime import setup  # in a worker: threads, deterministic kernels, device
 
     device = setup(params)
-    pool = make_pool(load_split(paths.TASKS, "meta_train"), params["tasks"], device)
+    pool = family_of(params).make_pool(load_split(paths.TASKS, "meta_train"), device)
     val = load_split(paths.TASKS, "meta_val")
     learner = train_learner(name, setting, params, pool, val, device, adapt_steps)
     return {key: value.detach().cpu() for key, value in learner.state_dict().items()}
@@ -124,25 +115,26 @@ def distinct_jobs(settings: dict[str, dict], names: list[str]) -> tuple[dict, di
     return jobs, same_as
 
 
-def train_stage(params: dict, device: torch.device) -> None:
+def train_stage(params: Params, device: torch.device) -> None:
     """Train every learner of the task family, ``train.workers`` at a time; save them once all trained."""
+    learners = family_of(params).learners
     settings = learner_settings(params)
     untuned_sizes = "meta.meta_batch_size, meta.inner_steps, meta.query or model.hidden"
     check_fits(settings["default"], params, device, untuned_sizes)
     check_fits(settings["tuned"], params, device, f"the setting in {paths.BEST} (search.space)")
-    jobs, same_as = distinct_jobs(settings, paths.learners(params["tasks"]))
-    workers = min(params["train"]["workers"], len(jobs))
-    with TrialRunner({"executor": "local", "address": None, "workers": workers}) as runner:
+    jobs, same_as = distinct_jobs(settings, learners)
+    workers = min(params.train.workers, len(jobs))
+    with TrialRunner("local", workers) as runner:
         futures = {name: runner.submit(train_job, name, settings[name], params, steps) for name, steps in jobs.items()}
         weights = {name: future.result() for name, future in futures.items()}
     for name, twin in same_as.items():
         print(f"{name}: same setting as {twin}, reusing its weights", file=sys.stderr)
         copy_logs(paths.TRAIN_LOGS / twin, paths.TRAIN_LOGS / name)
         weights[name] = weights[twin]
-    for name in paths.learners(params["tasks"]):
-        learner = build_learner(learner_config(settings[name], params), params["seed"], device)
+    for name in learners:
+        learner = build_learner(learner_config(settings[name], params), params.seed, device)
         learner.load_state_dict(weights[name])
-        extra = {"setting": settings[name], "iterations": params["train"]["iterations"]}
+        extra = {"setting": settings[name], "iterations": params.train.iterations}
         if name in NOTES:
             extra["training"] = NOTES[name]
         save_learner(learner, paths.MODELS / name, extra)

@@ -11,8 +11,8 @@ All four algorithms adapt per-task copies of the weights with gradient steps on 
 adapt by gradient steps but classifies each query by its distance to the class means ("prototypes")
 of the support embeddings, which are the network's features before its last layer.
 
-The network is the MLP of :mod:`metahpo.model` (``arch: mlp``; images are flattened) or the conv net of
-:mod:`metahpo.conv` (``arch: conv``), with ``mse`` loss for regression or ``cross_entropy`` for
+The network is the MLP of :mod:`metahpo.learners.mlp` (``arch: mlp``; images are flattened) or the conv net
+of :mod:`metahpo.learners.conv` (``arch: conv``), with ``mse`` loss for regression or ``cross_entropy`` for
 classification. The MLP's inner gradients are written out as batched matrix products; the conv net's
 come from one ``autograd.grad`` of the *sum* of the per-task losses with respect to the task-expanded
 weights: tasks do not interact, so each task's slice of that gradient is exactly its own gradient.
@@ -27,10 +27,10 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from metahpo.config import ALGORITHMS
-from metahpo.conv import conv_features, conv_forward, init_conv_weights
 from metahpo.errors import DivergenceError
-from metahpo.model import (
+from metahpo.learners import LEARNER_ALGORITHMS
+from metahpo.learners.conv import conv_features, conv_forward, init_conv_weights
+from metahpo.learners.mlp import (
     Weights,
     expand_to_tasks,
     forward,
@@ -39,8 +39,6 @@ from metahpo.model import (
     layer_sizes,
     mlp_gradients,
 )
-
-LEARNER_ALGORITHMS = (*ALGORITHMS, "protonet")
 
 
 @dataclass(frozen=True)

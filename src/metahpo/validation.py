@@ -1,31 +1,22 @@
-"""params.yaml: loading and validation in one place.
+"""Validation of params.yaml as plain data: every problem at once, each naming its full key path.
 
-Every stage calls :func:`load_params` before doing any work. Validation collects every problem and
-reports each on its own line, naming the full key path and what was expected, e.g.::
+A rule is a function ``check(value, path) -> list of problems``; :data:`SCHEMA` composes them for the
+whole file and :func:`validate` adds the checks that span sections, e.g.::
 
-    params.yaml: meta.inner_lr: expected a number > 0, got -0.1
+    meta.inner_lr: expected a number > 0 and <= 100, got -0.1
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
-import yaml
+from metahpo.learners import ALGORITHMS, ARCHITECTURES, OUTER_SCHEDULES
+from metahpo.search import ACQ_FUNCS, EXECUTORS, METHODS, OBJECTIVES, PRIORS
+from metahpo.tasks import CLASSIFICATION_FAMILIES, FAMILIES, SPLIT_BY
 
-from metahpo.errors import ConfigError
-
-DEFAULT_PATH = "params.yaml"
 RAW_DATA = "data/raw"
-ALGORITHMS = ("maml", "fomaml", "metasgd", "anil")
-OUTER_SCHEDULES = ("constant", "cosine")
-CLASSIFICATION_FAMILIES = ("digits", "image_folder")
-FAMILIES = ("sinusoid", *CLASSIFICATION_FAMILIES)
-DIGITS_SIDE = 8  # scikit-learn's digits are 8x8
-ARCHITECTURES = ("mlp", "conv")
-OBJECTIVES = ("loss", "accuracy")
-SPLIT_BY = ("character", "alphabet")  # image folders: the source classes that splits keep together
 Check = Callable[[object, str], list[str]]
 
 
@@ -184,10 +175,6 @@ TUNABLE: dict[str, tuple[str, Check]] = {
 }
 REAL_KEYS = ("inner_lr", "outer_lr")
 CATEGORICAL_KEYS = ("algorithm", "outer_schedule")
-SEARCH_METHODS = ("gp", "forest", "random", "grid")
-EXECUTORS = ("local", "dask")
-ACQ_FUNCS = ("EI", "PI", "LCB", "gp_hedge")
-PRIORS = ("uniform", "log-uniform")
 
 
 def _tunables(group: str) -> dict[str, Check]:
@@ -266,7 +253,7 @@ SCHEMA = section(
         "meta": section(_tunables("meta")),
         "search": section(
             {
-                "method": choice(*SEARCH_METHODS),
+                "method": choice(*METHODS),
                 "acq_func": choice(*ACQ_FUNCS),
                 "n_calls": integer(1, 100_000),
                 "n_initial_points": integer(1, 100_000),
@@ -356,19 +343,9 @@ def _default_outside_space(params: dict) -> list[str]:
     return problems
 
 
-def is_classification(tasks: dict) -> bool:
-    """Whether the ``tasks`` section describes N-way classification (else sinusoid regression)."""
-    return tasks["family"] in CLASSIFICATION_FAMILIES
-
-
-def image_side(tasks: dict) -> int:
-    """Side of the square images of a classification family (digits keep 8 unless resized)."""
-    return tasks["image_size"] or DIGITS_SIDE
-
-
 def _family_checks(params: dict) -> list[str]:
     tasks, problems = params["tasks"], []
-    if not is_classification(tasks):
+    if tasks["family"] not in CLASSIFICATION_FAMILIES:
         if params["model"]["arch"] == "conv":
             problems.append("model.arch: conv needs images (tasks.family: digits or image_folder), got sinusoid")
         if params["search"]["objective"] == "accuracy":
@@ -411,27 +388,3 @@ def validate(params) -> list[str]:
     """Return every problem found in ``params`` (an empty list means valid)."""
     problems = SCHEMA(params, "")
     return problems or _cross_checks(params)
-
-
-def load_params(path: str | Path = DEFAULT_PATH) -> dict:
-    """Read and validate params.yaml; raise :class:`ConfigError` listing every problem."""
-    path = Path(path)
-    try:
-        params = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    problems = validate(params)
-    if problems:
-        raise ConfigError("\n".join(f"{path}: {p}" for p in problems))
-    return params
-
-
-def objective_name(params: dict) -> str:
-    """What the search minimises, in words: a meta_val score, or its mean over class folds."""
-    if not is_classification(params["tasks"]):
-        return "meta_val grid MSE"
-    name = "cross-entropy" if params["search"]["objective"] == "loss" else "error rate (1 - accuracy)"
-    folds = params["search"]["class_folds"]
-    return f"{name} (mean over {folds} class folds)" if folds > 1 else f"meta_val {name}"

@@ -5,8 +5,8 @@ repeat, what the optimizer was told, best so far, where the median rule stopped 
 is rewritten atomically each time a trial finishes, in trial order. Wall-clock seconds go to
 ``trial_seconds.csv`` so that the log itself is byte-identical across reruns. ``state.json`` records
 a fingerprint of everything that determines the trials (params except ``n_calls`` and where trials
-run, the task data, and every source file of the package, conservatively): a log with another
-fingerprint is never reused.
+run, the task data, and the source of every module the search runs, found by following its imports):
+a log with another fingerprint is never reused, and a change elsewhere (the report, say) keeps it.
 """
 
 from __future__ import annotations
@@ -18,19 +18,23 @@ import json
 from pathlib import Path
 
 from metahpo.atomic import write_json, write_text
+from metahpo.params import Params
+from metahpo.sources import import_closure
 
 COLUMNS = ("status", "objective", "objectives", "told", "best_so_far", "stopped_at", "curve", "seed", "error", "point")
 NOT_FINGERPRINTED = ("n_calls", "executor", "address", "retries")
-PACKAGE = Path(__file__).resolve().parent
+# The search stage's code: every module the search loop imports, and so every module a trial runs.
+SEARCH_CODE = "metahpo.search.driver"
 
 
-def fingerprint(params: dict, manifest: Path) -> str:
+def fingerprint(params: Params, manifest: Path) -> str:
     """Hash of the params, task data and code that determine every trial's result."""
-    relevant = {k: v for k, v in params.items() if k not in ("train", "evaluate")}
-    relevant["search"] = {k: v for k, v in params["search"].items() if k not in NOT_FINGERPRINTED}
+    raw = params.to_dict()
+    relevant = {k: v for k, v in raw.items() if k not in ("train", "evaluate")}
+    relevant["search"] = {k: v for k, v in raw["search"].items() if k not in NOT_FINGERPRINTED}
     digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode())
     digest.update(manifest.read_bytes())
-    for source in sorted(PACKAGE.glob("*.py")):
+    for source in import_closure(SEARCH_CODE):
         digest.update(source.read_bytes())
     return digest.hexdigest()
 

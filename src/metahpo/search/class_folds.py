@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from metahpo.episodes import sample_episodes, subset
 from metahpo.errors import ConfigError
-from metahpo.images import ImageClasses
+from metahpo.tasks.episodes import sample_episodes, subset
+from metahpo.tasks.images import ImageClasses
 
 # The fold draw's entropy is [seed, FOLD_STREAM]; trial seeds use [seed, trial], so only a search of more
 # than 7,000 trials has a trial whose torch seed comes from the same entropy (an unrelated use of it).

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from metahpo.errors import TaskDataError
-from metahpo.images import ImageClasses
+from metahpo.params import TaskParams
+from metahpo.tasks.images import ImageClasses
 
 CLASS_SPLITS = ("meta_train", "meta_val", "meta_test")
 
@@ -164,23 +165,23 @@ class EpisodePool:
         return support_x, support_y, query_x, query_y
 
 
-def generate_episode_splits(tasks: dict, seed: int, classes: ImageClasses, source: str):
+def generate_episode_splits(tasks: TaskParams, seed: int, classes: ImageClasses, source: str):
     """Class splits and stored episodes of a classification family.
 
     Returns ``(splits, described)``: the arrays of every split, and for the manifest the names of the
     classes each split holds and its source classes with the classes made from each.
     """
     streams = np.random.SeedSequence(seed).spawn(len(CLASS_SPLITS))
-    members = split_classes(classes.sources, tasks["class_splits"], np.random.default_rng(streams[0]))
-    pool = max(tasks["shots"], *tasks["eval_shots"])
-    check_enough(classes, members, tasks["ways"], pool + tasks["query"], source)
+    members = split_classes(classes.sources, tasks.class_splits, np.random.default_rng(streams[0]))
+    pool = tasks.support_pool
+    check_enough(classes, members, tasks.ways, pool + tasks.query, source)
     splits, described = {}, {}
     for name, stream in zip(CLASS_SPLITS, streams):
         arrays = subset(classes, members[name])
         if name != "meta_train":
             rng = np.random.default_rng(stream)
-            n = tasks["splits"][name]
-            arrays |= sample_episodes(arrays["labels"], n, tasks["ways"], pool, tasks["query"], rng)
+            n = tasks.splits[name]
+            arrays |= sample_episodes(arrays["labels"], n, tasks.ways, pool, tasks.query, rng)
         splits[name] = arrays
         by_source: dict[str, list[str]] = {}
         for c in members[name]:

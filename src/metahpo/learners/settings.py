@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from metahpo.config import TUNABLE, image_side, is_classification
-from metahpo.learners import LearnerConfig
-from metahpo.metatrain import TrainSettings
+from metahpo.family import family_of
+from metahpo.learners.meta_learner import LearnerConfig
+from metahpo.learners.metatrain import TrainSettings
+from metahpo.params import Params
+from metahpo.validation import TUNABLE
 
 
-def default_setting(params: dict) -> dict:
+def default_setting(params: Params) -> dict:
     """The untuned setting: every tunable key from the ``model`` and ``meta`` sections."""
-    return {key: params[group][key] for key, (group, _) in TUNABLE.items()}
+    return {key: getattr(getattr(params, group), key) for key, (group, _) in TUNABLE.items()}
 
 
-def apply_point(params: dict, point: dict) -> dict:
+def apply_point(params: Params, point: dict) -> dict:
     """The default setting with the searched values of ``point`` substituted."""
     unknown = set(point) - set(TUNABLE)
     if unknown:
@@ -20,36 +22,29 @@ def apply_point(params: dict, point: dict) -> dict:
     return {**default_setting(params), **point}
 
 
-def input_shape(tasks: dict) -> tuple[int, ...]:
-    """Shape of one input: ``(1,)`` for the sinusoid, ``(side, side)`` for images."""
-    if not is_classification(tasks):
-        return (1,)
-    return (image_side(tasks), image_side(tasks))
-
-
-def learner_config(setting: dict, params: dict) -> LearnerConfig:
+def learner_config(setting: dict, params: Params) -> LearnerConfig:
     """The learner part of a setting, for the task family and architecture of ``params``."""
-    classification = is_classification(params["tasks"])
+    family = family_of(params)
     return LearnerConfig(
         algorithm=setting["algorithm"],
         hidden=setting["hidden"],
         layers=setting["layers"],
         inner_lr=setting["inner_lr"],
         inner_steps=setting["inner_steps"],
-        arch=params["model"]["arch"],
-        input_shape=input_shape(params["tasks"]),
-        outputs=params["tasks"]["ways"] if classification else 1,
-        loss="cross_entropy" if classification else "mse",
+        arch=params.model.arch,
+        input_shape=family.input_shape,
+        outputs=family.outputs,
+        loss=family.loss,
     )
 
 
-def train_settings(setting: dict, tasks: dict, iterations: int) -> TrainSettings:
+def train_settings(setting: dict, params: Params, iterations: int) -> TrainSettings:
     """The outer-loop part of a setting, for ``iterations`` meta-iterations."""
     return TrainSettings(
         iterations=iterations,
         meta_batch_size=setting["meta_batch_size"],
         outer_lr=setting["outer_lr"],
         outer_schedule=setting["outer_schedule"],
-        shots=tasks["shots"],
+        shots=params.tasks.shots,
         query=setting["query"],
     )

@@ -13,6 +13,7 @@ import numpy as np
 import skopt
 from skopt.space import Categorical, Integer, Real, Space
 
+from metahpo.params import SearchParams
 from metahpo.seeds import trial_seed
 
 ESTIMATORS = {"gp": "GP", "forest": "RF"}
@@ -39,13 +40,13 @@ def to_python(value):
 class SkoptProposer:
     """``skopt.Optimizer`` ask/tell; batches use the constant liar (``ask(n_points=k)``)."""
 
-    def __init__(self, dims: list, search: dict, seed: int):
+    def __init__(self, dims: list, search: SearchParams, seed: int):
         self.optimizer = skopt.Optimizer(
             dims,
-            base_estimator=ESTIMATORS[search["method"]],
-            n_initial_points=search["n_initial_points"],
+            base_estimator=ESTIMATORS[search.method],
+            n_initial_points=search.n_initial_points,
             initial_point_generator="random",
-            acq_func=search["acq_func"],
+            acq_func=search.acq_func,
             random_state=seed,
         )
 
@@ -60,7 +61,7 @@ class SkoptProposer:
 class RandomProposer:
     """Independent uniform draws from the space (with its priors); trial ``i`` always gets the same point."""
 
-    def __init__(self, dims: list, search: dict, seed: int):
+    def __init__(self, dims: list, search: SearchParams, seed: int):
         self.space, self.seed = Space(dims), seed
 
     def ask(self, n: int, first_trial: int) -> list[list]:
@@ -85,8 +86,8 @@ def dimension_grid(dim, resolution: int) -> list:
 class GridProposer:
     """The full grid over the space, visited in a seeded random order (the first ``n_calls`` of it run)."""
 
-    def __init__(self, dims: list, search: dict, seed: int):
-        grid = list(itertools.product(*(dimension_grid(d, search["grid_points"]) for d in dims)))
+    def __init__(self, dims: list, search: SearchParams, seed: int):
+        grid = list(itertools.product(*(dimension_grid(d, search.grid_points) for d in dims)))
         order = np.random.default_rng(seed).permutation(len(grid))
         self.points = [[to_python(v) for v in grid[i]] for i in order]
 
@@ -103,6 +104,6 @@ class GridProposer:
 PROPOSERS = {"gp": SkoptProposer, "forest": SkoptProposer, "random": RandomProposer, "grid": GridProposer}
 
 
-def make_proposer(search: dict, seed: int):
+def make_proposer(search: SearchParams, seed: int):
     """The proposer for ``search.method``."""
-    return PROPOSERS[search["method"]](build_space(search["space"]), search, seed)
+    return PROPOSERS[search.method](build_space(search.space), search, seed)

@@ -6,44 +6,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from metahpo.config import is_classification
-from metahpo.episodes import EpisodePool
 from metahpo.errors import DivergenceError
-from metahpo.learners import LearnerConfig, MetaLearner
-
-
-@dataclass(frozen=True)
-class TaskPool:
-    """Meta-train tasks on the device: inputs and targets ``[tasks, points, 1]``."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-
-    @classmethod
-    def from_split(cls, split: dict[str, np.ndarray], device: torch.device) -> TaskPool:
-        """Move a loaded ``meta_train`` split to ``device``."""
-        return cls(torch.from_numpy(split["x"]).to(device), torch.from_numpy(split["y"]).to(device))
-
-    def sample(self, batch: int, shots: int, query: int, generator: torch.Generator):
-        """Draw ``batch`` tasks and, without replacement, ``shots`` support and ``query`` query points of each."""
-        n_tasks, n_points, _ = self.x.shape
-        tasks = torch.randint(n_tasks, (batch,), generator=generator)
-        points = torch.rand(batch, n_points, generator=generator).argsort(dim=1)[:, : shots + query]
-        tasks, points = tasks.to(self.x.device), points.to(self.x.device).unsqueeze(-1)
-        x = torch.gather(self.x[tasks], 1, points)
-        y = torch.gather(self.y[tasks], 1, points)
-        return x[:, :shots], y[:, :shots], x[:, shots:], y[:, shots:]
-
-
-def make_pool(split: dict[str, np.ndarray], tasks: dict, device: torch.device) -> TaskPool | EpisodePool:
-    """The meta-train sampler of a loaded ``meta_train`` split: regression tasks or N-way episodes."""
-    if is_classification(tasks):
-        return EpisodePool.from_split(split, tasks["ways"], device)
-    return TaskPool.from_split(split, device)
+from metahpo.learners.meta_learner import LearnerConfig, MetaLearner
+from metahpo.tasks.episodes import EpisodePool
+from metahpo.tasks.sinusoid import TaskPool
 
 
 @dataclass(frozen=True)
@@ -71,18 +40,24 @@ def make_optimizer(learner: MetaLearner, lr: float) -> torch.optim.Adam:
 
 def meta_train(
     learner: MetaLearner,
-    pool: TaskPool,
+    pool: TaskPool | EpisodePool,
     settings: TrainSettings,
     seed: int,
     log_every: int = 0,
     on_log: Callable[[int, float], None] | None = None,
     progress: str | None = None,
-) -> None:
+    *,
+    stop_at: int | None = None,
+    state: dict | None = None,
+) -> dict:
     """Meta-train ``learner`` in place with Adam on the outer loss (constant or cosine-annealed rate).
 
-    Every ``log_every`` iterations ``on_log(step, mean loss since the last call)`` is called. Raises
-    :class:`DivergenceError` as soon as a loss or a meta-parameter is found to be NaN or infinite,
-    so divergent weights are never handed back as a result.
+    The run is ``settings.iterations`` long (the cosine schedule's horizon). ``stop_at`` ends it early, and
+    the returned training state (step, weights, optimiser and schedule state, sampling generator, running
+    loss) lets a later call continue it with ``state=``: a run stopped and continued any number of times
+    is bit-identical to an uninterrupted one. Every ``log_every`` iterations ``on_log(step, mean loss
+    since the last call)`` is called. Raises :class:`DivergenceError` as soon as a loss or a
+    meta-parameter is found to be NaN or infinite, so divergent weights are never handed back.
     """
     generator = torch.Generator().manual_seed(seed)
     optimizer = make_optimizer(learner, settings.outer_lr)
@@ -91,8 +66,17 @@ def meta_train(
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.iterations)
     check_every = log_every or max(1, settings.iterations // 20)
     running = torch.zeros((), device=next(learner.parameters()).device)
-    since = 0
-    bar = tqdm(range(1, settings.iterations + 1), desc=progress, disable=progress is None, mininterval=1.0, leave=False)
+    since, first = 0, 1
+    if state is not None:
+        learner.load_state_dict(state["weights"])
+        optimizer.load_state_dict(state["optimizer"])
+        if schedule is not None:
+            schedule.load_state_dict(state["schedule"])
+        generator.set_state(state["generator"])
+        running.copy_(state["running"])
+        since, first = state["since"], state["step"] + 1
+    last = settings.iterations if stop_at is None else stop_at
+    bar = tqdm(range(first, last + 1), desc=progress, disable=progress is None, mininterval=1.0, leave=False)
     for step in bar:
         batch = pool.sample(settings.meta_batch_size, settings.shots, settings.query, generator)
         loss = learner.meta_loss(*batch, steps=settings.adapt_steps)
@@ -115,3 +99,25 @@ def meta_train(
             running.zero_()
             since = 0
     learner.check_finite()
+    return on_cpu(
+        {
+            "step": last,
+            "weights": learner.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict() if schedule is not None else None,
+            "generator": generator.get_state(),
+            "running": running,
+            "since": since,
+        }
+    )
+
+
+def on_cpu(value):
+    """A copy of nested dicts, lists and tensors with every tensor detached on the CPU (states travel and persist)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: on_cpu(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(on_cpu(v) for v in value)
+    return value

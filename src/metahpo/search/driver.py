@@ -4,7 +4,7 @@ Each trial meta-trains a setting for ``search.iterations`` iterations and is sco
 (never meta_test): the grid MSE (classification: cross-entropy or error rate) after
 ``search.objective_steps`` adaptation steps, averaged over ``search.repeats`` training seeds (one by
 default) and, for classification, over ``search.class_folds`` class folds (the stored meta_val
-first; see :mod:`metahpo.class_folds`). The proposer is
+first; see :mod:`metahpo.search.class_folds`). The proposer is
 told ``log(MSE)``: MSEs span orders of magnitude, and a surrogate fitted on the log scale models the
 good region instead of the outliers. A failed trial (NaN/inf, an exception, a worker lost twice)
 is told a penalty, the log of the worse of the zero predictor's MSE and the worst finished earlier
@@ -29,46 +29,29 @@ from collections import defaultdict
 from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from metahpo import paths
 from metahpo.atomic import write_json
-from metahpo.class_folds import class_folds
-from metahpo.config import is_classification, objective_name
 from metahpo.errors import DivergenceError
 from metahpo.executors import TrialRunner, is_lost_worker
-from metahpo.proposers import make_proposer
-from metahpo.resources import check_fits, largest_setting
+from metahpo.family import family_of
+from metahpo.learners.memory import check_fits, largest_setting
+from metahpo.learners.settings import apply_point, default_setting
+from metahpo.params import Params
+from metahpo.search.class_folds import class_folds
+from metahpo.search.proposers import make_proposer
+from metahpo.search.trial import TrialRequest, TrialResult, median_reference, merge_results, run_trial, split_request
+from metahpo.search.trial_log import TrialLog, fingerprint
 from metahpo.seeds import trial_seed
-from metahpo.settings import apply_point, default_setting
-from metahpo.tasks import load_split
-from metahpo.trial import TrialRequest, TrialResult, median_reference, merge_results, run_trial, split_request
-from metahpo.trial_log import TrialLog, fingerprint
+from metahpo.tasks.storage import load_split
 
 OK, FAILED, STOPPED = "ok", "failed", "stopped"
 
 
 # Objectives are told on the log scale; an objective of exactly 0 (perfect accuracy) is told as this.
 SMALLEST_TOLD = 1e-12
-
-
-def zero_predictor_mse(split: dict) -> float:
-    """Grid MSE of predicting 0 everywhere: the floor of the penalty given to failed trials."""
-    return float((split["grid_y"].astype(np.float64) ** 2).mean())
-
-
-def chance_objective(ways: int, objective: str) -> float:
-    """A classifier's objective at chance: cross-entropy log(N), or error rate (N - 1) / N."""
-    return math.log(ways) if objective == "loss" else (ways - 1) / ways
-
-
-def penalty_floor(params: dict, meta_val: dict) -> float:
-    """The least value told for a failed trial: what a predictor that learned nothing scores."""
-    if is_classification(params["tasks"]):
-        return chance_objective(params["tasks"]["ways"], params["search"]["objective"])
-    return zero_predictor_mse(meta_val)
 
 
 def told_values(rows: dict[int, dict], penalty_floor: float) -> None:
@@ -105,18 +88,18 @@ class Search:
     """One search run: the proposer, the executor, the log, and the rows finished so far."""
 
     def __init__(
-        self, params: dict, data: dict, penalty_floor: float, directory: Path, manifest: Path, trial_fn=run_trial
+        self, params: Params, data: dict, penalty_floor: float, directory: Path, manifest: Path, trial_fn=run_trial
     ):
-        self.params, self.search, self.seed = params, params["search"], params["seed"]
+        self.params, self.search, self.seed = params, params.search, params.seed
         self.trial_fn = trial_fn
         self.floor = penalty_floor
-        self.folds = class_folds(data["meta_train"], data["meta_val"], self.search["class_folds"], self.seed)
-        self.names = list(self.search["space"])
+        self.folds = class_folds(data["meta_train"], data["meta_val"], self.search.class_folds, self.seed)
+        self.names = list(self.search.space)
         self.proposer = make_proposer(self.search, self.seed)
         # With start_from_default, trial 0 is the untuned setting and the proposer's trials shift by one.
-        self.offset = int(self.search["start_from_default"])
+        self.offset = int(self.search.start_from_default)
         self.default_point = [default_setting(params)[name] for name in self.names]
-        self.total = self.search["n_calls"]
+        self.total = self.search.n_calls
         if hasattr(self.proposer, "__len__"):
             self.total = min(self.total, len(self.proposer) + self.offset)
         self.log = TrialLog(directory, self.names, print_fn=lambda m: print(m, file=sys.stderr))
@@ -126,7 +109,7 @@ class Search:
     def _record(self, trial: int, row: dict) -> None:
         self.rows[trial] = row
         told_values(self.rows, self.floor)
-        self.log.write(self.rows, self.key, self.search["n_calls"])
+        self.log.write(self.rows, self.key, self.search.n_calls)
 
     def _request(self, trial: int, point: dict, medians) -> TrialRequest:
         return TrialRequest(
@@ -167,7 +150,7 @@ class Search:
                     if lost and gen == generation:  # replace a broken pool once, not once per lost future
                         runner.restart()
                         generation += 1
-                    if lost and attempts[key] < self.search["retries"]:
+                    if lost and attempts[key] < self.search.retries:
                         attempts[key] += 1
                         futures[runner.submit(self.trial_fn, units[key])] = (key, generation)
                         continue
@@ -185,13 +168,13 @@ class Search:
         reusable = self.log.reusable(self.key)
         if reusable:
             print(f"search: {len(reusable)} finished trials in {self.log.log} can be reused", file=sys.stderr)
-        rule = self.search["median_stop"]
+        rule, workers = self.search.median_stop, self.search.workers
         bar = tqdm(total=self.total, desc="search", unit="trial", file=sys.stderr)
-        with TrialRunner(self.search) as runner:
-            for first in range(0, self.total, self.search["workers"]):
-                points = self._ask(min(self.search["workers"], self.total - first), first)
+        with TrialRunner(self.search.executor, workers, self.search.address) as runner:
+            for first in range(0, self.total, workers):
+                points = self._ask(min(workers, self.total - first), first)
                 curves = [self.rows[t]["curve"] for t in sorted(self.rows) if self.rows[t]["status"] != FAILED]
-                medians = median_reference(curves, rule["min_trials"]) if rule["enabled"] else None
+                medians = median_reference(curves, rule.min_trials) if rule.enabled else None
                 requests = {}
                 for trial, x in enumerate(points, start=first):
                     point = dict(zip(self.names, x))
@@ -204,7 +187,7 @@ class Search:
                 self._run_batch(runner, requests, bar)
                 self.proposer.tell(points, [self.rows[t]["told"] for t in range(first, first + len(points))])
         bar.close()
-        self.log.write(self.rows, self.key, self.search["n_calls"])
+        self.log.write(self.rows, self.key, self.search.n_calls)
         return self.best()
 
     def best(self) -> dict:
@@ -217,22 +200,23 @@ class Search:
         return {"trial": trial, "objective": row["objective"], "point": row["point"], "seed": row["seed"]}
 
 
-def write_best(path: Path, params: dict, best: dict) -> None:
+def write_best(path: Path, params: Params, best: dict) -> None:
     """Write the winning trial and its full resolved setting for the train stage."""
     write_json(path, {**best, "setting": apply_point(params, best["point"])})
 
 
-def search_stage(params: dict, device: torch.device) -> None:
+def search_stage(params: Params, device: torch.device) -> None:
     """DVC stage ``search``: the trial log and the best setting under ``reports/search``."""
     check_fits(
-        largest_setting(default_setting(params), params["search"]["space"]),
+        largest_setting(default_setting(params), params.search.space),
         params,
         device,
         "search.space (largest meta_batch_size, inner_steps, hidden, layers or query)",
     )
+    family = family_of(params)
     data = {name: load_split(paths.TASKS, name) for name in ("meta_train", "meta_val")}
-    search = Search(params, data, penalty_floor(params, data["meta_val"]), paths.SEARCH, paths.TASKS / "manifest.json")
-    best = search.run()
+    floor = family.penalty_floor(data["meta_val"])
+    best = Search(params, data, floor, paths.SEARCH, paths.TASKS / "manifest.json").run()
     write_best(paths.BEST, params, best)
-    print(f"best trial {best['trial']}: {objective_name(params)} {best['objective']:.4f} with {best['point']}",
+    print(f"best trial {best['trial']}: {family.objective_name()} {best['objective']:.4f} with {best['point']}",
           file=sys.stderr)  # fmt: skip

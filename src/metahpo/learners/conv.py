@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from metahpo.model import Weights
+from metahpo.learners.mlp import Weights
 
 
 def feature_side(image_side: int, blocks: int) -> int:

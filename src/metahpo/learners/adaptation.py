@@ -7,9 +7,9 @@ import math
 import numpy as np
 import torch
 
-from metahpo.episodes import episode_arrays, select_episodes
-from metahpo.learners import MetaLearner, task_accuracy, task_cross_entropy, task_mse
-from metahpo.model import forward
+from metahpo.learners.meta_learner import MetaLearner, task_accuracy, task_cross_entropy, task_mse
+from metahpo.learners.mlp import forward
+from metahpo.tasks.episodes import episode_arrays, select_episodes
 
 QUERY_KINDS = ("query", "grid")
 Z_95 = 1.96
@@ -72,18 +72,6 @@ def classification_scores(
     return out
 
 
-def validation_score(learner: MetaLearner, split: dict, steps: int, shots: int, device: torch.device, objective="loss"):
-    """The search objective on ``split`` after ``steps`` adaptation steps on ``shots`` points (lower is better).
-
-    Regression: the mean grid MSE. Classification: the mean query cross-entropy (``loss``) or the error
-    rate, 1 - accuracy (``accuracy``).
-    """
-    if "images" in split:
-        scores = classification_scores(learner, split, steps, len(split["support_index"]), device, shots)
-        return float(scores["loss"][steps].mean() if objective == "loss" else 1.0 - scores["accuracy"][steps].mean())
-    return validation_mse(learner, split, steps, shots, device)
-
-
 def validation_mse(learner: MetaLearner, split: dict, steps: int, shots: int, device: torch.device) -> float:
     """Mean grid MSE over every task of ``split`` after ``steps`` adaptation steps on ``shots`` points."""
     errors = adaptation_errors(learner, split, steps, len(split["support_x"]), device, shots)
@@ -107,3 +95,8 @@ def summarize(errors: np.ndarray) -> dict[str, float | None]:
         return {"mse": None, "std": None, "ci95": None}
     std = float(errors.std(ddof=1)) if n > 1 else 0.0
     return {"mse": float(errors.mean()), "std": std, "ci95": Z_95 * std / math.sqrt(n)}
+
+
+def trained_steps(learner: MetaLearner) -> int:
+    """Inner steps a learner was meta-trained with (none for the prototypical network)."""
+    return 0 if learner.config.algorithm == "protonet" else learner.config.inner_steps

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from metahpo.config import DIGITS_SIDE, image_side
 from metahpo.errors import TaskDataError
+from metahpo.params import TaskParams
+from metahpo.tasks import DIGITS_SIDE
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # What a digit reads as when turned upside down: 0, 1 and 8 as themselves, 6 and 9 as each other.
@@ -172,8 +173,8 @@ def image_folder_classes(
     return ImageClasses(np.concatenate(images), np.concatenate(labels), names, sources)
 
 
-def load_classes(tasks: dict) -> ImageClasses:
+def load_classes(tasks: TaskParams) -> ImageClasses:
     """The image classes of the ``tasks`` section's family (``digits`` or ``image_folder``)."""
-    if tasks["family"] == "digits":
-        return digits_classes(tasks["rotations"], image_side(tasks))
-    return image_folder_classes(tasks["root"], tasks["image_size"], tasks["rotations"], tasks["split_by"])
+    if tasks.family == "digits":
+        return digits_classes(tasks.rotations, tasks.image_side)
+    return image_folder_classes(tasks.root, tasks.image_size, tasks.rotations, tasks.split_by)

@@ -8,9 +8,10 @@ from pathlib import Path
 import torch
 
 from metahpo.atomic import atomic_path, write_json
-from metahpo.config import ARCHITECTURES, TUNABLE, choice, integer, section
 from metahpo.errors import ArtifactError
-from metahpo.learners import LEARNER_ALGORITHMS, LearnerConfig, MetaLearner
+from metahpo.learners import ARCHITECTURES, LEARNER_ALGORITHMS
+from metahpo.learners.meta_learner import LearnerConfig, MetaLearner
+from metahpo.validation import TUNABLE, choice, integer, section
 
 
 def _shape(v, path) -> list[str]:

@@ -17,7 +17,8 @@ from skopt.plots import plot_evaluations, plot_objective  # noqa: E402
 
 from metahpo import __version__, paths  # noqa: E402
 from metahpo.atomic import atomic_path  # noqa: E402
-from metahpo.proposers import build_space  # noqa: E402
+from metahpo.params import Params, SearchParams  # noqa: E402
+from metahpo.search.proposers import build_space  # noqa: E402
 
 COLORS = {"tuned": "tab:blue", "default": "tab:orange", "pretrained": "tab:green", "protonet": "tab:green"}
 LABELS = {
@@ -29,6 +30,7 @@ LABELS = {
 
 
 def save_figure(fig, name: str) -> str:
+    """Write ``fig`` as ``reports/figures/<name>`` (no timestamp, so the bytes repeat) and close it."""
     with atomic_path(paths.FIGURES / name) as tmp:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
@@ -102,30 +104,30 @@ def setting_table(learners: tuple[str, ...] = ("tuned", "default")) -> str:
     return table(["meta-hyperparameter", "tuned", "untuned"], rows)
 
 
-def search_options(search: dict) -> str:
+def search_options(search: SearchParams) -> str:
     """The report's sentence on repeats, class folds and the default start, when they are used."""
     parts = []
-    if search["repeats"] > 1:
-        parts.append(f"Each trial's objective is the mean over {search['repeats']} training seeds.")
-    if search["class_folds"] > 1:
+    if search.repeats > 1:
+        parts.append(f"Each trial's objective is the mean over {search.repeats} training seeds.")
+    if search.class_folds > 1:
         parts.append(
-            f"The objective is the mean over {search['class_folds']} class folds: meta_val, then groups of whole "
+            f"The objective is the mean over {search.class_folds} class folds: meta_val, then groups of whole "
             "meta_train source classes with their rotations, each at least as large as meta_val, held out in turn "
             "(each trained on the other meta_train classes and the meta_val classes)."
         )
-    if search["start_from_default"]:
+    if search.start_from_default:
         parts.append("Trial 0 is the untuned setting.")
     return " ".join(parts) + "\n" if parts else ""
 
 
-def search_section(params: dict, best: dict, trials: pd.DataFrame, figures: dict, objective: str) -> str:
+def search_section(params: Params, best: dict, trials: pd.DataFrame, figures: dict, objective: str) -> str:
     """The report's search section: what ran, the best trial, the settings and the search figures."""
-    search = params["search"]
+    search = params.search
     counts = trials["status"].value_counts()
     return f"""## Search
-{search["method"]} search, {len(trials)} trials ({search["workers"]} at a time; {counts.get("ok", 0)} finished,
-{counts.get("stopped", 0)} stopped early, {counts.get("failed", 0)} failed), {search["iterations"]} iterations per
-trial, objective: {objective} after {search["objective_steps"]} adaptation step(s), never meta_test.
+{search.method} search, {len(trials)} trials ({search.workers} at a time; {counts.get("ok", 0)} finished,
+{counts.get("stopped", 0)} stopped early, {counts.get("failed", 0)} failed), {search.iterations} iterations per
+trial, objective: {objective} after {search.objective_steps} adaptation step(s), never meta_test.
 {search_options(search)}Best: trial {best["trial"]}, {objective} {best["objective"]:.4f}.
 
 {setting_table()}
@@ -145,20 +147,10 @@ trials (red star: the best trial).*
 """
 
 
-def environment_section(params: dict, device: torch.device) -> str:
+def environment_section(params: Params, device: torch.device) -> str:
     """Library versions, device and threads: what can change the last digits."""
     return f"""## Environment
 metahpo {__version__}, Python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__},
-scikit-optimize {skopt.__version__}; device {device.type}, {params["threads"]} torch thread(s) per process. Another
+scikit-optimize {skopt.__version__}; device {device.type}, {params.threads} torch thread(s) per process. Another
 device, thread count or library version can change the numbers in the last digits.
 """
-
-
-def common_figures(params: dict, trials: pd.DataFrame, objective: str, val_metric: str, loss_name: str, val_title: str):
-    """The search and training figures of every report."""
-    figures = {
-        "search": search_figure(trials, objective),
-        "training": training_figure(paths.learners(params["tasks"]), val_metric, loss_name, val_title),
-    }
-    figures["objective"], figures["evaluations"] = surrogate_figures(trials, params["search"]["space"], params["seed"])
-    return figures

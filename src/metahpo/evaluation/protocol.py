@@ -1,0 +1,86 @@
+"""DVC stage ``evaluate``: the fixed held-out protocol, the same skeleton for every task family.
+
+Each learner of the family is loaded, adapted with its own inner rule for 0..``evaluate.max_steps``
+steps on every held-out task, and scored by the family's module (:mod:`metahpo.evaluation.regression`
+or :mod:`metahpo.evaluation.classification`). ``reports/metrics.json`` holds the ``protocol`` and one
+entry per learner at the headline steps; ``reports/plots/`` the curves (DVC plots).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+import pandas as pd
+import torch
+
+from metahpo import paths
+from metahpo.atomic import write_json, write_text
+from metahpo.evaluation import classification, regression
+from metahpo.family import family_of
+from metahpo.learners.adaptation import trained_steps
+from metahpo.learners.artifacts import load_learner
+from metahpo.params import Params
+
+MODULES = {"regression": regression, "classification": classification}
+
+
+def headline_steps(max_steps: int, trained: list[int]) -> list[int]:
+    """Steps reported in metrics.json for every learner: 0, 1, each learner's trained number, the last."""
+    return sorted({s for s in (0, 1, *trained, max_steps) if s <= max_steps})
+
+
+def write_csv(path, columns: dict) -> None:
+    """Plot data as CSV (six significant digits)."""
+    write_text(path, pd.DataFrame(columns).to_csv(index=False, float_format="%.6g"))
+
+
+def twins(learners: dict) -> dict[str, str]:
+    """Each learner whose config and weights equal an earlier one's, mapped to that earlier learner.
+
+    When the search keeps the untuned setting, ``train`` saves the same weights twice; scoring them
+    twice would only repeat the same numbers.
+    """
+    same_as: dict[str, str] = {}
+    states = {name: learner.state_dict() for name, learner in learners.items()}
+    names = list(learners)
+    for i, name in enumerate(names):
+        state = states[name]
+        for earlier in names[:i]:
+            other = states[earlier]
+            if (
+                learners[earlier].config == learners[name].config
+                and state.keys() == other.keys()
+                and all(torch.equal(state[k], other[k]) for k in state)
+            ):
+                same_as[name] = earlier
+                break
+    return same_as
+
+
+def each_once(learners: dict, score) -> Iterator[tuple[str, tuple]]:
+    """``(name, score(learner))`` for every learner, scoring a twin (see :func:`twins`) only once."""
+    same_as, results = twins(learners), {}
+    for name, learner in learners.items():
+        if name in same_as:
+            print(f"{name}: same config and weights as {same_as[name]}, reusing its scores", file=sys.stderr)
+            results[name] = results[same_as[name]]
+        else:
+            results[name] = score(learner)
+        yield name, results[name]
+
+
+def evaluate_stage(params: Params, device: torch.device) -> None:
+    """Write ``reports/metrics.json`` and every learner's curves (DVC plots)."""
+    family = family_of(params)
+    module = MODULES[family.kind]
+    splits = module.load_splits()
+    learners = {name: load_learner(paths.MODELS / name, device) for name in family.learners}
+    steps = headline_steps(params.evaluate.max_steps, [trained_steps(learner) for learner in learners.values()])
+    metrics: dict = {"protocol": module.protocol(params, splits)}
+    for name, (metrics[name], plots) in each_once(
+        learners, lambda learner: module.learner_results(learner, splits, params, steps, device)
+    ):
+        for kind, columns in plots.items():
+            write_csv(paths.plot_csv(kind, name), columns)
+    write_json(paths.METRICS, metrics)

@@ -1,0 +1,64 @@
+"""Held-out evaluation of sinusoid regression: MSE on the grid and on K query points, per step and per K.
+
+Metrics are nested so that DVC flattens them to ``<learner>.<split>.<kind>.k<K>.step<s>.<stat>``:
+``split`` is ``test`` (meta_test) or ``ood`` (meta_ood, outside the training ranges); ``kind`` is
+``grid`` (100-point grid) or ``query`` (K random query points); ``K`` the support points adapted on;
+``s`` the adaptation steps; ``stat`` ``mse`` or ``ci95`` (the 95% half-width). A step where adaptation
+diverged on some task has ``null`` values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from metahpo import paths
+from metahpo.learners.adaptation import QUERY_KINDS, adaptation_errors, summarize
+from metahpo.params import Params
+from metahpo.tasks.storage import load_split
+
+SPLITS = {"test": "meta_test", "ood": "meta_ood"}
+
+
+def load_splits() -> dict[str, dict]:
+    """meta_test and meta_ood, by their short names."""
+    return {short: load_split(paths.TASKS, name) for short, name in SPLITS.items()}
+
+
+def protocol(params: Params, splits: dict) -> dict:
+    """What every learner was evaluated on."""
+    return {"tasks": len(splits["test"]["support_x"]), "shots": params.tasks.shots, "query": params.tasks.query}
+
+
+def _stat(errors: np.ndarray) -> dict:
+    s = summarize(errors)
+    return {"mse": s["mse"], "ci95": s["ci95"]}
+
+
+def learner_results(learner, splits: dict, params: Params, steps: list[int], device: torch.device) -> tuple[dict, dict]:
+    """``(metrics entry, plot data by kind)`` of one learner: adaptation curves per split, and per K."""
+    tasks, settings = params.tasks, params.evaluate
+    max_steps, chunk, shots = settings.max_steps, settings.task_chunk, tasks.shots
+    entry: dict = {"inner_steps": learner.config.inner_steps}
+    plots: dict[str, dict] = {}
+    for short, split in splits.items():
+        errors = adaptation_errors(learner, split, max_steps, chunk, device, shots)
+        curve: dict = {"step": np.arange(max_steps + 1)}
+        for kind in QUERY_KINDS:
+            stats = [_stat(errors[kind][s]) for s in range(max_steps + 1)]
+            curve[f"{kind}_mse"], curve[f"{kind}_ci95"] = zip(*((s["mse"], s["ci95"]) for s in stats))
+            entry.setdefault(short, {})[kind] = {f"k{shots}": {f"step{s}": stats[s] for s in steps}}
+        plots["adaptation" if short == "test" else short] = curve
+    kshot: dict = {"k": sorted(tasks.eval_shots)}
+    for k in kshot["k"]:
+        if k == shots and max_steps >= 1:  # measured with the curves above
+            continue
+        errors = adaptation_errors(learner, splits["test"], 1, chunk, device, k)
+        for kind in QUERY_KINDS:
+            entry["test"][kind].setdefault(f"k{k}", {})["step1"] = _stat(errors[kind][1])
+    for kind in QUERY_KINDS:
+        per_k = [entry["test"][kind][f"k{k}"]["step1"] for k in kshot["k"]]
+        kshot[f"{kind}_mse"] = [s["mse"] for s in per_k]
+        kshot[f"{kind}_ci95"] = [s["ci95"] for s in per_k]
+    plots["kshot"] = kshot
+    return entry, plots

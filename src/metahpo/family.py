@@ -1,0 +1,130 @@
+"""The task family, chosen once where a stage starts: sinusoid regression or N-way image classification.
+
+Everything that differs between the two kinds of task, once their data exists, lives behind this one
+interface (the generate stage picks its generator in :mod:`metahpo.tasks.generate`): the learners
+trained and evaluated (the third is a pretrained network for regression, a prototypical network for
+classification), the network's input shape, outputs and loss, the meta-training sampler, the search
+objective and the penalty told for a failed trial, the metric logged during the final training, and
+the shape of a meta-step for the memory guard. The evaluate and report stages pick their family's
+module by ``kind``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from metahpo.learners.adaptation import classification_scores, validation_mse
+from metahpo.params import Params
+from metahpo.tasks.episodes import EpisodePool
+from metahpo.tasks.sinusoid import TaskPool
+
+
+def zero_predictor_mse(split: dict) -> float:
+    """Grid MSE of predicting 0 everywhere on a regression split."""
+    return float((split["grid_y"].astype(np.float64) ** 2).mean())
+
+
+class Regression:
+    """Sinusoid regression: MSE loss, scored on the 100-point grid; the third learner is pretrained."""
+
+    kind = "regression"
+    learners = ("tuned", "default", "pretrained")
+    loss = "mse"
+    outputs = 1
+    input_shape = (1,)
+    val_metric = "val_grid_mse"  # logged during the final training
+    val_name = "meta_val grid MSE"
+    loss_name = "query MSE"
+
+    def __init__(self, params: Params):
+        self.params, self.tasks = params, params.tasks
+
+    def make_pool(self, split: dict[str, np.ndarray], device: torch.device) -> TaskPool:
+        """The meta-training sampler of a loaded ``meta_train`` split."""
+        return TaskPool.from_split(split, device)
+
+    def objective(self, learner, split: dict, steps: int, device: torch.device) -> float:
+        """The search objective on ``split`` after ``steps`` steps (lower is better): the mean grid MSE."""
+        return validation_mse(learner, split, steps, self.tasks.shots, device)
+
+    def validation_metric(self, learner, split: dict, steps: int, device: torch.device) -> float:
+        """The meta_val metric logged during the final training: the grid MSE."""
+        return self.objective(learner, split, steps, device)
+
+    def penalty_floor(self, meta_val: dict) -> float:
+        """Grid MSE of predicting 0 everywhere: the least value told for a failed trial."""
+        return zero_predictor_mse(meta_val)
+
+    def objective_name(self) -> str:
+        """What the search minimises, in words."""
+        return "meta_val grid MSE"
+
+    def step_shape(self, setting: dict) -> dict:
+        """``points`` per task of one meta-step of ``setting`` (see :func:`metahpo.learners.memory.meta_step_bytes`)."""
+        return {"points": self.tasks.shots + setting["query"]}
+
+
+class Classification:
+    """N-way K-shot image classification: cross-entropy; the third learner is a prototypical network."""
+
+    kind = "classification"
+    learners = ("tuned", "default", "protonet")
+    loss = "cross_entropy"
+    val_metric = "val_accuracy"
+    val_name = "meta_val accuracy"
+    loss_name = "query cross-entropy"
+
+    def __init__(self, params: Params):
+        self.params, self.tasks = params, params.tasks
+        self.outputs = self.tasks.ways
+        self.input_shape = (self.tasks.image_side, self.tasks.image_side)
+
+    def make_pool(self, split: dict[str, np.ndarray], device: torch.device) -> EpisodePool:
+        """The meta-training sampler of a loaded ``meta_train`` split: fresh N-way episodes."""
+        return EpisodePool.from_split(split, self.tasks.ways, device)
+
+    def _scores(self, learner, split: dict, steps: int, device: torch.device) -> dict[str, np.ndarray]:
+        return classification_scores(learner, split, steps, len(split["support_index"]), device, self.tasks.shots)
+
+    def objective(self, learner, split: dict, steps: int, device: torch.device) -> float:
+        """The search objective (lower is better): mean query cross-entropy, or the error rate 1 - accuracy."""
+        scores = self._scores(learner, split, steps, device)
+        if self.params.search.objective == "loss":
+            return float(scores["loss"][steps].mean())
+        return float(1.0 - scores["accuracy"][steps].mean())
+
+    def validation_metric(self, learner, split: dict, steps: int, device: torch.device) -> float:
+        """The meta_val metric logged during the final training: the query accuracy."""
+        return float(self._scores(learner, split, steps, device)["accuracy"][steps].mean())
+
+    def penalty_floor(self, meta_val: dict) -> float:
+        """A classifier's objective at chance: cross-entropy log(N), or error rate (N - 1) / N."""
+        ways = self.tasks.ways
+        return math.log(ways) if self.params.search.objective == "loss" else (ways - 1) / ways
+
+    def objective_name(self) -> str:
+        """What the search minimises, in words: a meta_val score, or its mean over class folds."""
+        search = self.params.search
+        name = "cross-entropy" if search.objective == "loss" else "error rate (1 - accuracy)"
+        return f"{name} (mean over {search.class_folds} class folds)" if search.class_folds > 1 else f"meta_val {name}"
+
+    def step_shape(self, setting: dict) -> dict:
+        """Points, network and image side of one meta-step of ``setting``, for the memory estimate."""
+        side, arch = self.tasks.image_side, self.params.model.arch
+        return {
+            "points": self.tasks.ways * (self.tasks.shots + setting["query"]),
+            "arch": arch,
+            "side": side if arch == "conv" else side * side,
+            "outputs": self.tasks.ways,
+        }
+
+
+TaskFamily = Regression | Classification
+
+
+def family_of(params: Params) -> TaskFamily:
+    """The family of ``params.tasks``: :class:`Classification` for images, else :class:`Regression`."""
+    return Classification(params) if params.tasks.classification else Regression(params)

@@ -1,0 +1,1 @@
+"""The report: figures and ``reports/report.md`` from the other stages' outputs."""

@@ -1,0 +1,7 @@
+"""Meta-hyperparameter search: proposers, trials, their durable log, class folds, and the search loop."""
+
+METHODS = ("gp", "forest", "random", "grid")
+ACQ_FUNCS = ("EI", "PI", "LCB", "gp_hedge")
+EXECUTORS = ("local", "dask")
+PRIORS = ("uniform", "log-uniform")
+OBJECTIVES = ("loss", "accuracy")
