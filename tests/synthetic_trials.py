@@ -59,3 +59,40 @@ def bowl_per_training(request: TrialRequest) -> TrialResult:
         return TrialResult(request.trial, "failed", error=f"not split: {request.trainings}")
     value = bowl_value(request.point) + request.trainings[0] / 1000
     return TrialResult(request.trial, "ok", objective=value, objectives=[value], seconds=1.0)
+
+
+def rung_bowl(request: TrialRequest) -> TrialResult:
+    """The bowl, lower the longer a setting trains; each training hands back a state so the next rung continues.
+
+    Every call appends ``trial start stop`` to the file named by ``$METAHPO_TEST_MARKERS/jobs`` (if set),
+    so a test can tell which rungs ran and whether they continued.
+    """
+    stop = request.stop_at or request.params.search.iterations
+    trainings = request.trainings or (0,)
+    start = (request.resume or {}).get(trainings[0], {}).get("step", 0)
+    if MARKER_DIR in os.environ:
+        with open(Path(os.environ[MARKER_DIR]) / "jobs", "a") as fh:
+            fh.write(f"{request.trial} {start} {stop}\n")
+    value = bowl_value(request.point) + 100 / stop + 0.001 * trainings[0]
+    states = {j: {"step": stop} for j in trainings} if stop < request.params.search.iterations else {}
+    return TrialResult(request.trial, "ok", value, [value] * len(trainings), seconds=time.perf_counter(), states=states)
+
+
+def rung_bowl_failing_high_lr(request: TrialRequest) -> TrialResult:
+    """:func:`rung_bowl`, failing at every rung above 0.3 inner learning rate."""
+    if request.point["inner_lr"] > 0.3:
+        return TrialResult(request.trial, "failed", error="DivergenceError: meta-loss is nan")
+    return rung_bowl(request)
+
+
+class Interrupt:
+    """A trial function that runs ``rung_bowl`` ``jobs`` times, then raises KeyboardInterrupt (a killed stage)."""
+
+    def __init__(self, jobs: int):
+        self.jobs = jobs
+
+    def __call__(self, request: TrialRequest) -> TrialResult:
+        if self.jobs == 0:
+            raise KeyboardInterrupt("killed")
+        self.jobs -= 1
+        return rung_bowl(request)

@@ -190,6 +190,15 @@ CASES = [
     ("search", params_edit("search.objective", "accuracy"), "search.objective"),
     ("search", params_edit("search.repeats", 2, search__median_stop__enabled=True), "search.repeats"),
     ("search", params_edit("search.class_folds", 2), "search.class_folds"),
+    ("search", params_edit("search.fidelity", "hyperband", search__min_iterations=15), "search.min_iterations"),
+    ("search", params_edit("search.fidelity", "successive_halving", search__eta=1), "search.eta"),
+    ("search", params_edit("search.fidelity", "asha"), "search.fidelity"),
+    (
+        "search",
+        params_edit("search.fidelity", "hyperband", search__median_stop__enabled=True, search__min_iterations=5),
+        "search.median_stop.enabled",
+    ),  # fmt: skip
+    ("train", params_edit("train.patience", -1), "train.patience"),
     ("search", params_edit("search.start_from_default", True, meta__inner_lr=5.0), "meta.inner_lr = 5.0"),
     ("generate", image_folder(lambda f: (f[2] / "1.png").write_bytes(b"\x89PNG broken")), "class2/1.png"),
     ("generate", image_folder(lambda f: (f[0].parent / "no_images").mkdir()), "class 'no_images' has no images"),

@@ -61,8 +61,8 @@ def test_image_folder_runs_end_to_end(tmp_path, layout):
     objective = f"{name} (mean over 2 class folds)" if layout == "omniglot" else f"meta_val {name}"
     assert f"objective: {objective} after 1 adaptation step(s)" in report
     assert re.search(rf"Best: trial \d+, {re.escape(objective)} \d", report)
-    shown = json.loads(dvc(root, "metrics", "show", "--json").stdout)
-    assert shown["workspace"]["data"]["reports/metrics.json"]["data"] == metrics
+    [workspace] = json.loads(dvc(root, "metrics", "show", "--json").stdout).values()
+    assert workspace["data"]["reports/metrics.json"]["data"] == metrics
 
     if layout == "flat":  # a changed image reruns the pipeline from generate; an unchanged folder reruns nothing
         assert ran_stages(dvc(root, "repro")) == []

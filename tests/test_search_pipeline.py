@@ -124,3 +124,43 @@ def test_a_search_that_keeps_the_baseline_trains_it_once_in_any_number_of_worker
     for prefix in ("adaptation", "ood", "kshot"):
         plots = root / "reports/plots"
         assert (plots / f"{prefix}_default.csv").read_bytes() == (plots / f"{prefix}_tuned.csv").read_bytes()
+
+
+RUNGS = {"fidelity": "hyperband", "iterations": 90, "min_iterations": 10, "eta": 3}
+
+
+def test_a_hyperband_search_gives_the_same_log_on_dask_and_in_process(tiny_params, data_dir, tmp_path):
+    """Real trials in rungs of 10, 30 and 90 iterations: the log depends on the params, not on where trials run."""
+    tiny_params["search"].update(n_calls=9, n_initial_points=3, workers=1, **RUNGS)
+    _real_search(tiny_params, data_dir, tmp_path / "inline")
+    tiny_params["search"].update(executor="dask", address=None, workers=2)
+    _real_search(tiny_params, data_dir, tmp_path / "dask")
+    assert (tmp_path / "inline/trials.csv").read_bytes() == (tmp_path / "dask/trials.csv").read_bytes()
+    trials = pd.read_csv(tmp_path / "inline/trials.csv")
+    # One bracket: 9 trials train 10 iterations, the best 3 continue to 30, the best of those to 90.
+    assert trials["iterations"].value_counts().to_dict() == {10: 6, 30: 2, 90: 1}
+    assert trials["status"].value_counts().to_dict() == {"stopped": 8, "ok": 1}
+
+
+def test_a_killed_hyperband_search_resumes_mid_rung(tiny_params, tmp_path):
+    tiny_params["search"].update(n_calls=9, n_initial_points=3, workers=1, **{**RUNGS, "iterations": 900,
+                                                                               "min_iterations": 100})  # fmt: skip
+    reference = _search_project(tmp_path / "reference", tiny_params)
+    run(reference, sys.executable, "stages/search.py")
+    root = _search_project(tmp_path / "killed", tiny_params)
+    proc = subprocess.Popen(
+        [sys.executable, "stages/search.py"], cwd=root, env=env_for(root), stderr=subprocess.DEVNULL
+    )
+    log, checkpoints = root / "reports/search/trials.csv", root / "cache/search"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (checkpoints.exists() and len(list(checkpoints.iterdir())) >= 4):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    rungs_before = pd.read_csv(log)["rungs"].map(json.loads)
+    assert rungs_before.map(len).sum() >= 4
+    resumed = run(root, sys.executable, "stages/search.py")
+    assert "can be reused" in resumed.stderr
+    for name in ("trials.csv", "best.json"):
+        assert (root / "reports/search" / name).read_bytes() == (reference / "reports/search" / name).read_bytes()
+    assert not checkpoints.exists()  # the finished search removes its checkpoints

@@ -54,6 +54,11 @@ class Regression:
         """The meta_val metric logged during the final training: the grid MSE."""
         return self.objective(learner, split, steps, device)
 
+    @staticmethod
+    def better(value: float, than: float) -> bool:
+        """Whether a value of :meth:`validation_metric` beats another (lower MSE)."""
+        return value < than
+
     def penalty_floor(self, meta_val: dict) -> float:
         """Grid MSE of predicting 0 everywhere: the least value told for a failed trial."""
         return zero_predictor_mse(meta_val)
@@ -99,6 +104,11 @@ class Classification:
     def validation_metric(self, learner, split: dict, steps: int, device: torch.device) -> float:
         """The meta_val metric logged during the final training: the query accuracy."""
         return float(self._scores(learner, split, steps, device)["accuracy"][steps].mean())
+
+    @staticmethod
+    def better(value: float, than: float) -> bool:
+        """Whether a value of :meth:`validation_metric` beats another (higher accuracy)."""
+        return value > than
 
     def penalty_floor(self, meta_val: dict) -> float:
         """A classifier's objective at chance: cross-entropy log(N), or error rate (N - 1) / N."""

@@ -121,6 +121,9 @@ class SearchParams:
     retries: int
     grid_points: int
     median_stop: MedianStop
+    fidelity: str
+    min_iterations: int
+    eta: int
     space: dict[str, dict]
 
 
@@ -130,6 +133,7 @@ class TrainParams:
 
     iterations: int
     log_every: int
+    patience: int
     workers: int
 
 

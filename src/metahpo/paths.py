@@ -6,6 +6,7 @@ TASKS = Path("data/tasks")
 SEARCH = Path("reports/search")
 TRIALS = SEARCH / "trials.csv"
 BEST = SEARCH / "best.json"
+CHECKPOINTS = Path("cache/search")  # states of a multi-fidelity search's unfinished trials (git-ignored)
 MODELS = Path("models")
 TRAIN_LOGS = Path("reports/train")
 METRICS = Path("reports/metrics.json")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import PurePosixPath
 
 from metahpo.learners import ALGORITHMS, ARCHITECTURES, OUTER_SCHEDULES
-from metahpo.search import ACQ_FUNCS, EXECUTORS, METHODS, OBJECTIVES, PRIORS
+from metahpo.search import ACQ_FUNCS, EXECUTORS, FIDELITIES, METHODS, OBJECTIVES, PRIORS
 from metahpo.tasks import CLASSIFICATION_FAMILIES, FAMILIES, SPLIT_BY
 
 RAW_DATA = "data/raw"
@@ -271,11 +271,19 @@ SCHEMA = section(
                 "median_stop": section(
                     {"enabled": boolean(), "checkpoints": integer(2, 100), "min_trials": integer(1, 10_000)}
                 ),
+                "fidelity": choice(*FIDELITIES),
+                "min_iterations": integer(1, 10_000_000),
+                "eta": integer(2, 100),
                 "space": search_space,
             }
         ),
         "train": section(
-            {"iterations": integer(1, 100_000_000), "log_every": integer(1, 10_000_000), "workers": integer(1, 64)}
+            {
+                "iterations": integer(1, 100_000_000),
+                "log_every": integer(1, 10_000_000),
+                "patience": integer(0, 1_000_000),
+                "workers": integer(1, 64),
+            }
         ),
         "evaluate": section({"max_steps": integer(0, 100), "task_chunk": integer(1, 1_000_000)}),
     }
@@ -303,10 +311,28 @@ def _cross_checks(params: dict) -> list[str]:
                 f"search.{key}: the median rule stops single runs, so it needs {key}: 1 "
                 f"(got {search[key]}; set search.median_stop.enabled: false)"
             )
+    if search["fidelity"] != "none":
+        problems.extend(_fidelity_checks(search))
     problems.extend(_training_query_checks(params))
     if search["start_from_default"]:
         problems.extend(_default_outside_space(params))
     return problems + _family_checks(params)
+
+
+def _fidelity_checks(search: dict) -> list[str]:
+    """Settings a multi-fidelity search cannot use."""
+    problems = []
+    if search["min_iterations"] >= search["iterations"]:
+        problems.append(
+            f"search.min_iterations: expected < search.iterations ({search['iterations']}) with "
+            f"search.fidelity: {search['fidelity']}, got {search['min_iterations']}"
+        )
+    if search["median_stop"]["enabled"]:
+        problems.append(
+            f"search.median_stop.enabled: the median rule and search.fidelity: {search['fidelity']} both stop "
+            "trials early; use one (set search.median_stop.enabled: false or search.fidelity: none)"
+        )
+    return problems
 
 
 def largest_value(dim: dict):

@@ -17,7 +17,7 @@ from metahpo.executors import TrialRunner
 from metahpo.family import family_of
 from metahpo.learners.artifacts import save_learner
 from metahpo.learners.memory import check_fits
-from metahpo.learners.metatrain import build_learner, meta_train
+from metahpo.learners.metatrain import build_learner, meta_train, on_cpu
 from metahpo.learners.settings import apply_point, default_setting, learner_config, train_settings
 from metahpo.params import Params
 from metahpo.tasks.storage import load_split
@@ -42,24 +42,44 @@ PRETRAINED_NOTE = "joint regression on all meta-train tasks (no inner loop), fin
 PROTONET_NOTE = "prototypical network on the tuned architecture's features, trained on the same episodes"
 
 
-def train_learner(name: str, setting: dict, params: Params, pool, val: dict, device: torch.device, adapt_steps=None):
-    """Meta-train one learner with the full budget, logging its curves with DVCLive.
+class EarlyStop(Exception):
+    """Raised at a validation when ``train.patience`` validations in a row found nothing better."""
 
-    ``adapt_steps=0`` trains without an inner loop: plain regression on every task's points.
+
+def train_learner(name: str, setting: dict, params: Params, pool, val: dict, device: torch.device, adapt_steps=None):
+    """Meta-train one learner for at most ``train.iterations``, keeping the weights that did best on meta_val.
+
+    Every ``train.log_every`` iterations the meta_val metric is measured and logged with DVCLive; the
+    weights of the best value are kept, and training stops once ``train.patience`` validations in a
+    row (0: never) brought no improvement. ``adapt_steps=0`` trains without an inner loop: plain
+    regression on every task's points. Returns the learner and ``{best_iteration, trained_iterations}``.
     """
-    family = family_of(params)
+    family, train = family_of(params), params.train
     learner = build_learner(learner_config(setting, params), params.seed, device)
-    budget = replace(train_settings(setting, params, params.train.iterations), adapt_steps=adapt_steps)
+    budget = replace(train_settings(setting, params, train.iterations), adapt_steps=adapt_steps)
+    best: dict = {"value": None, "iteration": 0, "weights": None, "last": 0}
     with Live(str(paths.TRAIN_LOGS / name), dvcyaml=None, save_dvc_exp=False, report=None) as live:
 
         def on_log(step: int, loss: float) -> None:
+            value = family.validation_metric(learner, val, setting["inner_steps"], device)
             live.step = step
             live.log_metric("meta_loss", loss)
-            live.log_metric(family.val_metric, family.validation_metric(learner, val, setting["inner_steps"], device))
+            live.log_metric(family.val_metric, value)
             live.next_step()
+            best["last"] = step
+            if best["value"] is None or family.better(value, best["value"]):
+                best.update(value=value, iteration=step, weights=on_cpu(learner.state_dict()))
+            elif train.patience and step - best["iteration"] >= train.patience * train.log_every:
+                raise EarlyStop
 
-        meta_train(learner, pool, budget, params.seed, params.train.log_every, on_log, progress=name)
-    return learner
+        try:
+            meta_train(learner, pool, budget, params.seed, train.log_every, on_log, progress=name)
+        except EarlyStop:
+            print(f"{name}: no better meta_val {family.val_metric} in {train.patience} validations, "
+                  f"stopped at iteration {best['last']}", file=sys.stderr)  # fmt: skip
+    if best["weights"] is not None:
+        learner.load_state_dict(best["weights"])
+    return learner, {"best_iteration": best["iteration"], "trained_iterations": best["last"]}
 
 
 def learner_settings(params: Params) -> dict[str, dict]:
@@ -87,15 +107,15 @@ def copy_logs(source: Path, target: Path) -> None:
 NOTES = {"pretrained": PRETRAINED_NOTE, "protonet": PROTONET_NOTE}
 
 
-def train_job(name: str, setting: dict, params: Params, adapt_steps: int | None) -> dict[str, torch.Tensor]:
-    """Train one learner, in a worker process or in this one; return its weights on the CPU."""
+def train_job(name: str, setting: dict, params: Params, adapt_steps: int | None) -> tuple[dict, dict]:
+    """Train one learner, in a worker process or in this one; return its weights on the CPU and its summary."""
     from metahpo.runtime import setup  # in a worker: threads, deterministic kernels, device
 
     device = setup(params)
     pool = family_of(params).make_pool(load_split(paths.TASKS, "meta_train"), device)
     val = load_split(paths.TASKS, "meta_val")
-    learner = train_learner(name, setting, params, pool, val, device, adapt_steps)
-    return {key: value.detach().cpu() for key, value in learner.state_dict().items()}
+    learner, summary = train_learner(name, setting, params, pool, val, device, adapt_steps)
+    return on_cpu(learner.state_dict()), summary
 
 
 def distinct_jobs(settings: dict[str, dict], names: list[str]) -> tuple[dict, dict]:
@@ -126,15 +146,16 @@ def train_stage(params: Params, device: torch.device) -> None:
     workers = min(params.train.workers, len(jobs))
     with TrialRunner("local", workers) as runner:
         futures = {name: runner.submit(train_job, name, settings[name], params, steps) for name, steps in jobs.items()}
-        weights = {name: future.result() for name, future in futures.items()}
+        trained = {name: future.result() for name, future in futures.items()}
     for name, twin in same_as.items():
         print(f"{name}: same setting as {twin}, reusing its weights", file=sys.stderr)
         copy_logs(paths.TRAIN_LOGS / twin, paths.TRAIN_LOGS / name)
-        weights[name] = weights[twin]
+        trained[name] = trained[twin]
     for name in learners:
+        weights, summary = trained[name]
         learner = build_learner(learner_config(settings[name], params), params.seed, device)
-        learner.load_state_dict(weights[name])
-        extra = {"setting": settings[name], "iterations": params.train.iterations}
+        learner.load_state_dict(weights)
+        extra = {"setting": settings[name], "iterations": params.train.iterations, **summary}
         if name in NOTES:
             extra["training"] = NOTES[name]
         save_learner(learner, paths.MODELS / name, extra)

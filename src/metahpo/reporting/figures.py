@@ -19,6 +19,7 @@ from metahpo import __version__, paths  # noqa: E402
 from metahpo.atomic import atomic_path  # noqa: E402
 from metahpo.params import Params, SearchParams  # noqa: E402
 from metahpo.search.proposers import build_space  # noqa: E402
+from metahpo.search.rungs import rung_iterations  # noqa: E402
 
 COLORS = {"tuned": "tab:blue", "default": "tab:orange", "pretrained": "tab:green", "protonet": "tab:green"}
 LABELS = {
@@ -104,9 +105,19 @@ def setting_table(learners: tuple[str, ...] = ("tuned", "default")) -> str:
     return table(["meta-hyperparameter", "tuned", "untuned"], rows)
 
 
-def search_options(search: SearchParams) -> str:
-    """The report's sentence on repeats, class folds and the default start, when they are used."""
+def search_options(search: SearchParams, trials: pd.DataFrame) -> str:
+    """The report's sentences on rungs, repeats, class folds and the default start, when they are used."""
     parts = []
+    if search.fidelity != "none":
+        rungs = rung_iterations(search.iterations, search.min_iterations, search.eta)
+        reached = int((trials["iterations"] == search.iterations).sum())
+        parts.append(
+            f"Multi-fidelity ({search.fidelity.replace('_', ' ')}): trials train in rungs of "
+            f"{', '.join(f'{r:,}' for r in rungs)} iterations; after each rung the best 1/{search.eta} of a "
+            f"bracket continue training where they stopped, the others stop there ({reached} of the {len(trials)} "
+            f"trials reached {search.iterations:,} iterations; {int(trials['iterations'].sum()):,} trial-iterations "
+            "in all)."
+        )
     if search.repeats > 1:
         parts.append(f"Each trial's objective is the mean over {search.repeats} training seeds.")
     if search.class_folds > 1:
@@ -128,7 +139,7 @@ def search_section(params: Params, best: dict, trials: pd.DataFrame, figures: di
 {search.method} search, {len(trials)} trials ({search.workers} at a time; {counts.get("ok", 0)} finished,
 {counts.get("stopped", 0)} stopped early, {counts.get("failed", 0)} failed), {search.iterations} iterations per
 trial, objective: {objective} after {search.objective_steps} adaptation step(s), never meta_test.
-{search_options(search)}Best: trial {best["trial"]}, {objective} {best["objective"]:.4f}.
+{search_options(search, trials)}Best: trial {best["trial"]}, {objective} {best["objective"]:.4f}.
 
 {setting_table()}
 

@@ -23,9 +23,8 @@ than the baseline.
 
 from __future__ import annotations
 
-import math
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict, deque
 from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 
@@ -41,41 +40,23 @@ from metahpo.learners.memory import check_fits, largest_setting
 from metahpo.learners.settings import apply_point, default_setting
 from metahpo.params import Params
 from metahpo.search.class_folds import class_folds
+from metahpo.search.fidelity import RungSchedule
 from metahpo.search.proposers import make_proposer
 from metahpo.search.trial import TrialRequest, TrialResult, median_reference, merge_results, run_trial, split_request
-from metahpo.search.trial_log import TrialLog, fingerprint
+from metahpo.search.trial_log import FAILED, OK, TrialLog, fingerprint, told_values
 from metahpo.seeds import trial_seed
 from metahpo.tasks.storage import load_split
 
-OK, FAILED, STOPPED = "ok", "failed", "stopped"
 
-
-# Objectives are told on the log scale; an objective of exactly 0 (perfect accuracy) is told as this.
-SMALLEST_TOLD = 1e-12
-
-
-def told_values(rows: dict[int, dict], penalty_floor: float) -> None:
-    """Fill each row's ``told`` (what the proposer learns) and ``best_so_far``, in trial order."""
-    finished: list[float] = []
-    best = math.nan
-    for trial in sorted(rows):
-        row = rows[trial]
-        if row["status"] == FAILED:
-            row["told"] = math.log(max([penalty_floor, *finished]))
-        else:
-            row["told"] = math.log(max(row["objective"], SMALLEST_TOLD))
-        if row["status"] == OK:
-            finished.append(row["objective"])
-            best = row["objective"] if math.isnan(best) else min(best, row["objective"])
-        row["best_so_far"] = best
-
-
-def _row(result: TrialResult, point: dict, seed: int) -> dict:
+def _row(result: TrialResult, point: dict, seed: int, iterations: int) -> dict:
+    """A log row of a trial that trained ``iterations`` iterations (or stopped earlier by the median rule)."""
     return {
         "point": point,
         "status": result.status,
         "objective": result.objective,
         "objectives": result.objectives,
+        "iterations": result.stopped_at or iterations,
+        "rungs": {str(iterations): result.objectives} if result.status == OK else {},
         "curve": result.curve,
         "stopped_at": result.stopped_at,
         "seed": seed,
@@ -88,14 +69,22 @@ class Search:
     """One search run: the proposer, the executor, the log, and the rows finished so far."""
 
     def __init__(
-        self, params: Params, data: dict, penalty_floor: float, directory: Path, manifest: Path, trial_fn=run_trial
+        self,
+        params: Params,
+        data: dict,
+        penalty_floor: float,
+        directory: Path,
+        manifest: Path,
+        trial_fn=run_trial,
+        checkpoints: Path | None = None,
     ):
         self.params, self.search, self.seed = params, params.search, params.seed
+        self.checkpoints = Path(checkpoints) if checkpoints is not None else Path(directory) / "checkpoints"
         self.trial_fn = trial_fn
         self.floor = penalty_floor
         self.folds = class_folds(data["meta_train"], data["meta_val"], self.search.class_folds, self.seed)
         self.names = list(self.search.space)
-        self.proposer = make_proposer(self.search, self.seed)
+        self.proposer = make_proposer(self.search, self.seed, refit=self.search.fidelity != "none")
         # With start_from_default, trial 0 is the untuned setting and the proposer's trials shift by one.
         self.offset = int(self.search.start_from_default)
         self.default_point = [default_setting(params)[name] for name in self.names]
@@ -111,14 +100,9 @@ class Search:
         told_values(self.rows, self.floor)
         self.log.write(self.rows, self.key, self.search.n_calls)
 
-    def _request(self, trial: int, point: dict, medians) -> TrialRequest:
+    def _request(self, trial: int, point: dict, medians=None, stop_at=None, resume=None) -> TrialRequest:
         return TrialRequest(
-            trial,
-            point,
-            trial_seed(self.seed, trial),
-            self.params,
-            self.folds,
-            medians,
+            trial, point, trial_seed(self.seed, trial), self.params, self.folds, medians, stop_at=stop_at, resume=resume
         )
 
     def _ask(self, n: int, first: int) -> list[list]:
@@ -127,18 +111,25 @@ class Search:
         rest = n - len(head)
         return head + (self.proposer.ask(rest, first + len(head) - self.offset) if rest else [])
 
-    def _run_batch(self, runner: TrialRunner, requests: dict[int, TrialRequest], bar) -> None:
-        """Run ``requests`` on ``runner``, retrying work whose worker died, recording each trial as it finishes.
+    def _run_jobs(self, runner: TrialRunner, requests: dict[int, TrialRequest], done) -> None:
+        """Run ``requests`` on ``runner``, retrying work whose worker died; ``done(trial, result)`` as each finishes.
 
         A trial of several trainings (folds, repeats) is submitted as one unit per training, so the
-        batch's trainings share the workers instead of each worker waiting for the slowest trial.
+        batch's trainings share the workers instead of each worker waiting for the slowest trial. At most
+        ``search.workers`` units are in flight, so each finished one is recorded before the next starts
+        (with one worker, in this process, a kill loses only the unit that was running).
         """
         units = {(t, j): unit for t, r in requests.items() for j, unit in enumerate(split_request(r))}
+        expected = Counter(t for t, _ in units)
+        waiting = deque(units)
         parts: dict[int, dict[int, TrialResult]] = defaultdict(dict)
         attempts: dict[tuple[int, int], int] = defaultdict(int)
         generation = 0
-        futures = {runner.submit(self.trial_fn, u): (key, generation) for key, u in units.items()}
-        while futures:
+        futures: dict = {}
+        while waiting or futures:
+            while waiting and len(futures) < self.search.workers:
+                key = waiting.popleft()
+                futures[runner.submit(self.trial_fn, units[key])] = (key, generation)
             finished, _ = wait(futures, return_when=FIRST_COMPLETED)
             for future in finished:
                 key, gen = futures.pop(future)
@@ -156,15 +147,14 @@ class Search:
                         continue
                     result = TrialResult(trial, FAILED, error=f"worker lost: {type(exc).__name__}: {exc}")
                 parts[trial][part] = result
-                if len(parts[trial]) < sum(1 for t, _ in units if t == trial):
+                if len(parts[trial]) < expected[trial]:
                     continue
-                merged = merge_results([parts[trial][j] for j in sorted(parts[trial])])
-                self._record(trial, _row(merged, requests[trial].point, requests[trial].seed))
-                bar.update()
-                bar.set_postfix(best=f"{self.rows[trial]['best_so_far']:.4f}")
+                done(trial, merge_results([parts[trial][j] for j in sorted(parts[trial])]))
 
     def run(self) -> dict:
         """Run (or resume) every trial; return the best finished one."""
+        if self.search.fidelity != "none":
+            return RungSchedule(self).run()
         reusable = self.log.reusable(self.key)
         if reusable:
             print(f"search: {len(reusable)} finished trials in {self.log.log} can be reused", file=sys.stderr)
@@ -184,7 +174,14 @@ class Search:
                     else:
                         requests[trial] = self._request(trial, point, medians)
                 told_values(self.rows, self.floor)
-                self._run_batch(runner, requests, bar)
+
+                def done(trial: int, result: TrialResult, requests=requests) -> None:
+                    request = requests[trial]
+                    self._record(trial, _row(result, request.point, request.seed, self.search.iterations))
+                    bar.update()
+                    bar.set_postfix(best=f"{self.rows[trial]['best_so_far']:.4f}")
+
+                self._run_jobs(runner, requests, done)
                 self.proposer.tell(points, [self.rows[t]["told"] for t in range(first, first + len(points))])
         bar.close()
         self.log.write(self.rows, self.key, self.search.n_calls)
@@ -216,7 +213,7 @@ def search_stage(params: Params, device: torch.device) -> None:
     family = family_of(params)
     data = {name: load_split(paths.TASKS, name) for name in ("meta_train", "meta_val")}
     floor = family.penalty_floor(data["meta_val"])
-    best = Search(params, data, floor, paths.SEARCH, paths.TASKS / "manifest.json").run()
+    best = Search(params, data, floor, paths.SEARCH, paths.TASKS / "manifest.json", checkpoints=paths.CHECKPOINTS).run()
     write_best(paths.BEST, params, best)
     print(f"best trial {best['trial']}: {family.objective_name()} {best['objective']:.4f} with {best['point']}",
           file=sys.stderr)  # fmt: skip

@@ -2,7 +2,9 @@
 
 Every proposer has ``ask(n, first_trial) -> list of points`` and ``tell(points, values)``, and is
 deterministic given the seed and what it has been told, so a search replayed from its trial log
-asks the same points again.
+asks the same points again. The multi-fidelity search instead hands each ask the observations the
+surrogate should fit (``observed``: one rung's points and values), and a :class:`RefitProposer`
+fits a fresh GP or forest on them every time.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ class RandomProposer:
     def __init__(self, dims: list, search: SearchParams, seed: int):
         self.space, self.seed = Space(dims), seed
 
-    def ask(self, n: int, first_trial: int) -> list[list]:
+    def ask(self, n: int, first_trial: int, observed=None) -> list[list]:
         trials = range(first_trial, first_trial + n)
         return [[to_python(v) for v in self.space.rvs(1, random_state=trial_seed(self.seed, t))[0]] for t in trials]
 
@@ -94,16 +96,45 @@ class GridProposer:
     def __len__(self) -> int:
         return len(self.points)
 
-    def ask(self, n: int, first_trial: int) -> list[list]:
+    def ask(self, n: int, first_trial: int, observed=None) -> list[list]:
         return [self.points[t % len(self.points)] for t in range(first_trial, first_trial + n)]
 
     def tell(self, points, values) -> None:
         """A grid learns nothing from results."""
 
 
+class RefitProposer:
+    """A GP or forest fitted afresh, for every ask, on the observations handed to it (BOHB's way).
+
+    With fewer than ``search.n_initial_points`` observations it draws random points like
+    :class:`RandomProposer`. Each ask's optimiser is seeded by its first trial, so the points depend only
+    on the seed and the observations.
+    """
+
+    def __init__(self, dims: list, search: SearchParams, seed: int):
+        self.dims, self.search, self.seed = dims, search, seed
+        self.random = RandomProposer(dims, search, seed)
+
+    def ask(self, n: int, first_trial: int, observed: tuple[list, list] = ((), ())) -> list[list]:
+        points, values = observed
+        if len(points) < self.search.n_initial_points:
+            return self.random.ask(n, first_trial)
+        optimizer = skopt.Optimizer(
+            self.dims,
+            base_estimator=ESTIMATORS[self.search.method],
+            n_initial_points=0,
+            acq_func=self.search.acq_func,
+            random_state=trial_seed(self.seed, first_trial),
+        )
+        optimizer.tell([list(p) for p in points], list(values))
+        asked = [optimizer.ask()] if n == 1 else optimizer.ask(n_points=n)
+        return [[to_python(v) for v in p] for p in asked]
+
+
 PROPOSERS = {"gp": SkoptProposer, "forest": SkoptProposer, "random": RandomProposer, "grid": GridProposer}
+REFIT_PROPOSERS = {**PROPOSERS, "gp": RefitProposer, "forest": RefitProposer}
 
 
-def make_proposer(search: SearchParams, seed: int):
-    """The proposer for ``search.method``."""
-    return PROPOSERS[search.method](build_space(search.space), search, seed)
+def make_proposer(search: SearchParams, seed: int, refit: bool = False):
+    """The proposer for ``search.method``; ``refit`` for the multi-fidelity search (fitted on what it is given)."""
+    return (REFIT_PROPOSERS if refit else PROPOSERS)[search.method](build_space(search.space), search, seed)

@@ -1,8 +1,9 @@
 """The durable trial log of a search, and whether an existing one may be reused.
 
-``trials.csv`` holds one row per finished trial (point, status, objective and its value for each
-repeat, what the optimizer was told, best so far, where the median rule stopped it, seed, error) and
-is rewritten atomically each time a trial finishes, in trial order. Wall-clock seconds go to
+``trials.csv`` holds one row per trial (point, status, objective and its value for each training,
+what the optimizer was told, best so far, the iterations it trained and its value at every rung it
+reached, where the median rule stopped it, seed, error) and is rewritten atomically each time a trial
+(or a trial's rung) finishes, in trial order. Wall-clock seconds go to
 ``trial_seconds.csv`` so that the log itself is byte-identical across reruns. ``state.json`` records
 a fingerprint of everything that determines the trials (params except ``n_calls`` and where trials
 run, the task data, and the source of every module the search runs, found by following its imports):
@@ -15,13 +16,51 @@ import csv
 import hashlib
 import io
 import json
+import math
 from pathlib import Path
 
 from metahpo.atomic import write_json, write_text
 from metahpo.params import Params
 from metahpo.sources import import_closure
 
-COLUMNS = ("status", "objective", "objectives", "told", "best_so_far", "stopped_at", "curve", "seed", "error", "point")
+COLUMNS = (
+    "status",
+    "objective",
+    "objectives",
+    "told",
+    "best_so_far",
+    "iterations",
+    "rungs",
+    "stopped_at",
+    "curve",
+    "seed",
+    "error",
+    "point",
+)
+# A trial is ok (trained in full), pending (between rungs), stopped (early) or failed.
+OK, PENDING, STOPPED, FAILED = "ok", "pending", "stopped", "failed"
+
+
+# Objectives are told on the log scale; an objective of exactly 0 (perfect accuracy) is told as this.
+SMALLEST_TOLD = 1e-12
+
+
+def told_values(rows: dict[int, dict], penalty_floor: float) -> None:
+    """Fill each row's ``told`` (what the proposer learns) and ``best_so_far``, in trial order."""
+    finished: list[float] = []
+    best = math.nan
+    for trial in sorted(rows):
+        row = rows[trial]
+        if row["status"] == FAILED:
+            row["told"] = math.log(max([penalty_floor, *finished]))
+        else:
+            row["told"] = math.log(max(row["objective"], SMALLEST_TOLD))
+        if row["status"] == OK:
+            finished.append(row["objective"])
+            best = row["objective"] if math.isnan(best) else min(best, row["objective"])
+        row["best_so_far"] = best
+
+
 NOT_FINGERPRINTED = ("n_calls", "executor", "address", "retries")
 # The search stage's code: every module the search loop imports, and so every module a trial runs.
 SEARCH_CODE = "metahpo.search.driver"
@@ -96,6 +135,8 @@ class TrialLog:
             "status": row["status"],
             "objective": float(row["objective"]),
             "objectives": json.loads(row["objectives"]),
+            "iterations": int(row["iterations"]),
+            "rungs": json.loads(row["rungs"]),
             "curve": json.loads(row["curve"]),
             "stopped_at": int(row["stopped_at"]),
             "seed": int(row["seed"]),

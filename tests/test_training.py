@@ -1,0 +1,40 @@
+"""The final training: at most train.iterations, the best meta_val weights kept, early stopping by patience."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from metahpo.family import Regression
+from metahpo.learners.metatrain import build_learner, meta_train
+from metahpo.learners.settings import default_setting, learner_config, train_settings
+from metahpo.learners.training import train_learner
+from metahpo.tasks.sinusoid import TaskPool, generate_splits
+
+from conftest import typed
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize(("patience", "trained"), [(2, 20), (0, 40)])
+def test_the_best_validation_weights_are_kept_and_patience_stops_training(
+    tiny_params, tmp_path, monkeypatch, patience, trained
+):
+    tiny_params["train"].update(iterations=40, log_every=5, patience=patience)
+    params = typed(tiny_params)
+    splits = generate_splits(params.tasks, 0)
+    pool = TaskPool.from_split(splits["meta_train"], CPU)
+    values = iter([5.0, 4.0, 6.0, 7.0, 8.0, 9.0, 9.5, 9.9])  # best at the second validation (iteration 10)
+    monkeypatch.setattr(Regression, "validation_metric", lambda self, *args: next(values))
+    monkeypatch.chdir(tmp_path)
+    setting = default_setting(params)
+    learner, summary = train_learner("tuned", setting, params, pool, splits["meta_val"], CPU)
+    assert summary == {"best_iteration": 10, "trained_iterations": trained}
+    logged = pd.read_csv(tmp_path / "reports/train/tuned/plots/metrics/val_grid_mse.tsv", sep="\t")
+    assert list(logged["step"]) == list(range(5, trained + 1, 5))
+    # The kept weights are those after 10 iterations of the same run.
+    reference = build_learner(learner_config(setting, params), params.seed, CPU)
+    meta_train(reference, pool, train_settings(setting, params, 40), params.seed, stop_at=10)
+    for name, value in reference.state_dict().items():
+        assert torch.equal(learner.state_dict()[name], value)
