@@ -19,10 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def benchmark_params(iterations: int, n_calls: int, workers: int) -> dict:
-    """params.yaml with smaller task splits and the given search budget."""
+    """params.yaml with smaller task splits and the given search budget (single fidelity)."""
     params = copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text()))
     params["tasks"]["splits"].update(meta_train=5000, meta_val=100)
     params["search"].update(iterations=iterations, n_calls=n_calls, workers=workers, executor="local", address=None)
+    params["search"]["fidelity"] = "none"  # these benchmarks measure full-length trials
     params["search"]["n_initial_points"] = min(params["search"]["n_initial_points"], n_calls)
     return params
 
