@@ -209,7 +209,7 @@ def test_every_method_runs_with_rungs(rung_params, tmp_path, method, fidelity):
 
 
 def test_the_surrogate_fits_the_highest_rung_with_enough_trials(rung_params, tmp_path, monkeypatch):
-    """BOHB's rule: the second bracket's points come from a model of the first bracket's 100-iteration rung."""
+    """BOHB's rule: a model needs dimensions + 1 = 3 observations, taken from the highest rung that has them."""
     asked = []
     from metahpo.search import proposers
 
@@ -221,8 +221,9 @@ def test_the_surrogate_fits_the_highest_rung_with_enough_trials(rung_params, tmp
 
     monkeypatch.setattr(proposers.RefitProposer, "ask", spy)
     run(rung_params, tmp_path)
-    # bracket 1 (trials 0-8): nothing observed; bracket 2: the 9 trials at 100 iterations (3 reached 300 < 5)
-    assert asked[:2] == [(0, 0), (9, 9)]
+    # bracket 1 (trials 0-8): nothing observed; bracket 2: the 3 trials promoted to 300 iterations
+    # (the one that reached 900 is too few); one point in three stays random
+    assert asked[:2] == [(0, 0), (9, 3)]
 
 
 def test_real_trials_with_rungs_through_the_search(tiny_params, tmp_path):

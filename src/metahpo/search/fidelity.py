@@ -60,7 +60,7 @@ class RungSchedule:
 
     ``search`` is the :class:`metahpo.search.driver.Search` whose proposer, executor settings, log and
     rows it uses. Points of a bracket are asked when it starts, from a surrogate fitted on the highest
-    rung with at least ``search.n_initial_points`` observations (BOHB's rule); with none, at random.
+    rung with enough observations for the proposer (BOHB's rule: dimensions + 1); with none, at random.
     States of unfinished trials are kept in ``search.checkpoints`` until the trial stops or finishes.
     """
 
@@ -104,7 +104,7 @@ class RungSchedule:
         observed = ([], [])
         for iterations in reversed(self.rungs):
             points, values = told_at(search.rows, iterations, search.floor)
-            if len(points) >= search.search.n_initial_points:
+            if len(points) >= getattr(search.proposer, "needed", 0):
                 observed = ([[p[n] for n in search.names] for p in points], values)
                 break
         first = bracket.first + len(head) - search.offset

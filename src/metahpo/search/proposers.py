@@ -104,31 +104,38 @@ class GridProposer:
 
 
 class RefitProposer:
-    """A GP or forest fitted afresh, for every ask, on the observations handed to it (BOHB's way).
+    """A GP or forest fitted afresh, for every ask, on the observations handed to it, as BOHB does.
 
-    With fewer than ``search.n_initial_points`` observations it draws random points like
-    :class:`RandomProposer`. Each ask's optimiser is seeded by its first trial, so the points depend only
-    on the seed and the observations.
+    BOHB's rules (Falkner et al. 2018): a model needs ``needed`` = dimensions + 1 observations, and with
+    fewer the points are random (like :class:`RandomProposer`); one trial in three (trial numbers 2, 5,
+    8, ...) is random anyway, so the search keeps exploring where a model fitted on short runs is wrong.
+    The other points of an ask are one constant-liar batch. Each ask's optimiser is seeded by its first
+    trial, so the points depend only on the seed and the observations.
     """
 
     def __init__(self, dims: list, search: SearchParams, seed: int):
         self.dims, self.search, self.seed = dims, search, seed
         self.random = RandomProposer(dims, search, seed)
+        self.needed = len(dims) + 1
 
     def ask(self, n: int, first_trial: int, observed: tuple[list, list] = ((), ())) -> list[list]:
         points, values = observed
-        if len(points) < self.search.n_initial_points:
-            return self.random.ask(n, first_trial)
-        optimizer = skopt.Optimizer(
-            self.dims,
-            base_estimator=ESTIMATORS[self.search.method],
-            n_initial_points=0,
-            acq_func=self.search.acq_func,
-            random_state=trial_seed(self.seed, first_trial),
-        )
-        optimizer.tell([list(p) for p in points], list(values))
-        asked = [optimizer.ask()] if n == 1 else optimizer.ask(n_points=n)
-        return [[to_python(v) for v in p] for p in asked]
+        trials = range(first_trial, first_trial + n)
+        modelled = [t for t in trials if t % 3 != 2] if len(points) >= self.needed else []
+        if modelled:
+            optimizer = skopt.Optimizer(
+                self.dims,
+                base_estimator=ESTIMATORS[self.search.method],
+                n_initial_points=0,
+                acq_func=self.search.acq_func,
+                random_state=trial_seed(self.seed, first_trial),
+            )
+            optimizer.tell([list(p) for p in points], list(values))
+            asked = [optimizer.ask()] if len(modelled) == 1 else optimizer.ask(n_points=len(modelled))
+            from_model = dict(zip(modelled, ([to_python(v) for v in p] for p in asked)))
+        else:
+            from_model = {}
+        return [from_model[t] if t in from_model else self.random.ask(1, t)[0] for t in trials]
 
 
 PROPOSERS = {"gp": SkoptProposer, "forest": SkoptProposer, "random": RandomProposer, "grid": GridProposer}
