@@ -40,7 +40,8 @@ and `reports/search/`; published numbers are labelled **published** and come fro
 
 ## Settings
 {module.settings_text(params)}
-Every learner trains for {params.train.iterations} iterations. Seed {params.seed}.
+Every learner trains for at most {params.train.iterations} iterations and keeps the weights that did best on meta_val
+(measured every {params.train.log_every}). Seed {params.seed}.
 
 {search_section(params, best, trials, figures, family.objective_name())}
 ## Held-out results
