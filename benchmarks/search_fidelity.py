@@ -1,6 +1,6 @@
 """Multi-fidelity search against plain GP search and Optuna, at equal meta-training compute.
 
-Usage: ``python benchmarks/search_fidelity.py [--seeds 5] [--iterations 2700] [--min-iterations 100] [--eta 3]
+Usage: ``python benchmarks/search_fidelity.py [--seeds 5] [--iterations 2700] [--min-iterations 300] [--eta 3]
 [--trials 16] [--jobs 2]``. Needs Optuna: ``pip install -c constraints.txt -e '.[bench]'``.
 
 The default sinusoid search space of params.yaml, scaled down so that 25 searches fit in about an hour on
@@ -235,7 +235,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=2700)
-    parser.add_argument("--min-iterations", type=int, default=100)
+    parser.add_argument("--min-iterations", type=int, default=300)
     parser.add_argument("--eta", type=int, default=3)
     parser.add_argument("--trials", type=int, default=16, help="full trials of plain GP: the budget of every method")
     parser.add_argument("--jobs", type=int, default=2, help="searches at a time, one thread each")
