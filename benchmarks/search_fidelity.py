@@ -49,6 +49,7 @@ from metahpo.params import Params
 from metahpo.search import rungs as fidelity
 from metahpo.search.driver import Search
 from metahpo.search.trial import run_trial
+from metahpo.seeds import trial_seed
 from metahpo.tasks.sinusoid import TaskPool, generate_splits
 from metahpo.tasks.storage import save_splits
 
@@ -144,7 +145,7 @@ def optuna_search(params: Params, splits: dict, budget: int) -> list[tuple]:
     def objective(trial) -> float:
         point = suggest(trial)
         setting = apply_point(params, point)
-        seed = trial_seed_of(params.seed, trial.number)
+        seed = trial_seed(params.seed, trial.number)
         learner = build_learner(learner_config(setting, params), seed, device)
         budget_settings = train_settings(setting, params, search.iterations)
         state, done = None, 0
@@ -177,12 +178,6 @@ def optuna_search(params: Params, splits: dict, budget: int) -> list[tuple]:
     study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
     study.optimize(objective, callbacks=[stop_at_budget])
     return events
-
-
-def trial_seed_of(seed: int, trial: int) -> int:
-    from metahpo.seeds import trial_seed
-
-    return trial_seed(seed, trial)
 
 
 def test_mse(params: Params, splits: dict, best: dict) -> float:

@@ -245,3 +245,23 @@ def test_real_trials_with_rungs_through_the_search(tiny_params, tmp_path):
                                    [(data["meta_train"], data["meta_val"])]))  # fmt: skip
     assert json.loads(top["objectives"]) == whole.objectives and best["trial"] == top["trial"]
     assert not (tmp_path / "s/checkpoints").exists()
+
+
+def test_a_checkpoint_of_another_search_is_never_continued(rung_params, tmp_path, monkeypatch):
+    """Checkpoints carry the search's fingerprint: one left by other params means training again."""
+    import torch
+
+    _, reference = run(rung_params, tmp_path, name="reference")
+    monkeypatch.setenv(st.MARKER_DIR, str(tmp_path))
+    with pytest.raises(KeyboardInterrupt):
+        run(rung_params, tmp_path, trial_fn=st.Interrupt(10), name="s")
+    stale = sorted((tmp_path / "s/checkpoints").iterdir())
+    assert stale
+    for path in stale:
+        saved = torch.load(path, weights_only=True)
+        torch.save({**saved, "search": "another search"}, path)
+    _, resumed = run(rung_params, tmp_path, name="s")
+    pd.testing.assert_frame_equal(resumed, reference)
+    continued = {int(p.stem.split("-")[1]) for p in stale}
+    after = jobs(tmp_path)[10:]
+    assert all(start == 0 for trial, start, _ in after if trial in continued)

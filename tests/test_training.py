@@ -38,3 +38,15 @@ def test_the_best_validation_weights_are_kept_and_patience_stops_training(
     meta_train(reference, pool, train_settings(setting, params, 40), params.seed, stop_at=10)
     for name, value in reference.state_dict().items():
         assert torch.equal(learner.state_dict()[name], value)
+
+
+def test_a_non_finite_validation_is_never_the_best(tiny_params, tmp_path, monkeypatch):
+    tiny_params["train"].update(iterations=20, log_every=5, patience=0)
+    params = typed(tiny_params)
+    splits = generate_splits(params.tasks, 0)
+    pool = TaskPool.from_split(splits["meta_train"], CPU)
+    values = iter([float("nan"), 4.0, 3.0, 5.0])
+    monkeypatch.setattr(Regression, "validation_metric", lambda self, *args: next(values))
+    monkeypatch.chdir(tmp_path)
+    _, summary = train_learner("tuned", default_setting(params), params, pool, splits["meta_val"], CPU)
+    assert summary == {"best_iteration": 15, "trained_iterations": 20}

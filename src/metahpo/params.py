@@ -160,11 +160,11 @@ class Params:
     evaluate: EvaluateParams
 
     @classmethod
-    def from_dict(cls, raw: dict) -> Params:
-        """Read validated params; raise :class:`ConfigError` listing every problem of invalid ones."""
+    def from_dict(cls, raw: dict, source: str = "") -> Params:
+        """Read validated params; raise :class:`ConfigError` listing every problem (each prefixed by ``source``)."""
         problems = validate(raw)
         if problems:
-            raise ConfigError("\n".join(problems))
+            raise ConfigError("\n".join(f"{source}: {p}" if source else p for p in problems))
         return _build(cls, raw)
 
     def to_dict(self) -> dict:
@@ -207,7 +207,4 @@ def load_params(path: str | Path = DEFAULT_PATH) -> Params:
         raise ConfigError(f"{path}: file not found") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    problems = validate(raw)
-    if problems:
-        raise ConfigError("\n".join(f"{path}: {p}" for p in problems))
-    return _build(Params, raw)
+    return Params.from_dict(raw, str(path))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 from dataclasses import replace
@@ -67,7 +68,7 @@ def train_learner(name: str, setting: dict, params: Params, pool, val: dict, dev
             live.log_metric(family.val_metric, value)
             live.next_step()
             best["last"] = step
-            if best["value"] is None or family.better(value, best["value"]):
+            if math.isfinite(value) and (best["value"] is None or family.better(value, best["value"])):
                 best.update(value=value, iteration=step, weights=on_cpu(learner.state_dict()))
             elif train.patience and step - best["iteration"] >= train.patience * train.log_every:
                 raise EarlyStop

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
+import statistics
 
 import matplotlib
 
@@ -19,7 +21,8 @@ from metahpo import __version__, paths  # noqa: E402
 from metahpo.atomic import atomic_path  # noqa: E402
 from metahpo.params import Params, SearchParams  # noqa: E402
 from metahpo.search.proposers import build_space  # noqa: E402
-from metahpo.search.rungs import rung_iterations  # noqa: E402
+from metahpo.search.rungs import reached, rung_iterations  # noqa: E402
+from metahpo.search.trial_log import SMALLEST_TOLD  # noqa: E402
 
 COLORS = {"tuned": "tab:blue", "default": "tab:orange", "pretrained": "tab:green", "protonet": "tab:green"}
 LABELS = {
@@ -55,20 +58,47 @@ def search_figure(trials: pd.DataFrame, objective: str) -> str:
     return save_figure(fig, "search.png")
 
 
-def surrogate_result(trials: pd.DataFrame, space: dict, seed: int):
-    """A GP fitted to every trial as told (log MSE, penalties included), for skopt's plots."""
-    names = list(space)
-    points = [[json.loads(p)[n] for n in names] for p in trials["point"]]
+def surrogate_data(trials: pd.DataFrame, search: SearchParams) -> tuple[list[list], list[float], str]:
+    """Points and told values the report's GP is fitted to, and which trials they are, in words.
+
+    A single-fidelity search: every trial as told (log objective, penalties included). A multi-fidelity
+    one: the trials of the highest rung that at least dimensions + 1 trials reached, as the search's own
+    surrogate is fitted, since values of different rungs are not comparable.
+    """
+    names = list(search.space)
+    rows = {
+        int(r.trial): {"point": json.loads(r.point), "rungs": json.loads(r.rungs), "status": r.status,
+                       "iterations": int(r.iterations), "told": float(r.told)}
+        for r in trials.itertuples()
+    }  # fmt: skip
+    chosen, note, iterations = sorted(rows), "all trials", None
+    if search.fidelity != "none":
+        for iterations in reversed(rung_iterations(search.iterations, search.min_iterations, search.eta)):
+            chosen = [t for t in sorted(rows) if reached(rows[t], iterations)]
+            if len(chosen) >= len(names) + 1:
+                break
+        note = f"the {len(chosen)} trials that reached {iterations:,} iterations (the highest rung that enough reached)"
+    values = []
+    for t in chosen:
+        rung = rows[t]["rungs"].get(str(iterations)) if iterations else None
+        values.append(math.log(max(statistics.fmean(rung), SMALLEST_TOLD)) if rung else rows[t]["told"])
+    return [[rows[t]["point"][n] for n in names] for t in chosen], values, note
+
+
+def surrogate_result(trials: pd.DataFrame, search: SearchParams, seed: int):
+    """A GP fitted to :func:`surrogate_data`, for skopt's plots."""
+    points, values, _ = surrogate_data(trials, search)
     optimizer = skopt.Optimizer(
-        build_space(space), base_estimator="GP", n_initial_points=1, acq_optimizer="sampling", random_state=seed
-    )
-    optimizer.tell(points, [float(v) for v in trials["told"]])
+        build_space(search.space), base_estimator="GP", n_initial_points=1, acq_optimizer="sampling",
+        random_state=seed,
+    )  # fmt: skip
+    optimizer.tell(points, values)
     return optimizer.get_result()
 
 
-def surrogate_figures(trials: pd.DataFrame, space: dict, seed: int) -> tuple[str, str]:
+def surrogate_figures(trials: pd.DataFrame, search: SearchParams, seed: int) -> tuple[str, str]:
     """skopt's partial dependence (``plot_objective``) and sampled points (``plot_evaluations``)."""
-    result = surrogate_result(trials, space, seed)
+    result = surrogate_result(trials, search, seed)
     np.random.seed(seed)  # plot_objective samples the space with numpy's global generator
     plot_objective(result, n_points=20, n_samples=200)
     objective = save_figure(plt.gcf(), "objective.png")
@@ -150,8 +180,8 @@ def search_section(params: Params, best: dict, trials: pd.DataFrame, figures: di
 
 ![partial dependence](figures/{figures["objective"]})
 
-*Partial dependence of log({objective}) on each meta-hyperparameter and pair, from a GP fitted to all
-trials (red star: the best trial).*
+*Partial dependence of log({objective}) on each meta-hyperparameter and pair, from a GP fitted to
+{surrogate_data(trials, search)[2]} (red star: the best of them).*
 
 ![evaluations](figures/{figures["evaluations"]})
 

@@ -71,5 +71,5 @@ def report_stage(params: Params, device: torch.device) -> None:
             family.learners, family.val_metric, family.loss_name, f"{family.val_name} after the trained steps"
         ),
     }
-    figures["objective"], figures["evaluations"] = surrogate_figures(trials, params.search.space, params.seed)
+    figures["objective"], figures["evaluations"] = surrogate_figures(trials, params.search, params.seed)
     write_text(paths.REPORT, render(params, metrics, best, trials, figures, device))

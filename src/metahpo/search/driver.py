@@ -43,26 +43,9 @@ from metahpo.search.class_folds import class_folds
 from metahpo.search.fidelity import RungSchedule
 from metahpo.search.proposers import make_proposer
 from metahpo.search.trial import TrialRequest, TrialResult, median_reference, merge_results, run_trial, split_request
-from metahpo.search.trial_log import FAILED, OK, TrialLog, fingerprint, told_values
+from metahpo.search.trial_log import FAILED, OK, TrialLog, fingerprint, log_row, told_values
 from metahpo.seeds import trial_seed
 from metahpo.tasks.storage import load_split
-
-
-def _row(result: TrialResult, point: dict, seed: int, iterations: int) -> dict:
-    """A log row of a trial that trained ``iterations`` iterations (or stopped earlier by the median rule)."""
-    return {
-        "point": point,
-        "status": result.status,
-        "objective": result.objective,
-        "objectives": result.objectives,
-        "iterations": result.stopped_at or iterations,
-        "rungs": {str(iterations): result.objectives} if result.status == OK else {},
-        "curve": result.curve,
-        "stopped_at": result.stopped_at,
-        "seed": seed,
-        "error": result.error,
-        "seconds": result.seconds,
-    }
 
 
 class Search:
@@ -88,9 +71,9 @@ class Search:
         # With start_from_default, trial 0 is the untuned setting and the proposer's trials shift by one.
         self.offset = int(self.search.start_from_default)
         self.default_point = [default_setting(params)[name] for name in self.names]
-        self.total = self.search.n_calls
-        if hasattr(self.proposer, "__len__"):
-            self.total = min(self.total, len(self.proposer) + self.offset)
+        # A grid has a size: the most trials a search can run.
+        self.most = len(self.proposer) + self.offset if hasattr(self.proposer, "__len__") else None
+        self.total = self.search.n_calls if self.most is None else min(self.search.n_calls, self.most)
         self.log = TrialLog(directory, self.names, print_fn=lambda m: print(m, file=sys.stderr))
         self.key = fingerprint(params, manifest)
         self.rows: dict[int, dict] = {}
@@ -105,11 +88,14 @@ class Search:
             trial, point, trial_seed(self.seed, trial), self.params, self.folds, medians, stop_at=stop_at, resume=resume
         )
 
-    def _ask(self, n: int, first: int) -> list[list]:
-        """The points of trials ``first`` .. ``first + n - 1``."""
+    def _ask(self, n: int, first: int, observed=None) -> list[list]:
+        """The points of trials ``first`` .. ``first + n - 1`` (the untuned setting first, with start_from_default).
+
+        ``observed`` (points, told values) is what a refitted surrogate learns from (multi-fidelity search).
+        """
         head = [self.default_point] if self.offset and first == 0 else []
         rest = n - len(head)
-        return head + (self.proposer.ask(rest, first + len(head) - self.offset) if rest else [])
+        return head + (self.proposer.ask(rest, first + len(head) - self.offset, observed) if rest else [])
 
     def _run_jobs(self, runner: TrialRunner, requests: dict[int, TrialRequest], done) -> None:
         """Run ``requests`` on ``runner``, retrying work whose worker died; ``done(trial, result)`` as each finishes.
@@ -177,7 +163,7 @@ class Search:
 
                 def done(trial: int, result: TrialResult, requests=requests) -> None:
                     request = requests[trial]
-                    self._record(trial, _row(result, request.point, request.seed, self.search.iterations))
+                    self._record(trial, log_row(result, request.point, request.seed, self.search.iterations))
                     bar.update()
                     bar.set_postfix(best=f"{self.rows[trial]['best_so_far']:.4f}")
 

@@ -8,9 +8,7 @@ search resumes without rerunning a finished rung.
 
 from __future__ import annotations
 
-import math
 import shutil
-import statistics
 import sys
 from pathlib import Path
 
@@ -19,40 +17,18 @@ from tqdm import tqdm
 
 from metahpo.atomic import atomic_path
 from metahpo.executors import TrialRunner
-from metahpo.search.rungs import Bracket, brackets, planned_iterations, promoted, rung_iterations
-from metahpo.search.trial_log import FAILED, OK, PENDING, SMALLEST_TOLD, STOPPED, told_values
+from metahpo.search.rungs import (
+    Bracket,
+    as_of,
+    brackets,
+    planned_iterations,
+    promoted,
+    reached,
+    rung_iterations,
+    told_at,
+)
+from metahpo.search.trial_log import FAILED, OK, PENDING, STOPPED, log_row, told_values
 from metahpo.seeds import trial_seed
-
-
-def told_at(rows: dict[int, dict], iterations: int, penalty_floor: float) -> tuple[list[dict], list[float]]:
-    """Points and told values (log objective; a failure's penalty) of every trial that finished a rung.
-
-    A trial that failed at the rung is told the log of the worse of ``penalty_floor`` and the worst
-    value earlier trials reached there, as in the single-fidelity search.
-    """
-    key, points, values, finished = str(iterations), [], [], []
-    for trial in sorted(rows):
-        row = rows[trial]
-        if key in row["rungs"]:
-            value = statistics.fmean(row["rungs"][key])
-            finished.append(value)
-            values.append(math.log(max(value, SMALLEST_TOLD)))
-        elif row["status"] == FAILED and row["iterations"] == iterations:
-            values.append(math.log(max([penalty_floor, *finished])))
-        else:
-            continue
-        points.append(row["point"])
-    return points, values
-
-
-def as_of(row: dict, iterations: int) -> dict:
-    """A logged trial as it stood when it finished (or failed at) the rung of ``iterations``."""
-    rungs = {k: v for k, v in row["rungs"].items() if int(k) <= iterations}
-    out = {**row, "rungs": rungs, "iterations": iterations}
-    if str(iterations) in rungs:
-        values = rungs[str(iterations)]
-        out |= {"status": PENDING, "objectives": values, "objective": statistics.fmean(values), "error": ""}
-    return out
 
 
 class RungSchedule:
@@ -68,16 +44,15 @@ class RungSchedule:
         self.search, settings = search, search.search
         self.eta = settings.eta
         self.rungs = rung_iterations(settings.iterations, settings.min_iterations, self.eta)
-        most = len(search.proposer) + search.offset if hasattr(search.proposer, "__len__") else None
-        self.plan = brackets(settings.fidelity, len(self.rungs), self.eta, settings.n_calls, most)
+        self.plan = brackets(settings.fidelity, len(self.rungs), self.eta, settings.n_calls, search.most)
+        self.total = planned_iterations(self.plan, self.rungs, self.eta)
 
     def describe(self) -> str:
         """The plan in one line, for the log."""
-        total = planned_iterations(self.plan, self.rungs, self.eta)
         return (
             f"{self.search.search.fidelity}: rungs of {', '.join(map(str, self.rungs))} iterations, "
             f"{len(self.plan)} brackets of {', '.join(str(b.size) for b in self.plan)} trials, "
-            f"{total:,} trial-iterations if none fails"
+            f"{self.total:,} trial-iterations if none fails"
         )
 
     def run(self) -> dict:
@@ -87,29 +62,24 @@ class RungSchedule:
         if reusable:
             print(f"search: {len(reusable)} trials in {search.log.log} can be reused", file=sys.stderr)
         print(f"search: {self.describe()}", file=sys.stderr)
-        total = planned_iterations(self.plan, self.rungs, self.eta)
-        bar = tqdm(total=total, desc="search", unit="it", unit_scale=True, file=sys.stderr, mininterval=1.0)
+        bar = tqdm(total=self.total, desc="search", unit="it", unit_scale=True, file=sys.stderr, mininterval=1.0)
         with TrialRunner(search.search.executor, search.search.workers, search.search.address) as runner:
             for bracket in self.plan:
                 self._bracket(runner, bracket, reusable, bar)
         bar.close()
         shutil.rmtree(search.checkpoints, ignore_errors=True)
-        search.log.write(search.rows, search.key, search.search.n_calls)
         return search.best()
 
     def _points(self, bracket: Bracket) -> list[dict]:
-        """The bracket's points: the untuned setting first if it opens the search, then the proposer's."""
+        """The bracket's points, the surrogate fitted on the highest rung with enough observations."""
         search = self.search
-        head = [search.default_point] if search.offset and bracket.first == 0 else []
         observed = ([], [])
         for iterations in reversed(self.rungs):
             points, values = told_at(search.rows, iterations, search.floor)
             if len(points) >= getattr(search.proposer, "needed", 0):
                 observed = ([[p[n] for n in search.names] for p in points], values)
                 break
-        first = bracket.first + len(head) - search.offset
-        rest = search.proposer.ask(bracket.size - len(head), first, observed) if bracket.size > len(head) else []
-        return [dict(zip(search.names, x)) for x in head + rest]
+        return [dict(zip(search.names, x)) for x in search._ask(bracket.size, bracket.first, observed)]
 
     def _bracket(self, runner, bracket: Bracket, reusable: dict, bar) -> None:
         search, top = self.search, len(self.rungs) - 1
@@ -120,7 +90,7 @@ class RungSchedule:
             requests = {}
             for trial in alive:
                 old = reusable.get(trial)
-                if old is not None and old["point"] == points[trial] and self._reached(old, iterations):
+                if old is not None and old["point"] == points[trial] and reached(old, iterations):
                     search.rows[trial] = as_of(old, iterations)
                     bar.update(iterations - previous)
                 else:
@@ -132,8 +102,7 @@ class RungSchedule:
                 bar.update(iterations - previous)
 
             search._run_jobs(runner, requests, done)
-            values = {t: search.rows[t]["objective"] if search.rows[t]["status"] != FAILED else math.nan for t in alive}
-            keep = promoted(values, self.eta) if k < top else list(alive)
+            keep = promoted({t: search.rows[t]["objective"] for t in alive}, self.eta) if k < top else list(alive)
             for trial in alive:
                 row = search.rows[trial]
                 if row["status"] == PENDING:
@@ -144,45 +113,35 @@ class RungSchedule:
             search.log.write(search.rows, search.key, search.search.n_calls)
             alive = keep
 
-    @staticmethod
-    def _reached(row: dict, iterations: int) -> bool:
-        """Whether a logged trial finished, or failed at, the rung of ``iterations``."""
-        return str(iterations) in row["rungs"] or (row["status"] == FAILED and row["iterations"] == iterations)
-
     def _record(self, trial: int, result, point: dict, iterations: int) -> None:
+        """Log a trial's rung (its earlier rungs and seconds kept) and checkpoint its training states."""
         search = self.search
-        row = search.rows.get(trial) or {
-            "point": point,
-            "seed": trial_seed(search.seed, trial),
-            "rungs": {},
-            "curve": [],
-            "stopped_at": 0,
-            "seconds": 0.0,
-        }
-        row = {**row, "rungs": dict(row["rungs"]), "iterations": iterations, "error": result.error}
-        row["seconds"] = round(row["seconds"] + result.seconds, 3)
-        row["objectives"], row["objective"] = result.objectives, result.objective
-        if result.status == OK:
-            row["rungs"][str(iterations)] = result.objectives
-            row["status"] = PENDING
-        else:
-            row["status"], row["objective"] = FAILED, math.nan
+        row = log_row(result, point, trial_seed(search.seed, trial), iterations)
+        if trial in search.rows:
+            earlier = search.rows[trial]
+            row["rungs"] = {**earlier["rungs"], **row["rungs"]}
+            row["seconds"] = round(earlier["seconds"] + result.seconds, 3)
+        row["status"] = PENDING if result.status == OK else FAILED
         if result.states:
             with atomic_path(self._checkpoint(trial)) as tmp, open(tmp, "wb") as fh:
-                torch.save(result.states, fh)
+                torch.save({"search": search.key, "states": result.states}, fh)
         search._record(trial, row)
 
     def _checkpoint(self, trial: int) -> Path:
         return self.search.checkpoints / f"trial-{trial:05d}.pt"
 
     def _load(self, trial: int, step: int) -> dict | None:
-        """The trial's training states at ``step``, or None to train from the start (same result, more work)."""
+        """The trial's training states at ``step``, or None to train from the start (same result, more work).
+
+        A checkpoint is used only if this search (the same fingerprint) wrote it, at that step.
+        """
         path = self._checkpoint(trial)
         if step == 0 or not path.exists():
             return None
         try:
-            states = torch.load(path, map_location="cpu", weights_only=True)
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            states = saved["states"] if saved["search"] == self.search.key else {}
         except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint only costs retraining
             print(f"search: {path} unreadable ({type(exc).__name__}), trial {trial} trains again", file=sys.stderr)
             return None
-        return states if all(state["step"] == step for state in states.values()) else None
+        return states if states and all(state["step"] == step for state in states.values()) else None

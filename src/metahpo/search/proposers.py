@@ -52,7 +52,8 @@ class SkoptProposer:
             random_state=seed,
         )
 
-    def ask(self, n: int, first_trial: int) -> list[list]:
+    def ask(self, n: int, first_trial: int, observed=None) -> list[list]:
+        """``n`` points from the surrogate told so far (``observed`` is for refitted proposers, unused here)."""
         points = [self.optimizer.ask()] if n == 1 else self.optimizer.ask(n_points=n)
         return [[to_python(v) for v in p] for p in points]
 
@@ -118,8 +119,8 @@ class RefitProposer:
         self.random = RandomProposer(dims, search, seed)
         self.needed = len(dims) + 1
 
-    def ask(self, n: int, first_trial: int, observed: tuple[list, list] = ((), ())) -> list[list]:
-        points, values = observed
+    def ask(self, n: int, first_trial: int, observed: tuple[list, list] | None = None) -> list[list]:
+        points, values = observed or ((), ())
         trials = range(first_trial, first_trial + n)
         modelled = [t for t in trials if t % 3 != 2] if len(points) >= self.needed else []
         if modelled:

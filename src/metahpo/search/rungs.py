@@ -20,7 +20,10 @@ trials and the promotions depend only on the params, never on the number of work
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
+
+from metahpo.search.trial_log import FAILED, OK, PENDING, told_values
 
 
 def rung_iterations(iterations: int, min_iterations: int, eta: int) -> list[int]:
@@ -80,3 +83,31 @@ def planned_iterations(plan: list[Bracket], rungs: list[int], eta: int) -> int:
             total += alive * (rungs[k] - (rungs[k - 1] if k > bracket.start else 0))
             alive = max(1, alive // eta)
     return total
+
+
+def reached(row: dict, iterations: int) -> bool:
+    """Whether a logged trial finished, or failed at, the rung of ``iterations``."""
+    return str(iterations) in row["rungs"] or (row["status"] == FAILED and row["iterations"] == iterations)
+
+
+def as_of(row: dict, iterations: int) -> dict:
+    """A logged trial as it stood when it finished (or failed at) the rung of ``iterations``."""
+    rungs = {k: v for k, v in row["rungs"].items() if int(k) <= iterations}
+    out = {**row, "rungs": rungs, "iterations": iterations}
+    if str(iterations) in rungs:
+        values = rungs[str(iterations)]
+        out |= {"status": PENDING, "objectives": values, "objective": statistics.fmean(values), "error": ""}
+    return out
+
+
+def told_at(rows: dict[int, dict], iterations: int, penalty_floor: float) -> tuple[list[dict], list[float]]:
+    """Points and told values of every trial that finished (or failed at) one rung, in trial order.
+
+    The values follow the rule of :func:`metahpo.search.trial_log.told_values` among that rung's trials:
+    the log of the objective, or for a failure the log of the worse of ``penalty_floor`` and the worst
+    value earlier trials reached there.
+    """
+    at = {t: as_of(row, iterations) for t, row in rows.items() if reached(row, iterations)}
+    rung = {t: {"status": FAILED if r["status"] == FAILED else OK, "objective": r["objective"]} for t, r in at.items()}
+    told_values(rung, penalty_floor)
+    return [at[t]["point"] for t in sorted(at)], [rung[t]["told"] for t in sorted(at)]

@@ -61,6 +61,23 @@ def told_values(rows: dict[int, dict], penalty_floor: float) -> None:
         row["best_so_far"] = best
 
 
+def log_row(result, point: dict, seed: int, iterations: int) -> dict:
+    """The log row of a trial result that trained ``iterations`` iterations (or stopped earlier by the median rule)."""
+    return {
+        "point": point,
+        "status": result.status,
+        "objective": result.objective,
+        "objectives": result.objectives,
+        "iterations": result.stopped_at or iterations,
+        "rungs": {str(iterations): result.objectives} if result.status == OK else {},
+        "curve": result.curve,
+        "stopped_at": result.stopped_at,
+        "seed": seed,
+        "error": result.error,
+        "seconds": result.seconds,
+    }
+
+
 NOT_FINGERPRINTED = ("n_calls", "executor", "address", "retries")
 # The search stage's code: every module the search loop imports, and so every module a trial runs.
 SEARCH_CODE = "metahpo.search.driver"
