@@ -1,7 +1,7 @@
 """Multi-fidelity search against plain GP search and Optuna, at equal meta-training compute.
 
 Usage: ``python benchmarks/search_fidelity.py [--seeds 5] [--iterations 2700] [--min-iterations 300] [--eta 3]
-[--trials 16] [--jobs 2]``. Needs Optuna: ``pip install -c constraints.txt -e '.[bench]'``.
+[--trials 16] [--jobs 2] [--report-only]``. Needs Optuna: ``pip install -c constraints.txt -e '.[bench]'``.
 
 The default sinusoid search space of params.yaml, scaled down so that 25 searches fit in about an hour on
 two cores: a full trial is ``--iterations`` meta-iterations, and every method gets the budget of plain GP
@@ -34,7 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -235,19 +235,28 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=16, help="full trials of plain GP: the budget of every method")
     parser.add_argument("--jobs", type=int, default=2, help="searches at a time, one thread each")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--report-only", action="store_true", help="print the table and figure of the saved results")
     args = parser.parse_args()
     methods = args.methods.split(",")
     budget = args.iterations * args.trials
+    out = Path(__file__).with_suffix(".json")
+    if args.report_only:
+        results = json.loads(out.read_text())
+        report(results, [m for m in methods if any(r["method"] == m for r in results)], budget, args)
+        return
     jobs = [(m, s, args) for s in range(args.seeds) for m in methods]
     import multiprocessing
 
+    results = []
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        results = []
-        for result in pool.map(one_search, jobs):
+        for future in as_completed([pool.submit(one_search, job) for job in jobs]):
+            result = future.result()
             results.append(result)
             print(f"# {result['method']}, seed {result['seed']}: best {result['best']['objective']:.4f}, "
                   f"test {result['test_mse']:.4f}, {result['seconds']:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
-    (Path(__file__).with_suffix(".json")).write_text(json.dumps(results, indent=1, default=str))
+            # Every finished search is kept: an interrupted run still leaves its results.
+            out.with_suffix(".json.tmp").write_text(json.dumps(results, indent=1, default=str))
+            out.with_suffix(".json.tmp").replace(out)
     report(results, methods, budget, args)
 
 
@@ -256,8 +265,8 @@ def report(results: list[dict], methods: list[str], budget: int, args) -> None:
     gp_final = {r["seed"]: best_by(r["events"], budget) for r in by.get("gp", [])}
     print(f"search methods at equal compute: default sinusoid space, full trials of {args.iterations} iterations, "
           f"rungs {fidelity.rung_iterations(args.iterations, args.min_iterations, args.eta)} (eta {args.eta}), "
-          f"budget {budget:,} trial-iterations (plain GP: {args.trials} trials), {args.seeds} seeds; "
-          "median (min-max) over seeds")  # fmt: skip
+          f"budget {budget:,} trial-iterations (plain GP: {args.trials} trials), "
+          f"{len({r['seed'] for r in results})} seeds; median (min-max) over seeds")  # fmt: skip
     print()
     print("| method | best meta_val MSE at 1/3 budget | at 2/3 | at full budget | compute to reach GP's final best "
           "| meta_test MSE of the chosen setting | trial-iterations used | seconds |")  # fmt: skip

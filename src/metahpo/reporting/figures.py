@@ -77,7 +77,9 @@ def surrogate_data(trials: pd.DataFrame, search: SearchParams) -> tuple[list[lis
             chosen = [t for t in sorted(rows) if reached(rows[t], iterations)]
             if len(chosen) >= len(names) + 1:
                 break
-        note = f"the {len(chosen)} trials that reached {iterations:,} iterations (the highest rung that enough reached)"
+        enough = len(names) + 1
+        where = f"the highest rung that at least {enough} reached" if len(chosen) >= enough else "the first rung"
+        note = f"the {len(chosen)} trials that reached {iterations:,} iterations, {where}"
     values = []
     for t in chosen:
         rung = rows[t]["rungs"].get(str(iterations)) if iterations else None
