@@ -90,6 +90,14 @@ def write(rel: str, data: bytes | str):
     return apply
 
 
+def append(rel: str, data: str | bytes):
+    def apply(root: Path):
+        path = root / rel
+        path.write_bytes(path.read_bytes() + (data if isinstance(data, bytes) else data.encode()))
+
+    return apply
+
+
 def truncate(rel: str):
     def apply(root: Path):
         path = root / rel
@@ -136,6 +144,21 @@ def save_weights(rel: str, change):
     return apply
 
 
+def link_out(path: Path) -> None:
+    """Move ``path`` out of the image folder, to the project root, and leave a symbolic link to it."""
+    root = next(p for p in path.parents if (p / "params.yaml").exists())
+    outside = root / f"outside-{path.name}"
+    path.rename(outside)
+    path.symlink_to(outside.resolve(), target_is_directory=outside.is_dir())
+
+
+def write_dup_nested(root: Path, section: str, key: str) -> None:
+    """Give ``section.key`` twice: once as written, once more at the top of the section."""
+    text = (root / "params.yaml").read_text()
+    value = yaml.safe_load(text)[section][key]
+    (root / "params.yaml").write_text(text.replace(f"{section}:\n", f"{section}:\n  {key}: {value}\n", 1))
+
+
 class Evil:
     def __reduce__(self):
         return (print, ("unpickled!",))
@@ -151,6 +174,9 @@ CASES = [
     ("generate", params_edit("tasks.phase", [3.0, 1.0]), "tasks.phase"),
     ("generate", params_edit("tasks", None), "tasks: missing"),
     ("generate", params_edit("seeed", 1), "seeed: unknown key"),
+    ("generate", append("params.yaml", b"# caf\xe9 in Latin-1\n"), "params.yaml: not UTF-8"),
+    ("generate", append("params.yaml", "seed: 7\n"), "seed: given twice"),
+    ("search", lambda root: write_dup_nested(root, "search", "n_calls"), "search.n_calls: given twice"),
     ("search", params_edit("meta.algorithm", "reptile"), "meta.algorithm"),
     ("search", params_edit("meta.inner_lr", -0.01), "meta.inner_lr"),
     ("search", params_edit("search.n_calls", 0), "search.n_calls"),
@@ -203,6 +229,8 @@ CASES = [
     ("generate", image_folder(lambda f: (f[2] / "1.png").write_bytes(b"\x89PNG broken")), "class2/1.png"),
     ("generate", image_folder(lambda f: (f[0].parent / "no_images").mkdir()), "class 'no_images' has no images"),
     ("generate", image_folder(classes=2), "fewer than tasks.ways"),
+    ("generate", image_folder(lambda f: link_out(f[3] / "2.png")), "class3/2.png: a symbolic link out of"),
+    ("generate", image_folder(lambda f: link_out(f[0].parent)), "data/raw/imgs: a symbolic link (tasks.root)"),
     ("generate", image_folder(lambda f: [p.unlink() for p in sorted(f[5].glob("*.png"))[2:]]), "class 'class5'"),
     # task files
     ("search", remove("data/tasks/manifest.json"), "data/tasks/manifest.json"),

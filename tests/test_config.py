@@ -132,3 +132,21 @@ def test_start_from_default_needs_the_untuned_values_inside_the_space(tiny_param
     assert "search.start_from_default: meta.inner_lr = 0.01 is outside [0.1, 0.5] (search.space.inner_lr)" in problems
     assert any(p.startswith("search.start_from_default: meta.algorithm = 'maml' is not one of") for p in problems)
     assert validate(_set(_set(bad, "meta.inner_lr", 0.2), "meta.algorithm", "metasgd")) == []
+
+
+def test_atomic_writes_get_the_mode_of_any_new_file(tmp_path):
+    """mkstemp makes 0600 files; an atomically written file must get the umask's mode, like open()."""
+    import os
+    import stat
+
+    from metahpo.atomic import write_json
+
+    old = os.umask(0o022)
+    try:
+        (tmp_path / "plain.txt").write_text("x")
+        write_json(tmp_path / "atomic.json", {"a": 1})
+    finally:
+        os.umask(old)
+    plain, atomic = (stat.S_IMODE((tmp_path / n).stat().st_mode) for n in ("plain.txt", "atomic.json"))
+    assert plain == 0o644
+    assert atomic == plain

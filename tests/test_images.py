@@ -154,3 +154,20 @@ def test_mixed_layouts_and_missing_root_are_named(tmp_path):
         image_folder_classes(tmp_path / "data", 8, [0])
     with pytest.raises(TaskDataError, match="nowhere: image folder not found"):
         image_folder_classes(tmp_path / "nowhere", 8, [0])
+
+
+def test_links_inside_the_folder_are_read_and_links_out_of_it_refused(tmp_path, monkeypatch):
+    """A link to another image of the folder is an image like any other; one leading out of it is refused."""
+    monkeypatch.chdir(tmp_path)
+    folders = make_flat(tmp_path / "data/raw/imgs", classes=3)
+    plain = image_folder_classes("data/raw/imgs", 8, [0])
+    (folders[2] / "5.png").unlink()
+    (folders[2] / "5.png").symlink_to(folders[2] / "4.png")
+    linked = image_folder_classes("data/raw/imgs", 8, [0])
+    np.testing.assert_array_equal(linked.images[-1], linked.images[-2])
+    assert linked.images.shape == plain.images.shape
+    (tmp_path / "elsewhere.png").write_bytes((folders[1] / "0.png").read_bytes())
+    (folders[1] / "0.png").unlink()
+    (folders[1] / "0.png").symlink_to(tmp_path / "elsewhere.png")
+    with pytest.raises(TaskDataError, match="class1/0.png: a symbolic link out of tasks.root"):
+        image_folder_classes("data/raw/imgs", 8, [0])

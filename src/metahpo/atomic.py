@@ -6,8 +6,23 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+
+_UMASK_LOCK = threading.Lock()
+
+
+def file_mode() -> int:
+    """The mode ``open`` gives a new file under the process's current umask (mkstemp always uses 0600)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            umask = next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        with _UMASK_LOCK:  # reading the umask sets it: two readers at once could leave it changed
+            umask = os.umask(0o077)
+            os.umask(umask)
+    return 0o666 & ~umask
 
 
 @contextlib.contextmanager
@@ -19,6 +34,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
+        os.chmod(tmp_path, file_mode())
         yield tmp_path
         os.replace(tmp_path, target)
     finally:

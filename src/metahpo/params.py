@@ -202,9 +202,29 @@ def load_params(path: str | Path = DEFAULT_PATH) -> Params:
     """Read and validate params.yaml; raise :class:`ConfigError` listing every problem, each with the file."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        _refuse_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), path)
+        raw = yaml.safe_load(text)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     return Params.from_dict(raw, str(path))
+
+
+def _refuse_duplicate_keys(node, path: Path, where: str = "") -> None:
+    """Refuse a key given twice in one mapping: plain YAML would silently keep the last."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            name = f"{where}.{key.value}" if where else str(key.value)
+            line = key.start_mark.line + 1
+            if name in seen:
+                raise ConfigError(f"{path}: {name}: given twice (lines {seen[name]} and {line})")
+            seen[name] = line
+            _refuse_duplicate_keys(value, path, name)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, path, f"{where}[{i}]")

@@ -10,6 +10,7 @@ rotations share one, so no held-out class is a turned copy of a training class (
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,6 +111,7 @@ def _class_dirs(root: Path) -> list[tuple[str, Path]]:
     """
     if not root.is_dir():
         raise TaskDataError(f"{root}: image folder not found (tasks.root)")
+    _refuse_links_out(root)
     top = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not top:
         raise TaskDataError(
@@ -125,6 +127,29 @@ def _class_dirs(root: Path) -> list[tuple[str, Path]]:
             "folder to be an alphabet of character folders, or every folder a class of images)"
         )
     return [(f"{a.name}/{c.name}", c) for a in top for c in sorted(p for p in a.iterdir() if p.is_dir())]
+
+
+def _refuse_links_out(root: Path) -> None:
+    """Refuse a symbolic link that leads out of ``root`` (or is ``root`` or a folder above it, up to here).
+
+    DVC hashes the folder it depends on, not what such a link points to, so images changed behind the link
+    would be used stale without a word.
+    """
+    here = Path.cwd()
+    for path in [root, *root.parents]:
+        if path.absolute() == here or not path.absolute().is_relative_to(here):
+            break
+        if path.is_symlink():
+            raise TaskDataError(f"{path}: a symbolic link (tasks.root); copy the images in instead")
+    base = root.resolve()
+    for folder, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            path = Path(folder) / name
+            if path.is_symlink() and not path.resolve().is_relative_to(base):
+                raise TaskDataError(
+                    f"{path}: a symbolic link out of tasks.root (to {path.resolve()}); DVC does not see changes "
+                    "behind it, so copy the images in instead"
+                )
 
 
 def load_image(path: Path, size: int) -> np.ndarray:
