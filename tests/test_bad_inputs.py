@@ -182,6 +182,8 @@ CASES = [
     ("search", params_edit("search.n_calls", 0), "search.n_calls"),
     ("search", params_edit("search.acq_func", "UCB"), "search.acq_func"),
     ("search", params_edit("threads", 0), "threads"),
+    ("search", params_edit("search.workers", 1024), "search.workers: 1024 worker processes"),
+    ("search", params_edit("search.workers", 1000, search__executor="dask"), "search.workers: 1000 worker"),
     ("train", params_edit("train.log_every", 0), "train.log_every"),
     ("train", params_edit("model.layers", 100), "model.layers"),
     ("evaluate", params_edit("evaluate.task_chunk", 0), "evaluate.task_chunk"),

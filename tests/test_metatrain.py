@@ -75,6 +75,20 @@ def test_memory_estimate_follows_the_settings_query(tiny_params):
     assert largest_setting(default_setting(params), space)["query"] == 8
 
 
+def test_memory_guard_counts_every_local_worker(tiny_params, monkeypatch):
+    """One meta-step fits in 80% of memory, two workers' steps at once do not: the guard names search.workers."""
+    from metahpo.errors import InputError
+    from metahpo.learners import memory
+
+    params = typed(tiny_params)
+    setting = default_setting(params)
+    need = meta_step_bytes(setting, **family_of(params).step_shape(setting))
+    monkeypatch.setattr(memory, "device_memory", lambda device: int(need / memory.USABLE_FRACTION * 1.5))
+    memory.check_fits(setting, params, CPU, "search.space or search.workers")
+    with pytest.raises(InputError, match=r"search.space or search.workers: .* times 2 workers"):
+        memory.check_fits(setting, params, CPU, "search.space or search.workers", copies=2)
+
+
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])
 def test_same_seed_gives_bit_identical_weights(splits, schedule):
     pool = TaskPool.from_split(splits["meta_train"], CPU)

@@ -81,3 +81,56 @@ def test_sigterm_mid_search_leaves_only_complete_files(project, tiny_params):
     assert 1 <= len(trials) < 50 and trials["trial"].is_monotonic_increasing and trials["trial"].max() < 50
     assert trials["status"].isin(["ok", "failed"]).all()
     assert not [p.name for p in log.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def _live_children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` and that have not exited (zombies excluded), from /proc."""
+    from pathlib import Path
+
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _is_running(pid: int) -> bool:
+    """Whether ``pid`` exists and has not exited (a zombie has)."""
+    from pathlib import Path
+
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_9_mid_search_takes_the_pool_workers_along(project, tiny_params):
+    """kill -9 of the search stage: its worker processes exit within seconds instead of training on."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from project import env_for
+
+    tiny_params["search"].update(n_calls=50, iterations=400, workers=2)
+    write_params(project, tiny_params)
+    run(project, sys.executable, "stages/generate.py")
+    proc = subprocess.Popen([sys.executable, "stages/search.py"], cwd=project, env=env_for(project))
+    deadline = time.monotonic() + 120
+    while not (project / "reports/search/trials.csv").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = _live_children(proc.pid)
+    assert len(workers) >= 2, "the pool's workers should be running"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while [w for w in workers if _is_running(w)] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [w for w in workers if _is_running(w)], "pool workers outlived the killed search stage"

@@ -8,8 +8,22 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+
+
+def exit_with_parent(parent: int, every: float = 0.5) -> None:
+    """In a pool worker: exit as soon as ``parent`` is gone (killed with -9, the pool cannot tell its workers)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 class InlineExecutor(Executor):
@@ -70,7 +84,9 @@ class TrialRunner:
         else:
             # spawn, not fork: a forked copy of a process that already started torch threads can deadlock.
             context = multiprocessing.get_context("spawn")
-            pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+            pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=context, initializer=exit_with_parent, initargs=(os.getpid(),)
+            )
             self.executor = self._stack.enter_context(pool)
 
     def submit(self, fn, *args) -> Future:

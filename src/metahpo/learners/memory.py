@@ -71,15 +71,31 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
-def check_fits(setting: dict, params: Params, device: torch.device, keys: str) -> None:
-    """Raise :class:`InputError` naming ``keys`` when the estimated meta-step exceeds 80% of the device."""
+def check_fits(setting: dict, params: Params, device: torch.device, keys: str, copies: int = 1) -> None:
+    """Raise :class:`InputError` naming ``keys`` when ``copies`` meta-steps at once exceed 80% of the device."""
     need = meta_step_bytes(setting, **family_of(params).step_shape(setting))
     have = device_memory(device)
-    if need > USABLE_FRACTION * have:
+    if copies * need > USABLE_FRACTION * have:
         shown = ", ".join(f"{k}={setting[k]}" for k in SIZE_KEYS)
+        times = f" times {copies} workers" if copies > 1 else ""
         raise InputError(
-            f"params.yaml: {keys}: {shown} needs about {_gib(need)} per meta-step (estimate), more than "
+            f"params.yaml: {keys}: {shown} needs about {_gib(need)} per meta-step (estimate){times}, more than "
             f"{USABLE_FRACTION:.0%} of the {device.type} memory ({_gib(have)}); lower {keys}"
+        )
+
+
+def local_workers(search) -> int:
+    """Trials this machine runs at once: ``search.workers``, unless they run on a Dask cluster elsewhere."""
+    return 1 if search.executor == "dask" and search.address is not None else search.workers
+
+
+def check_workers(search) -> None:
+    """Refuse more local worker processes than this process may use cores (each runs one thread)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if local_workers(search) > cores:
+        raise InputError(
+            f"params.yaml: search.workers: {search.workers} worker processes on this machine's {cores} cores "
+            f"would only slow each other down; use at most {cores}, or a Dask cluster (search.address)"
         )
 
 

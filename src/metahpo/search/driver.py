@@ -36,7 +36,7 @@ from metahpo.atomic import write_json
 from metahpo.errors import DivergenceError
 from metahpo.executors import TrialRunner, is_lost_worker
 from metahpo.family import family_of
-from metahpo.learners.memory import check_fits, largest_setting
+from metahpo.learners.memory import check_fits, check_workers, largest_setting, local_workers
 from metahpo.learners.settings import apply_point, default_setting
 from metahpo.params import Params
 from metahpo.search.class_folds import class_folds
@@ -190,11 +190,15 @@ def write_best(path: Path, params: Params, best: dict) -> None:
 
 def search_stage(params: Params, device: torch.device) -> None:
     """DVC stage ``search``: the trial log and the best setting under ``reports/search``."""
+    check_workers(params.search)
+    copies = local_workers(params.search) if device.type == "cpu" else 1
+    keys = "search.space (largest meta_batch_size, inner_steps, hidden, layers or query)"
     check_fits(
         largest_setting(default_setting(params), params.search.space),
         params,
         device,
-        "search.space (largest meta_batch_size, inner_steps, hidden, layers or query)",
+        keys + (" or search.workers" if copies > 1 else ""),
+        copies=copies,
     )
     family = family_of(params)
     data = {name: load_split(paths.TASKS, name) for name in ("meta_train", "meta_val")}
