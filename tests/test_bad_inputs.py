@@ -235,6 +235,9 @@ CASES = [
     ("generate", image_folder(lambda f: link_out(f[0].parent)), "data/raw/imgs: a symbolic link (tasks.root)"),
     ("generate", image_folder(lambda f: [p.unlink() for p in sorted(f[5].glob("*.png"))[2:]]), "class 'class5'"),
     # task files
+    ("evaluate", params_edit("tasks.eval_shots", [1, 2, 50]), "tasks.eval_shots is [1, 2, 50], but"),
+    ("search", params_edit("seed", 7), "seed is 7, but data/tasks/manifest.json was generated with 0"),
+    ("train", params_edit("tasks.amplitude", [0.5, 2.0]), "tasks.amplitude is [0.5, 2.0], but"),
     ("search", remove("data/tasks/manifest.json"), "data/tasks/manifest.json"),
     ("search", write("data/tasks/manifest.json", "{oops"), "data/tasks/manifest.json"),
     ("search", truncate("data/tasks/meta_train.npz"), "data/tasks/meta_train.npz"),

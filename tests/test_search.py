@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 
@@ -190,3 +191,90 @@ def test_start_from_default_counts_the_extra_trial_against_a_small_grid(search_p
     _, trials = run(search_params, tmp_path, trial_fn=st.bowl_of_inner_lr)
     assert [json.loads(p)["inner_lr"] for p in trials["point"]][0] == search_params["meta"]["inner_lr"]
     assert len(trials) == 3 and sorted(json.loads(p)["inner_lr"] for p in trials["point"][1:]) == [0.001, 1.0]
+
+
+def _seconds(tmp_path, name="s") -> pd.Series:
+    return pd.read_csv(tmp_path / name / "trial_seconds.csv").set_index("trial")["seconds"]
+
+
+def test_n_calls_ending_inside_a_batch_keeps_every_trial(search_params, tmp_path, capsys):
+    """3 then 4 trials in batches of 2: trial 2 is reused, not replaced by a new point of a bigger batch."""
+    search_params["search"].update(workers=2, n_calls=3, n_initial_points=2)
+    _, three = run(search_params, tmp_path)
+    before = _seconds(tmp_path)
+    search_params["search"]["n_calls"] = 4
+    _, four = run(search_params, tmp_path)
+    assert "3 finished trials" in capsys.readouterr().err
+    assert (_seconds(tmp_path)[:3] == before).all()
+    recomputed = ["told", "best_so_far"]
+    pd.testing.assert_frame_equal(four[:3].drop(columns=recomputed), three.drop(columns=recomputed))
+    _, fresh = run(search_params, tmp_path, name="fresh")
+    pd.testing.assert_frame_equal(four, fresh)
+
+
+def test_fewer_calls_keep_the_dropped_trials_for_later(search_params, tmp_path):
+    """6 trials, then 3 (the log shows 3), then 6 again: trials 3 to 5 come back without running."""
+    search_params["search"].update(n_calls=6, n_initial_points=3)
+    _, six = run(search_params, tmp_path)
+    before = _seconds(tmp_path)
+    search_params["search"]["n_calls"] = 3
+    _, three = run(search_params, tmp_path)
+    assert len(three) == 3 and len(json.loads((tmp_path / "s/state.json").read_text())["unused"]) == 3
+    search_params["search"]["n_calls"] = 6
+    _, again = run(search_params, tmp_path)
+    pd.testing.assert_frame_equal(again, six)
+    assert (_seconds(tmp_path) == before).all()
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        (lambda text: text + "garbage,,\n", "row 8: unreadable"),
+        (lambda text: text[: text.rindex("\n", 0, -1) + 40], "row 7: unreadable"),
+        (lambda text: text + "\x00\n", "row 8: unreadable"),
+    ],
+    ids=["garbage line", "truncated last row", "NUL byte"],
+)
+def test_a_damaged_log_reuses_its_good_rows_and_names_the_bad(search_params, tmp_path, capsys, damage, named):
+    search_params["search"]["n_calls"] = 6
+    _, clean = run(search_params, tmp_path)
+    before = _seconds(tmp_path)
+    log = tmp_path / "s/trials.csv"
+    log.write_text(damage(log.read_text()))
+    _, rerun = run(search_params, tmp_path)
+    err = capsys.readouterr().err
+    assert f"{log} {named}" in err
+    pd.testing.assert_frame_equal(rerun, clean)
+    assert (_seconds(tmp_path)[:5] == before[:5]).all()  # only what the damage touched ran again
+
+
+def test_a_hand_edited_objective_is_named_and_rerun(search_params, tmp_path, capsys):
+    search_params["search"]["n_calls"] = 6
+    _, clean = run(search_params, tmp_path)
+    log = tmp_path / "s/trials.csv"
+    with open(log, newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = reader.fieldnames, list(reader)
+    rows[2]["objective"] = "1e-09"
+    with open(log, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    best, rerun = run(search_params, tmp_path)
+    assert f"{log} row 4: trial 2 was changed after it was written; it runs again" in capsys.readouterr().err
+    assert best["objective"] == clean["objective"].min() and rerun.loc[2, "objective"] == clean.loc[2, "objective"]
+
+
+def test_an_unreachable_scheduler_is_named_and_needed_only_for_new_trials(search_params, tmp_path):
+    """A search that only replays its log connects to nothing; one with trials to run names search.address."""
+    from metahpo.errors import InputError
+
+    search_params["search"].update(n_calls=4, n_initial_points=3)
+    run(search_params, tmp_path)
+    search_params["search"].update(executor="dask", address="tcp://127.0.0.1:9")  # discard port: nothing listens
+    best, replayed = run(search_params, tmp_path)
+    assert len(replayed) == 4
+    search_params["search"]["n_calls"] = 5
+    with pytest.raises(InputError, match=r"search.address: no Dask scheduler answered at 'tcp://127.0.0.1:9'"):
+        run(search_params, tmp_path)
+    assert len(pd.read_csv(tmp_path / "s/trials.csv")) == 4

@@ -50,3 +50,26 @@ def test_a_non_finite_validation_is_never_the_best(tiny_params, tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     _, summary = train_learner("tuned", default_setting(params), params, pool, splits["meta_val"], CPU)
     assert summary == {"best_iteration": 15, "trained_iterations": 20}
+
+
+def test_a_training_log_ends_when_another_learner_removed_the_shared_signal_file(tmp_path, monkeypatch):
+    """Two learners end at once under `dvc exp run`: DVCLive's shared signal file is gone for one of them."""
+    import dvclive.live
+
+    from metahpo.learners.training import TrainingLog
+
+    def removed_by_the_other(name):
+        def cleanup():
+            raise FileNotFoundError(2, "No such file or directory", str(tmp_path / ".dvc/tmp/exps/run" / name))
+
+        return cleanup
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(dvclive.live, "cleanup_dvclive_step_completed", removed_by_the_other("DVCLIVE_STEP_COMPLETED"))
+    with TrainingLog("logs", dvcyaml=None, save_dvc_exp=False, report=None) as live:
+        live.log_metric("loss", 1.0)
+        live.next_step()
+    assert (tmp_path / "logs/metrics.json").exists()
+    monkeypatch.setattr(dvclive.live, "cleanup_dvclive_step_completed", removed_by_the_other("other"))
+    with pytest.raises(FileNotFoundError), TrainingLog("logs2", dvcyaml=None, save_dvc_exp=False, report=None):
+        pass

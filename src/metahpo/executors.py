@@ -14,6 +14,10 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 
+from metahpo.errors import InputError
+
+CONNECT_SECONDS = 10  # how long to wait for a Dask scheduler before naming search.address
+
 
 def exit_with_parent(parent: int, every: float = 0.5) -> None:
     """In a pool worker: exit as soon as ``parent`` is gone (killed with -9, the pool cannot tell its workers)."""
@@ -51,7 +55,13 @@ def dask_executor(address: str | None, workers: int) -> Iterator[Executor]:
                 LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
             )
             address = cluster.scheduler_address
-        client = stack.enter_context(Client(address))
+        try:
+            client = stack.enter_context(Client(address, timeout=CONNECT_SECONDS))
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise InputError(
+                f"params.yaml: search.address: no Dask scheduler answered at {address!r} within "
+                f"{CONNECT_SECONDS} s ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})"
+            ) from None
         yield client.get_executor()
 
 
@@ -64,8 +74,7 @@ class TrialRunner:
         self.executor: Executor | None = None
 
     def __enter__(self) -> TrialRunner:
-        self._start()
-        return self
+        return self  # the executor starts with the first job: a search that only replays its log needs none
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None and isinstance(self.executor, ProcessPoolExecutor):
@@ -90,7 +99,9 @@ class TrialRunner:
             self.executor = self._stack.enter_context(pool)
 
     def submit(self, fn, *args) -> Future:
-        """Schedule ``fn(*args)``."""
+        """Schedule ``fn(*args)``, starting the executor first if this is the first job."""
+        if self.executor is None:
+            self._start()
         return self.executor.submit(fn, *args)
 
     def restart(self) -> None:

@@ -21,6 +21,7 @@ from metahpo.family import family_of
 from metahpo.learners.adaptation import trained_steps
 from metahpo.learners.artifacts import load_learner
 from metahpo.params import Params
+from metahpo.tasks.storage import check_generated_with
 
 MODULES = {"regression": regression, "classification": classification}
 
@@ -72,6 +73,7 @@ def each_once(learners: dict, score) -> Iterator[tuple[str, tuple]]:
 
 def evaluate_stage(params: Params, device: torch.device) -> None:
     """Write ``reports/metrics.json`` and every learner's curves (DVC plots)."""
+    check_generated_with(paths.TASKS, params.tasks, params.seed)
     family = family_of(params)
     module = MODULES[family.kind]
     splits = module.load_splits()

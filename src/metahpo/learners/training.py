@@ -21,7 +21,7 @@ from metahpo.learners.memory import check_fits
 from metahpo.learners.metatrain import build_learner, meta_train, on_cpu
 from metahpo.learners.settings import apply_point, default_setting, learner_config, train_settings
 from metahpo.params import Params
-from metahpo.tasks.storage import load_split
+from metahpo.tasks.storage import check_generated_with, load_split
 from metahpo.validation import validate_setting
 
 
@@ -47,6 +47,22 @@ class EarlyStop(Exception):
     """Raised at a validation when ``train.patience`` validations in a row found nothing better."""
 
 
+class TrainingLog(Live):
+    """DVCLive's ``Live``, safe to end in several learner processes at once.
+
+    ``Live.end`` removes one signal file shared by the whole experiment run
+    (``.dvc/tmp/exps/run/DVCLIVE_STEP_COMPLETED``) after checking that it exists; when learners train in
+    parallel, another process can remove it in between, which is no failure of this learner.
+    """
+
+    def end(self) -> None:
+        try:
+            super().end()
+        except FileNotFoundError as exc:
+            if not str(exc.filename).endswith("DVCLIVE_STEP_COMPLETED"):
+                raise
+
+
 def train_learner(name: str, setting: dict, params: Params, pool, val: dict, device: torch.device, adapt_steps=None):
     """Meta-train one learner for at most ``train.iterations``, keeping the weights that did best on meta_val.
 
@@ -59,7 +75,7 @@ def train_learner(name: str, setting: dict, params: Params, pool, val: dict, dev
     learner = build_learner(learner_config(setting, params), params.seed, device)
     budget = replace(train_settings(setting, params, train.iterations), adapt_steps=adapt_steps)
     best: dict = {"value": None, "iteration": 0, "weights": None, "last": 0}
-    with Live(str(paths.TRAIN_LOGS / name), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+    with TrainingLog(str(paths.TRAIN_LOGS / name), dvcyaml=None, save_dvc_exp=False, report=None) as live:
 
         def on_log(step: int, loss: float) -> None:
             value = family.validation_metric(learner, val, setting["inner_steps"], device)
@@ -138,6 +154,7 @@ def distinct_jobs(settings: dict[str, dict], names: list[str]) -> tuple[dict, di
 
 def train_stage(params: Params, device: torch.device) -> None:
     """Train every learner of the task family, ``train.workers`` at a time; save them once all trained."""
+    check_generated_with(paths.TASKS, params.tasks, params.seed)
     learners = family_of(params).learners
     settings = learner_settings(params)
     untuned_sizes = "meta.meta_batch_size, meta.inner_steps, meta.query or model.hidden"

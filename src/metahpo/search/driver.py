@@ -13,8 +13,9 @@ median rule is told the value at which it stopped. Neither can be the best setti
 
 ``search.workers`` trials are asked at once (skopt's constant liar for ``gp`` and ``forest``) and
 told back in ask order once all of them finish, so the trials depend only on the params, never on
-which worker finishes first. A trial of several trainings (class folds, repeats) runs as one job per
-training, so a batch's trainings spread over the workers. Every finished trial is written to the
+which worker finishes first (nor on ``n_calls``: the last batch is asked whole). A trial of several
+trainings (class folds, repeats) runs as one job per training, so a batch's trainings spread over the
+workers. Every finished trial is written to the
 log at once; a rerun with the same params replays the log instead of rerunning finished trials,
 and a larger ``n_calls`` reuses every finished trial and runs only the new ones. With
 ``search.start_from_default`` trial 0 is the untuned setting, so the best setting never scores worse
@@ -45,7 +46,7 @@ from metahpo.search.proposers import make_proposer
 from metahpo.search.trial import TrialRequest, TrialResult, median_reference, merge_results, run_trial, split_request
 from metahpo.search.trial_log import FAILED, OK, TrialLog, fingerprint, log_row, told_values
 from metahpo.seeds import trial_seed
-from metahpo.tasks.storage import load_split
+from metahpo.tasks.storage import check_generated_with, load_split
 
 
 class Search:
@@ -148,7 +149,10 @@ class Search:
         bar = tqdm(total=self.total, desc="search", unit="trial", file=sys.stderr)
         with TrialRunner(self.search.executor, workers, self.search.address) as runner:
             for first in range(0, self.total, workers):
-                points = self._ask(min(workers, self.total - first), first)
+                # A whole batch is asked even where n_calls ends inside it, so the trials do not depend on
+                # n_calls: a larger n_calls later reuses every trial of this run.
+                asked = self._ask(workers if self.most is None else min(workers, self.most - first), first)
+                points = asked[: self.total - first]
                 curves = [self.rows[t]["curve"] for t in sorted(self.rows) if self.rows[t]["status"] != FAILED]
                 medians = median_reference(curves, rule.min_trials) if rule.enabled else None
                 requests = {}
@@ -190,6 +194,7 @@ def write_best(path: Path, params: Params, best: dict) -> None:
 
 def search_stage(params: Params, device: torch.device) -> None:
     """DVC stage ``search``: the trial log and the best setting under ``reports/search``."""
+    check_generated_with(paths.TASKS, params.tasks, params.seed)
     check_workers(params.search)
     copies = local_workers(params.search) if device.type == "cpu" else 1
     keys = "search.space (largest meta_batch_size, inner_steps, hidden, layers or query)"

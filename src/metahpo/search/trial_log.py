@@ -110,8 +110,35 @@ def render(rows: dict[int, dict], names: list[str]) -> str:
     return buf.getvalue()
 
 
+def row_digest(cells: dict) -> str:
+    """Digest of one log row as read back from the CSV (its cells as text), to catch a row changed by hand."""
+    return hashlib.sha256(json.dumps(cells, sort_keys=True).encode()).hexdigest()
+
+
+def _read_rows(text: str) -> tuple[list[str] | None, list[tuple[int, dict | None, str]]]:
+    """The header and ``(line, cells or None, problem)`` of every row of CSV ``text``."""
+    reader = csv.DictReader(io.StringIO(text))
+    found = []
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # a NUL byte, say: the rest of the file is not rows
+            found.append((reader.line_num, None, str(exc)))
+            break
+        found.append((reader.line_num, cells, ""))
+    return reader.fieldnames, found
+
+
 class TrialLog:
-    """Reads, reuses and atomically rewrites the files of one search directory."""
+    """Reads, reuses and atomically rewrites the files of one search directory.
+
+    A finished trial is never thrown away: trials of an earlier run that this run does not reach (a
+    smaller ``n_calls``, say) are kept in ``state.json`` under ``unused`` and come back when a run reaches
+    them again. ``state.json`` also holds a digest of every row, so a row changed by hand, or a garbage
+    or truncated one, is named and its trial runs again while every other row is reused.
+    """
 
     def __init__(self, directory: Path, names: list[str], print_fn=print):
         self.directory = Path(directory)
@@ -120,29 +147,58 @@ class TrialLog:
         self.seconds = self.directory / "trial_seconds.csv"
         self.state = self.directory / "state.json"
         self.print = print_fn
+        self.fields = ["trial", *names, *COLUMNS]
+        # The cells and seconds of every reusable trial found, including those this run does not reach.
+        self.kept: dict[int, tuple[dict, float]] = {}
 
     def reusable(self, key: str) -> dict[int, dict]:
         """Finished trials of an earlier run with the same fingerprint, keyed by trial (else nothing)."""
+        self.kept = {}
         if not (self.log.exists() and self.state.exists()):
             return {}
         try:
-            same = json.loads(self.state.read_text(encoding="utf-8")).get("fingerprint") == key
-            with open(self.log, encoding="utf-8", newline="") as fh:
-                rows = list(csv.DictReader(fh))
+            state = json.loads(self.state.read_text(encoding="utf-8"))
+            text = self.log.read_text(encoding="utf-8")
         except (OSError, ValueError) as exc:
             self.print(f"not reusing {self.log}: unreadable ({exc})")
             return {}
-        if not same:
+        if not isinstance(state, dict) or state.get("fingerprint") != key:
             self.print(f"not reusing {self.log}: params, task data or code changed since it was written")
             return {}
+        header, rows = _read_rows(text)
+        if header != self.fields:
+            self.print(f"not reusing {self.log}: its columns are not those of this search")
+            return {}
+        digests = state.get("rows") if isinstance(state.get("rows"), dict) else {}
         seconds = self._read_seconds()
-        return {int(r["trial"]): {**self._parse(r), "seconds": seconds.get(int(r["trial"]), 0.0)} for r in rows}
+        unused = state.get("unused") if isinstance(state.get("unused"), list) else []
+        found: dict[int, dict] = {}
+        where = [(f"{self.log} row {line}", cells, problem, None) for line, cells, problem in rows]
+        for i, entry in enumerate(unused):
+            entry = entry if isinstance(entry, dict) else {}
+            where.append((f"{self.state} unused trial {i + 1}", entry.get("row"), "", entry.get("seconds")))
+        for place, cells, problem, took in where:
+            try:
+                if not isinstance(cells, dict):
+                    raise ValueError(problem or "not a row")
+                trial = int(cells["trial"])
+                parsed = self._parse(cells)
+            except (KeyError, TypeError, ValueError) as exc:
+                self.print(f"{place}: unreadable ({_first_line(exc)}); its trial runs again")
+                continue
+            if digests.get(str(trial)) != row_digest(cells):
+                self.print(f"{place}: trial {trial} was changed after it was written; it runs again")
+                continue
+            took = float(took if isinstance(took, int | float) else seconds.get(trial, 0.0))
+            found[trial] = {**parsed, "seconds": took}
+            self.kept[trial] = (cells, took)
+        return found
 
     def _read_seconds(self) -> dict[int, float]:
         try:
             with open(self.seconds, encoding="utf-8", newline="") as fh:
                 return {int(r["trial"]): float(r["seconds"]) for r in csv.DictReader(fh)}
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError, csv.Error):
             return {}
 
     @staticmethod
@@ -161,7 +217,24 @@ class TrialLog:
         }
 
     def write(self, rows: dict[int, dict], key: str, n_calls: int) -> None:
-        """Rewrite the log, the timings and the state, each atomically."""
-        write_text(self.log, render(rows, self.names))
+        """Rewrite the log, the timings and the state, each atomically.
+
+        Reusable trials that are not in ``rows`` (not reached yet, or beyond this run) stay in the state.
+        """
+        text = render(rows, self.names)
+        _, cells = _read_rows(text)
+        unused = [{"row": kept, "seconds": took} for t, (kept, took) in sorted(self.kept.items()) if t not in rows]
+        state = {
+            "fingerprint": key,
+            "n_calls": n_calls,
+            "rows": {c["trial"]: row_digest(c) for c in [c for _, c, _ in cells] + [u["row"] for u in unused]},
+            "unused": unused,
+        }
+        write_text(self.log, text)
         write_text(self.seconds, "trial,seconds\n" + "".join(f"{t},{rows[t]['seconds']}\n" for t in sorted(rows)))
-        write_json(self.state, {"fingerprint": key, "n_calls": n_calls})
+        write_json(self.state, state)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -80,6 +80,26 @@ def load_manifest(data_dir: str | Path) -> dict:
     return manifest
 
 
+def check_generated_with(data_dir: str | Path, tasks: TaskParams, seed: int) -> None:
+    """Refuse task data that ``generate`` wrote with other task settings (or seed) than params.yaml has now.
+
+    ``dvc repro`` reruns ``generate`` after such a change, but a stage run on its own (``dvc repro -s``)
+    would otherwise read stale data without a word: K = 50 evaluated with the 20 support points stored.
+    """
+    manifest = load_manifest(data_dir)
+    now = json.loads(json.dumps({"seed": seed, **{f"tasks.{k}": v for k, v in dataclasses.asdict(tasks).items()}}))
+    stored = manifest.get("tasks") if isinstance(manifest.get("tasks"), dict) else {}
+    then = {"seed": manifest.get("seed"), **{f"tasks.{k}": v for k, v in stored.items()}}
+    changed = [key for key in now if now[key] != then.get(key)]
+    if changed:
+        key = changed[0]
+        more = f" (and {len(changed) - 1} more key{'s' if len(changed) > 2 else ''})" if len(changed) > 1 else ""
+        raise TaskDataError(
+            f"params.yaml: {key} is {now[key]!r}, but {Path(data_dir) / 'manifest.json'} was generated with "
+            f"{then.get(key)!r}{more}; run the generate stage first (dvc repro)"
+        )
+
+
 def load_split(data_dir: str | Path, name: str) -> dict[str, np.ndarray]:
     """Load one split, checking it against the manifest (hash, array names, shapes, dtype, finiteness)."""
     manifest = load_manifest(data_dir)
