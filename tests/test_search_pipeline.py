@@ -142,6 +142,11 @@ def test_a_hyperband_search_gives_the_same_log_on_dask_and_in_process(tiny_param
     assert trials["status"].value_counts().to_dict() == {"stopped": 8, "ok": 1}
 
 
+def _rungs_logged(log) -> int:
+    """Rungs finished in the trial log so far (0 before it exists; it is replaced atomically)."""
+    return int(pd.read_csv(log)["rungs"].map(json.loads).map(len).sum()) if log.exists() else 0
+
+
 def test_a_killed_hyperband_search_resumes_mid_rung(tiny_params, tmp_path):
     tiny_params["search"].update(n_calls=9, n_initial_points=3, workers=1, **{**RUNGS, "iterations": 900,
                                                                                "min_iterations": 100})  # fmt: skip
@@ -153,7 +158,9 @@ def test_a_killed_hyperband_search_resumes_mid_rung(tiny_params, tmp_path):
     )
     log, checkpoints = root / "reports/search/trials.csv", root / "cache/search"
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not (checkpoints.exists() and len(list(checkpoints.iterdir())) >= 4):
+    while time.monotonic() < deadline and not (
+        checkpoints.exists() and len(list(checkpoints.iterdir())) >= 4 and _rungs_logged(log) >= 4
+    ):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)

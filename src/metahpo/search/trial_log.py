@@ -150,10 +150,11 @@ class TrialLog:
         self.fields = ["trial", *names, *COLUMNS]
         # The cells and seconds of every reusable trial found, including those this run does not reach.
         self.kept: dict[int, tuple[dict, float]] = {}
+        self.vouched: dict[str, list[str]] = {}  # the row digests the state on disk vouches for, by trial
 
     def reusable(self, key: str) -> dict[int, dict]:
         """Finished trials of an earlier run with the same fingerprint, keyed by trial (else nothing)."""
-        self.kept = {}
+        self.kept, self.vouched = {}, {}
         if not (self.log.exists() and self.state.exists()):
             return {}
         try:
@@ -170,6 +171,7 @@ class TrialLog:
             self.print(f"not reusing {self.log}: its columns are not those of this search")
             return {}
         digests = state.get("rows") if isinstance(state.get("rows"), dict) else {}
+        self.vouched = {t: d for t, d in digests.items() if isinstance(d, list)}
         seconds = self._read_seconds()
         unused = state.get("unused") if isinstance(state.get("unused"), list) else []
         found: dict[int, dict] = {}
@@ -186,7 +188,7 @@ class TrialLog:
             except (KeyError, TypeError, ValueError) as exc:
                 self.print(f"{place}: unreadable ({_first_line(exc)}); its trial runs again")
                 continue
-            if digests.get(str(trial)) != row_digest(cells):
+            if row_digest(cells) not in self.vouched.get(str(trial), []):
                 self.print(f"{place}: trial {trial} was changed after it was written; it runs again")
                 continue
             took = float(took if isinstance(took, int | float) else seconds.get(trial, 0.0))
@@ -224,15 +226,16 @@ class TrialLog:
         text = render(rows, self.names)
         _, cells = _read_rows(text)
         unused = [{"row": kept, "seconds": took} for t, (kept, took) in sorted(self.kept.items()) if t not in rows]
-        state = {
-            "fingerprint": key,
-            "n_calls": n_calls,
-            "rows": {c["trial"]: row_digest(c) for c in [c for _, c, _ in cells] + [u["row"] for u in unused]},
-            "unused": unused,
-        }
+        digests = {c["trial"]: [row_digest(c)] for c in [c for _, c, _ in cells] + [u["row"] for u in unused]}
+        state = {"fingerprint": key, "n_calls": n_calls, "rows": digests, "unused": unused}
+        # The log and the state are two files: while the log is replaced, the state vouches for its old
+        # and its new rows, so a kill between the writes never makes a finished row look hand-edited.
+        both = {t: sorted({*self.vouched.get(t, []), *d}) for t, d in digests.items()}
+        write_json(self.state, {**state, "rows": both})
         write_text(self.log, text)
         write_text(self.seconds, "trial,seconds\n" + "".join(f"{t},{rows[t]['seconds']}\n" for t in sorted(rows)))
         write_json(self.state, state)
+        self.vouched = digests
 
 
 def _first_line(exc: BaseException) -> str:
