@@ -160,13 +160,19 @@ def test_a_killed_rung_search_resumes_without_rerunning_a_finished_rung(
     assert sorted(jobs(tmp_path)) == sorted(jobs(tmp_path / "reference_jobs"))
 
 
-def test_a_damaged_checkpoint_means_training_again_with_the_same_result(rung_params, tmp_path, monkeypatch, capsys):
+def interrupted_with_checkpoints(rung_params, tmp_path, monkeypatch) -> tuple[pd.DataFrame, list[Path]]:
+    """An uninterrupted run's log, and the checkpoints of search ``s`` interrupted after 10 jobs."""
     _, reference = run(rung_params, tmp_path, name="reference")
     monkeypatch.setenv(st.MARKER_DIR, str(tmp_path))
     with pytest.raises(KeyboardInterrupt):
         run(rung_params, tmp_path, trial_fn=st.Interrupt(10), name="s")
-    damaged = sorted((tmp_path / "s/checkpoints").iterdir())
-    assert damaged
+    checkpoints = sorted((tmp_path / "s/checkpoints").iterdir())
+    assert checkpoints
+    return reference, checkpoints
+
+
+def test_a_damaged_checkpoint_means_training_again_with_the_same_result(rung_params, tmp_path, monkeypatch, capsys):
+    reference, damaged = interrupted_with_checkpoints(rung_params, tmp_path, monkeypatch)
     for path in damaged:
         path.write_bytes(b"not a checkpoint")
     _, resumed = run(rung_params, tmp_path, name="s")
@@ -251,12 +257,7 @@ def test_a_checkpoint_of_another_search_is_never_continued(rung_params, tmp_path
     """Checkpoints carry the search's fingerprint: one left by other params means training again."""
     import torch
 
-    _, reference = run(rung_params, tmp_path, name="reference")
-    monkeypatch.setenv(st.MARKER_DIR, str(tmp_path))
-    with pytest.raises(KeyboardInterrupt):
-        run(rung_params, tmp_path, trial_fn=st.Interrupt(10), name="s")
-    stale = sorted((tmp_path / "s/checkpoints").iterdir())
-    assert stale
+    reference, stale = interrupted_with_checkpoints(rung_params, tmp_path, monkeypatch)
     for path in stale:
         saved = torch.load(path, weights_only=True)
         torch.save({**saved, "search": "another search"}, path)
