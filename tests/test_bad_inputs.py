@@ -1,4 +1,4 @@
-"""Table of bad inputs across params, search spaces, task files and model files.
+"""Table of bad inputs across params, search spaces, task files, model files and the report's inputs.
 
 Each case runs a real stage (in-process, through ``run_stage``) on a tiny project whose earlier
 stages already ran, and asserts: exit code 2, an ``error:`` message naming the key or file, and no
@@ -21,25 +21,32 @@ from image_folders import image_folder_params, make_flat
 
 from metahpo.evaluation.protocol import evaluate_stage
 from metahpo.learners.training import train_stage
+from metahpo.reporting.report import report_stage
 from metahpo.runtime import run_stage
 from metahpo.search.driver import search_stage
 from metahpo.tasks.generate import generate_stage
 
 from conftest import DELETE, set_dotted
 
-STAGES = {"generate": generate_stage, "search": search_stage, "train": train_stage, "evaluate": evaluate_stage}
+STAGES = {
+    "generate": generate_stage,
+    "search": search_stage,
+    "train": train_stage,
+    "evaluate": evaluate_stage,
+    "report": report_stage,
+}
 
 
 @pytest.fixture(scope="module")
 def ready(tmp_path_factory, request):
-    """A tiny project directory after generate, search and train."""
+    """A tiny project directory after generate, search, train and evaluate."""
     from conftest import load_default_params, shrink
 
     root = tmp_path_factory.mktemp("ready")
     (root / "params.yaml").write_text(yaml.safe_dump(shrink(load_default_params())))
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        for stage in ("generate", "search", "train"):
+        for stage in ("generate", "search", "train", "evaluate"):
             run_stage(stage, STAGES[stage])
     return root
 
@@ -168,6 +175,25 @@ def _set(d, k, v):
     d[k] = v
 
 
+def _drop(d, dotted):
+    *parents, last = dotted.split(".")
+    for key in parents:
+        d = d[key]
+    del d[last]
+
+
+def csv_edit(rel: str, change, sep: str = ","):
+    """Rewrite a table of the report's inputs through pandas."""
+    import pandas as pd
+
+    def apply(root: Path):
+        table = pd.read_csv(root / rel, sep=sep)
+        change(table)
+        table.to_csv(root / rel, sep=sep, index=False)
+
+    return apply
+
+
 CASES = [
     # params
     ("generate", params_edit("tasks.shots", 0), "tasks.shots"),
@@ -262,6 +288,52 @@ CASES = [
     ),
     ("train", write("reports/search/best.json", "[]"), "reports/search/best.json"),
     ("train", edit_json("reports/search/best.json", lambda b: _set(b["setting"], "inner_lr", -1)), "best.json"),
+    # values a float32 task array or the squared error cannot hold, and sizes nothing can allocate
+    ("generate", params_edit("tasks.amplitude", [0.1, 1.0e39]), "tasks.amplitude: expected values within"),
+    ("generate", params_edit("tasks.x_range", [-1.0e7, 5.0]), "tasks.x_range: expected values within"),
+    ("generate", params_edit("tasks.ood.phase", [0.0, float("inf")]), "tasks.ood.phase"),
+    ("generate", params_edit("tasks.splits.meta_train", 10_000_000, tasks__train_points=10_000), "tasks.splits, "),
+    (
+        "generate",
+        params_edit("tasks.family", "digits", tasks__ways=1000, tasks__splits__meta_test=10_000_000),
+        "tasks.splits, tasks.ways",
+    ),
+    ("search", params_edit("search.method", "grid", search__grid_points=100), "search.grid_points: 100 values"),
+    # a search result outside the search space
+    ("train", edit_json("reports/search/best.json", lambda b: _set(b["setting"], "inner_lr", 0.9)), "outside"),
+    ("train", edit_json("reports/search/best.json", lambda b: _set(b["setting"], "layers", 5)), "setting.layers"),
+    ("train", params_edit("search.space.algorithm", {"type": "categorical", "values": ["anil"]}), "not one of"),
+    # model configs of another task family, or with sizes nothing can allocate
+    ("evaluate", edit_json("models/tuned/config.json", lambda c: _set(c["learner"], "loss", "cross_entropy")), "loss"),
+    (
+        "evaluate",
+        edit_json("models/default/config.json", lambda c: _set(c["learner"], "algorithm", "protonet")),
+        "learner.algorithm protonet does not apply",
+    ),
+    ("evaluate", edit_json("models/tuned/config.json", lambda c: _set(c["learner"], "arch", "conv")), "learner.arch"),
+    (
+        "evaluate",
+        edit_json("models/tuned/config.json", lambda c: c["learner"].update(hidden=4096, layers=16)),
+        "model.pt: does not match",
+    ),
+    # the report stage's inputs
+    ("report", truncate("reports/metrics.json"), "reports/metrics.json: not valid JSON"),
+    ("report", edit_json("reports/metrics.json", lambda m: _drop(m, "tuned.test")), "has no entry tuned.test"),
+    ("report", edit_json("reports/metrics.json", lambda m: _set(m["default"], "inner_steps", "one")), "not a number"),
+    ("report", edit_json("models/tuned/config.json", lambda c: c.pop("setting")), "config.json: has no entry setting"),
+    ("report", edit_json("models/default/config.json", lambda c: _set(c["setting"], "hidden", 0)), "setting.hidden"),
+    ("report", edit_json("models/tuned/config.json", lambda c: _set(c["learner"], "outputs", 5)), "learner.outputs"),
+    ("report", append("reports/search/trials.csv", '1,"unclosed\n'), "reports/search/trials.csv"),
+    ("report", csv_edit("reports/search/trials.csv", lambda t: t.pop("told")), "no column 'told'"),
+    ("report", remove("reports/search/best.json"), "reports/search/best.json: missing"),
+    ("report", csv_edit("reports/plots/kshot_default.csv", lambda t: t.pop("grid_mse")), "kshot_default.csv"),
+    ("report", write("reports/plots/ood_tuned.csv", "step,grid_mse\n"), "ood_tuned.csv"),
+    ("report", remove("reports/train/tuned/plots/metrics/meta_loss.tsv"), "meta_loss.tsv: missing"),
+    (
+        "report",
+        csv_edit("reports/train/default/plots/metrics/val_grid_mse.tsv", lambda t: _set(t, "val_grid_mse", "x"), "\t"),
+        "val_grid_mse.tsv: column",
+    ),
 ]
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+
+from metahpo.errors import OutputError
 
 _UMASK_LOCK = threading.Lock()
 
@@ -29,22 +32,68 @@ def file_mode() -> int:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is renamed onto ``path``, else removed."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    with unwritable(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
-        os.chmod(tmp_path, file_mode())
-        yield tmp_path
-        os.replace(tmp_path, target)
+        with unwritable(target):
+            os.chmod(tmp_path, file_mode())
+            yield tmp_path
+            os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def unwritable(target: Path) -> Iterator[None]:
+    """Turn a failed write (disk full, file-size limit, permissions) into an :class:`OutputError` naming ``target``."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty staging folder next to ``path``; on success it replaces ``path`` whole, else is removed.
+
+    A stage that writes a folder of outputs fills the staging folder and leaves ``path`` complete or
+    absent, whenever it is interrupted; a staging folder left by ``kill -9`` is removed by the next run.
+    """
+    target = Path(path)
+    staging = target.parent / f".{target.name}.partial"
+    with unwritable(target):
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    try:
+        try:
+            yield staging
+        except OSError as exc:  # a write into the staging folder, named as the output it was for
+            where = str(exc.filename or staging).replace(str(staging), str(target))
+            raise OutputError(f"{where}: cannot write ({exc.strerror or exc})") from None
+        except OutputError as exc:
+            raise OutputError(str(exc).replace(str(staging), str(target))) from None
+        with unwritable(target):
+            if target.is_symlink() or target.is_file():
+                target.unlink()
+            elif target.exists():
+                shutil.rmtree(target)
+            os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Atomically write ``data`` to ``path``."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Atomically write ``text`` to ``path``."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: str | os.PathLike, data) -> None:

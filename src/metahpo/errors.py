@@ -19,3 +19,7 @@ class ArtifactError(InputError):
 
 class DivergenceError(RuntimeError):
     """A loss or a weight became NaN or infinite: exit code 1 in a training run."""
+
+
+class OutputError(RuntimeError):
+    """An output could not be written (disk full, file-size limit, permissions): exit code 1."""

@@ -16,6 +16,7 @@ import math
 import numpy as np
 import torch
 
+from metahpo.learners import ALGORITHMS, LEARNER_ALGORITHMS
 from metahpo.learners.adaptation import classification_scores, validation_mse
 from metahpo.params import Params
 from metahpo.tasks.episodes import EpisodePool
@@ -32,6 +33,7 @@ class Regression:
 
     kind = "regression"
     learners = ("tuned", "default", "pretrained")
+    algorithms = ALGORITHMS
     loss = "mse"
     outputs = 1
     input_shape = (1,)
@@ -77,6 +79,7 @@ class Classification:
 
     kind = "classification"
     learners = ("tuned", "default", "protonet")
+    algorithms = LEARNER_ALGORITHMS
     loss = "cross_entropy"
     val_metric = "val_accuracy"
     val_name = "meta_val accuracy"

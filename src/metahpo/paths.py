@@ -15,13 +15,13 @@ FIGURES = Path("reports/figures")
 REPORT = Path("reports/report.md")
 
 
-def plot_csv(kind: str, learner: str) -> Path:
-    """DVC plot data of one learner, by kind.
+def plot_csv(kind: str, learner: str, folder: Path = PLOTS) -> Path:
+    """DVC plot data of one learner, by kind (in ``folder``: the evaluate stage writes a staging copy).
 
     Regression: ``adaptation`` (meta_test MSE per step), ``ood`` (meta_ood) and ``kshot`` (MSE after one
     step per K); classification: ``accuracy`` (per step) and ``kshot_accuracy`` (after one step per K).
     """
-    return PLOTS / f"{kind}_{learner}.csv"
+    return folder / f"{kind}_{learner}.csv"
 
 
 def training_tsv(learner: str) -> Path:

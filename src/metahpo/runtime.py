@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
 
 import torch
 
-from metahpo.errors import ConfigError, DivergenceError, InputError
+from metahpo.errors import ConfigError, DivergenceError, InputError, OutputError
 from metahpo.params import Params, load_params
 
 
@@ -41,10 +42,13 @@ def run_stage(name: str, work: Callable[[Params, torch.device | None], None], us
     """Validate params, set up the process, run ``work(params, device)``; exit cleanly on any failure.
 
     ``uses_torch=False`` skips the thread and device set-up (the stage then does not read those keys).
-    Input errors exit with code 2, divergence with 1, SIGINT/SIGTERM with 130, each with one line
-    on stderr. Outputs are written atomically, so an interrupted stage leaves none half-written.
+    Input errors exit with code 2, divergence and failed writes with 1, SIGINT/SIGTERM with 130, each
+    with one line on stderr. Outputs are written atomically, so an interrupted stage leaves none
+    half-written. A file-size limit (``ulimit -f``) fails the write instead of killing the process
+    (SIGXFSZ is ignored, here and in the workers, which inherit it).
     """
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     start = time.perf_counter()
     try:
         params = load_params()
@@ -55,6 +59,17 @@ def run_stage(name: str, work: Callable[[Params, torch.device | None], None], us
         sys.exit(2)
     except DivergenceError as exc:
         print(f"error: {name}: training diverged: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except OutputError as exc:
+        print(f"error: {name}: {exc}; nothing half-written was kept", file=sys.stderr)
+        sys.exit(1)
+    except OSError as exc:  # a write outside the atomic writer (e.g. DVCLive's logs)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {name}: {where}{exc.strerror or exc}", file=sys.stderr)
+        sys.exit(1)
+    except sqlite3.OperationalError as exc:  # DVCLive opens the DVC repository, whose state is in SQLite
+        print(f"error: {name}: DVC's state database could not be written ({exc}); check the free disk space "
+              "and file-size limits", file=sys.stderr)  # fmt: skip
         sys.exit(1)
     except KeyboardInterrupt as exc:
         print(f"error: {name} stage interrupted ({exc or 'SIGINT'}); no partial outputs were kept", file=sys.stderr)

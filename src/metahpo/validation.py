@@ -95,14 +95,23 @@ def shot_list() -> Check:
     return check
 
 
+# Task values are stored as float32 and squared in the MSE: magnitudes are kept far from its overflow.
+TASK_RANGE_LIMIT = 1e6
+
+
 def interval(min_low: float | None = None) -> Check:
-    """A ``[low, high]`` pair of numbers with ``low < high`` (and ``low >= min_low``)."""
+    """A ``[low, high]`` pair of numbers with ``low < high`` (and ``low >= min_low``), within +-1e6."""
 
     def check(v, path):
         if not (isinstance(v, list) and len(v) == 2 and all(_is_number(x) for x in v) and v[0] < v[1]):
             return [f"{path}: expected [low, high] with low < high, got {v!r}"]
         if min_low is not None and v[0] < min_low:
             return [f"{path}: expected low >= {min_low}, got {v!r}"]
+        if max(abs(v[0]), abs(v[1])) > TASK_RANGE_LIMIT:
+            return [
+                f"{path}: expected values within +-{TASK_RANGE_LIMIT:g} (tasks are float32 and errors are squared), "
+                f"got {v!r}"
+            ]
         return []
 
     return check
@@ -313,6 +322,8 @@ def _cross_checks(params: dict) -> list[str]:
             )
     if search["fidelity"] != "none":
         problems.extend(_fidelity_checks(search))
+    if search["method"] == "grid":
+        problems.extend(_grid_size(search))
     problems.extend(_training_query_checks(params))
     if search["start_from_default"]:
         problems.extend(_default_outside_space(params))
@@ -335,6 +346,28 @@ def _fidelity_checks(search: dict) -> list[str]:
     return problems
 
 
+# The grid search lists every point before it starts; a grid this large would never be run through anyway.
+MAX_GRID_POINTS = 100_000
+
+
+def _grid_size(search: dict) -> list[str]:
+    """A ``method: grid`` whose full grid is too large to list."""
+    size = 1
+    for dim in search["space"].values():
+        if dim["type"] == "categorical":
+            size *= len(dim["values"])
+        elif dim["type"] == "integer":
+            size *= min(search["grid_points"], dim["high"] - dim["low"] + 1)
+        else:
+            size *= search["grid_points"]
+    if size <= MAX_GRID_POINTS:
+        return []
+    return [
+        f"search.grid_points: {search['grid_points']} values per dimension of search.space make a grid of "
+        f"{size:,} points, more than {MAX_GRID_POINTS:,}; lower search.grid_points or search fewer dimensions"
+    ]
+
+
 def largest_value(dim: dict):
     """The largest value a (numeric) search dimension can take."""
     return max(dim["values"]) if dim["type"] == "categorical" else dim["high"]
@@ -353,20 +386,27 @@ def _training_query_checks(params: dict) -> list[str]:
     return problems
 
 
-def _default_outside_space(params: dict) -> list[str]:
-    """Untuned values that ``search.start_from_default`` cannot use as a point of ``search.space``."""
-    problems = []
-    for name, dim in params["search"]["space"].items():
-        value = params[TUNABLE[name][0]][name]
+def outside_space(values: dict, space: dict) -> list[tuple[str, str]]:
+    """``(name, why)`` for each value in ``values`` that its dimension of ``space`` does not contain."""
+    outside = []
+    for name, dim in space.items():
+        value = values[name]
         if dim["type"] == "categorical":
             inside, where = value in dim["values"], f"not one of {dim['values']}"
         else:
             inside, where = dim["low"] <= value <= dim["high"], f"outside [{dim['low']}, {dim['high']}]"
         if not inside:
-            problems.append(
-                f"search.start_from_default: {TUNABLE[name][0]}.{name} = {value!r} is {where} (search.space.{name})"
-            )
-    return problems
+            outside.append((name, where))
+    return outside
+
+
+def _default_outside_space(params: dict) -> list[str]:
+    """Untuned values that ``search.start_from_default`` cannot use as a point of ``search.space``."""
+    defaults = {name: params[TUNABLE[name][0]][name] for name in params["search"]["space"]}
+    return [
+        f"search.start_from_default: {TUNABLE[name][0]}.{name} = {defaults[name]!r} is {where} (search.space.{name})"
+        for name, where in outside_space(defaults, params["search"]["space"])
+    ]
 
 
 def _family_checks(params: dict) -> list[str]:

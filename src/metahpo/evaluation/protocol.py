@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from metahpo import paths
-from metahpo.atomic import write_json, write_text
+from metahpo.atomic import atomic_dir, write_json, write_text
 from metahpo.evaluation import classification, regression
 from metahpo.family import family_of
 from metahpo.learners.adaptation import trained_steps
@@ -77,12 +77,13 @@ def evaluate_stage(params: Params, device: torch.device) -> None:
     family = family_of(params)
     module = MODULES[family.kind]
     splits = module.load_splits()
-    learners = {name: load_learner(paths.MODELS / name, device) for name in family.learners}
+    learners = {name: load_learner(paths.MODELS / name, device, family) for name in family.learners}
     steps = headline_steps(params.evaluate.max_steps, [trained_steps(learner) for learner in learners.values()])
     metrics: dict = {"protocol": module.protocol(params, splits)}
-    for name, (metrics[name], plots) in each_once(
-        learners, lambda learner: module.learner_results(learner, splits, params, steps, device)
-    ):
-        for kind, columns in plots.items():
-            write_csv(paths.plot_csv(kind, name), columns)
+    with atomic_dir(paths.PLOTS) as plot_dir:
+        for name, (metrics[name], plots) in each_once(
+            learners, lambda learner: module.learner_results(learner, splits, params, steps, device)
+        ):
+            for kind, columns in plots.items():
+                write_csv(paths.plot_csv(kind, name, plot_dir), columns)
     write_json(paths.METRICS, metrics)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import torch
 
-from metahpo.atomic import atomic_path, write_json
+from metahpo.atomic import write_bytes, write_json
 from metahpo.errors import ArtifactError
 from metahpo.learners import ARCHITECTURES, LEARNER_ALGORITHMS
 from metahpo.learners.meta_learner import LearnerConfig, MetaLearner
@@ -34,17 +35,15 @@ LEARNER_SCHEMA = section(
 def save_learner(learner: MetaLearner, out_dir: str | Path, extra: dict | None = None) -> None:
     """Write the state dict and the config (plus ``extra`` information) of a trained learner."""
     out = Path(out_dir)
-    # Saved through a file handle: given a path, torch names the archive's folder after the (here
-    # temporary, random) file name, and the same weights would not give the same bytes.
-    with atomic_path(out / "model.pt") as tmp, open(tmp, "wb") as fh:
-        torch.save({k: v.detach().cpu() for k, v in learner.state_dict().items()}, fh)
+    # Saved through a buffer: given a path, torch names the archive's folder after the (temporary,
+    # random) file name, so the bytes would not repeat; and a failed write is then a plain OSError.
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in learner.state_dict().items()}, buffer)
+    write_bytes(out / "model.pt", buffer.getvalue())
     write_json(out / "config.json", {"learner": learner.config.to_dict(), **(extra or {})})
 
 
-def load_learner(model_dir: str | Path, device: torch.device) -> MetaLearner:
-    """Rebuild a learner from ``model_dir``; never unpickles (``weights_only=True``)."""
-    model_dir = Path(model_dir)
-    config_path, weights_path = model_dir / "config.json", model_dir / "model.pt"
+def _read_config(config_path: Path) -> LearnerConfig:
     try:
         raw = json.loads(config_path.read_text(encoding="utf-8"))["learner"]
     except FileNotFoundError:
@@ -54,19 +53,57 @@ def load_learner(model_dir: str | Path, device: torch.device) -> MetaLearner:
     problems = LEARNER_SCHEMA(raw, "learner")
     if problems:
         raise ArtifactError(f"{config_path}: {problems[0]}")
-    config = LearnerConfig(**{**raw, "input_shape": tuple(raw["input_shape"])})
-    learner = MetaLearner(config, torch.Generator().manual_seed(0), device)
+    return LearnerConfig(**{**raw, "input_shape": tuple(raw["input_shape"])})
+
+
+def _check_family(config: LearnerConfig, family, config_path: Path) -> None:
+    """Refuse a config that the task family of params.yaml cannot evaluate (trained for other tasks)."""
+    expected = {
+        "loss": family.loss,
+        "outputs": family.outputs,
+        "input_shape": tuple(family.input_shape),
+        "arch": family.params.model.arch,
+    }
+    for key, value in expected.items():
+        if getattr(config, key) != value:
+            raise ArtifactError(
+                f"{config_path}: learner.{key} is {getattr(config, key)!r}, but tasks.family {family.tasks.family} "
+                f"with these params needs {value!r}; retrain (dvc repro train)"
+            )
+    if config.algorithm not in family.algorithms:
+        raise ArtifactError(
+            f"{config_path}: learner.algorithm {config.algorithm} does not apply to tasks.family "
+            f"{family.tasks.family} (expected one of {', '.join(family.algorithms)})"
+        )
+
+
+def load_learner(model_dir: str | Path, device: torch.device, family=None) -> MetaLearner:
+    """Rebuild a learner from ``model_dir``; never unpickles (``weights_only=True``).
+
+    With ``family`` (see :mod:`metahpo.family`), a config for another task family is refused. The
+    weights' shapes are checked against the config on PyTorch's ``meta`` device, which allocates
+    nothing, so a config with absurd sizes is refused before any memory is taken.
+    """
+    model_dir = Path(model_dir)
+    config_path, weights_path = model_dir / "config.json", model_dir / "model.pt"
+    config = _read_config(config_path)
+    if family is not None:
+        _check_family(config, family, config_path)
     try:
-        state = torch.load(weights_path, map_location=device, weights_only=True)
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ArtifactError(f"{weights_path}: missing; run the train stage first") from None
     except Exception as exc:  # noqa: BLE001 - any decoding failure means a bad file
         raise ArtifactError(f"{weights_path}: unreadable ({str(exc).splitlines()[0]})") from None
-    try:
-        learner.load_state_dict(state, strict=True)
-    except (RuntimeError, AttributeError) as exc:
-        raise ArtifactError(f"{weights_path}: does not match {config_path} ({str(exc).splitlines()[0]})") from None
+    with torch.device("meta"):
+        shapes = MetaLearner(config, torch.Generator().manual_seed(0), "meta").state_dict()
+    if not isinstance(state, dict) or {k: getattr(v, "shape", None) for k, v in state.items()} != {
+        k: v.shape for k, v in shapes.items()
+    }:
+        raise ArtifactError(f"{weights_path}: does not match {config_path} (other tensors or shapes)")
     for name, value in state.items():
         if value.dtype != torch.float32 or not torch.isfinite(value).all():
             raise ArtifactError(f"{weights_path}: tensor {name!r} is not finite float32")
+    learner = MetaLearner(config, torch.Generator().manual_seed(0), device)
+    learner.load_state_dict(state, strict=True)
     return learner

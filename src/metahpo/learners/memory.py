@@ -10,14 +10,13 @@ on the MAML-paper setting).
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from metahpo.errors import InputError
 from metahpo.family import family_of
 from metahpo.learners.conv import feature_count, feature_side
 from metahpo.params import Params
+from metahpo.resources import gib, physical_memory, usable_cores
 from metahpo.validation import largest_value
 
 BYTES_PER_FLOAT = 4
@@ -64,11 +63,7 @@ def device_memory(device: torch.device) -> int:
     """Total memory of the device (physical RAM for the CPU)."""
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).total_memory
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def _gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB"
+    return physical_memory()
 
 
 def check_fits(setting: dict, params: Params, device: torch.device, keys: str, copies: int = 1) -> None:
@@ -79,8 +74,8 @@ def check_fits(setting: dict, params: Params, device: torch.device, keys: str, c
         shown = ", ".join(f"{k}={setting[k]}" for k in SIZE_KEYS)
         times = f" times {copies} workers" if copies > 1 else ""
         raise InputError(
-            f"params.yaml: {keys}: {shown} needs about {_gib(need)} per meta-step (estimate){times}, more than "
-            f"{USABLE_FRACTION:.0%} of the {device.type} memory ({_gib(have)}); lower {keys}"
+            f"params.yaml: {keys}: {shown} needs about {gib(need)} per meta-step (estimate){times}, more than "
+            f"{USABLE_FRACTION:.0%} of the {device.type} memory ({gib(have)}); lower {keys}"
         )
 
 
@@ -91,7 +86,7 @@ def local_workers(search) -> int:
 
 def check_workers(search) -> None:
     """Refuse more local worker processes than this process may use cores (each runs one thread)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     if local_workers(search) > cores:
         raise InputError(
             f"params.yaml: search.workers: {search.workers} worker processes on this machine's {cores} cores "

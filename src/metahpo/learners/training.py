@@ -13,6 +13,7 @@ import torch
 from dvclive import Live
 
 from metahpo import paths
+from metahpo.atomic import atomic_dir
 from metahpo.errors import ArtifactError
 from metahpo.executors import TrialRunner
 from metahpo.family import family_of
@@ -22,7 +23,7 @@ from metahpo.learners.metatrain import build_learner, meta_train, on_cpu
 from metahpo.learners.settings import apply_point, default_setting, learner_config, train_settings
 from metahpo.params import Params
 from metahpo.tasks.storage import check_generated_with, load_split
-from metahpo.validation import validate_setting
+from metahpo.validation import TUNABLE, outside_space, validate_setting
 
 
 def read_best(params: Params) -> dict:
@@ -36,6 +37,18 @@ def read_best(params: Params) -> dict:
     problems = validate_setting(setting)
     if problems:
         raise ArtifactError(f"{paths.BEST}: setting.{problems[0]}")
+    fixed = default_setting(params)
+    unsearched = [k for k in fixed if k not in params.search.space and setting[k] != fixed[k]]
+    if unsearched:
+        key = unsearched[0]
+        raise ArtifactError(
+            f"{paths.BEST}: setting.{key} = {setting[key]!r} is not searched, so it must be "
+            f"{TUNABLE[key][0]}.{key} = {fixed[key]!r}; rerun the search stage"
+        )
+    for key, where in outside_space(setting, params.search.space):
+        raise ArtifactError(
+            f"{paths.BEST}: setting.{key} = {setting[key]!r} is {where} (search.space.{key}); rerun the search stage"
+        )
     return apply_point(params, setting)
 
 
@@ -63,19 +76,22 @@ class TrainingLog(Live):
                 raise
 
 
-def train_learner(name: str, setting: dict, params: Params, pool, val: dict, device: torch.device, adapt_steps=None):
+def train_learner(
+    name: str, setting: dict, params: Params, pool, val: dict, device: torch.device, adapt_steps=None, logs=None
+):
     """Meta-train one learner for at most ``train.iterations``, keeping the weights that did best on meta_val.
 
     Every ``train.log_every`` iterations the meta_val metric is measured and logged with DVCLive; the
     weights of the best value are kept, and training stops once ``train.patience`` validations in a
     row (0: never) brought no improvement. ``adapt_steps=0`` trains without an inner loop: plain
-    regression on every task's points. Returns the learner and ``{best_iteration, trained_iterations}``.
+    regression on every task's points. The curves go to ``logs/name`` (default ``reports/train``).
+    Returns the learner and ``{best_iteration, trained_iterations}``.
     """
     family, train = family_of(params), params.train
     learner = build_learner(learner_config(setting, params), params.seed, device)
     budget = replace(train_settings(setting, params, train.iterations), adapt_steps=adapt_steps)
     best: dict = {"value": None, "iteration": 0, "weights": None, "last": 0}
-    with TrainingLog(str(paths.TRAIN_LOGS / name), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+    with TrainingLog(str(Path(logs or paths.TRAIN_LOGS) / name), dvcyaml=None, save_dvc_exp=False, report=None) as live:
 
         def on_log(step: int, loss: float) -> None:
             value = family.validation_metric(learner, val, setting["inner_steps"], device)
@@ -124,14 +140,14 @@ def copy_logs(source: Path, target: Path) -> None:
 NOTES = {"pretrained": PRETRAINED_NOTE, "protonet": PROTONET_NOTE}
 
 
-def train_job(name: str, setting: dict, params: Params, adapt_steps: int | None) -> tuple[dict, dict]:
-    """Train one learner, in a worker process or in this one; return its weights on the CPU and its summary."""
+def train_job(name: str, setting: dict, params: Params, adapt_steps: int | None, logs: Path) -> tuple[dict, dict]:
+    """Train one learner here or in a worker, logging under ``logs``; return its weights on the CPU and its summary."""
     from metahpo.runtime import setup  # in a worker: threads, deterministic kernels, device
 
     device = setup(params)
     pool = family_of(params).make_pool(load_split(paths.TASKS, "meta_train"), device)
     val = load_split(paths.TASKS, "meta_val")
-    learner, summary = train_learner(name, setting, params, pool, val, device, adapt_steps)
+    learner, summary = train_learner(name, setting, params, pool, val, device, adapt_steps, logs)
     return on_cpu(learner.state_dict()), summary
 
 
@@ -153,27 +169,35 @@ def distinct_jobs(settings: dict[str, dict], names: list[str]) -> tuple[dict, di
 
 
 def train_stage(params: Params, device: torch.device) -> None:
-    """Train every learner of the task family, ``train.workers`` at a time; save them once all trained."""
+    """Train every learner of the task family, ``train.workers`` at a time; save them once all trained.
+
+    ``models/`` and ``reports/train/`` are filled in staging folders and replace the old ones only
+    when every learner is saved, so an interrupted run leaves each complete or absent.
+    """
     check_generated_with(paths.TASKS, params.tasks, params.seed)
     learners = family_of(params).learners
-    settings = learner_settings(params)
     untuned_sizes = "meta.meta_batch_size, meta.inner_steps, meta.query or model.hidden"
-    check_fits(settings["default"], params, device, untuned_sizes)
+    check_fits(default_setting(params), params, device, untuned_sizes)
+    settings = learner_settings(params)
     check_fits(settings["tuned"], params, device, f"the setting in {paths.BEST} (search.space)")
     jobs, same_as = distinct_jobs(settings, learners)
     workers = min(params.train.workers, len(jobs))
-    with TrialRunner("local", workers) as runner:
-        futures = {name: runner.submit(train_job, name, settings[name], params, steps) for name, steps in jobs.items()}
-        trained = {name: future.result() for name, future in futures.items()}
-    for name, twin in same_as.items():
-        print(f"{name}: same setting as {twin}, reusing its weights", file=sys.stderr)
-        copy_logs(paths.TRAIN_LOGS / twin, paths.TRAIN_LOGS / name)
-        trained[name] = trained[twin]
-    for name in learners:
-        weights, summary = trained[name]
-        learner = build_learner(learner_config(settings[name], params), params.seed, device)
-        learner.load_state_dict(weights)
-        extra = {"setting": settings[name], "iterations": params.train.iterations, **summary}
-        if name in NOTES:
-            extra["training"] = NOTES[name]
-        save_learner(learner, paths.MODELS / name, extra)
+    with atomic_dir(paths.MODELS) as models, atomic_dir(paths.TRAIN_LOGS) as logs:
+        with TrialRunner("local", workers) as runner:
+            futures = {
+                name: runner.submit(train_job, name, settings[name], params, steps, logs)
+                for name, steps in jobs.items()
+            }
+            trained = {name: future.result() for name, future in futures.items()}
+        for name, twin in same_as.items():
+            print(f"{name}: same setting as {twin}, reusing its weights", file=sys.stderr)
+            copy_logs(logs / twin, logs / name)
+            trained[name] = trained[twin]
+        for name in learners:
+            weights, summary = trained[name]
+            learner = build_learner(learner_config(settings[name], params), params.seed, device)
+            learner.load_state_dict(weights)
+            extra = {"setting": settings[name], "iterations": params.train.iterations, **summary}
+            if name in NOTES:
+                extra["training"] = NOTES[name]
+            save_learner(learner, models / name, extra)

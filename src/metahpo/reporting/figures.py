@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import math
 import platform
 import statistics
+from collections.abc import Iterator
+from pathlib import Path
 
 import matplotlib
 
@@ -33,9 +37,22 @@ LABELS = {
 }
 
 
+FIGURE_FOLDER: contextvars.ContextVar[Path] = contextvars.ContextVar("figure_folder", default=paths.FIGURES)
+
+
+@contextlib.contextmanager
+def figures_into(folder: Path) -> Iterator[None]:
+    """Have :func:`save_figure` write into ``folder`` (the report stage's staging folder) for the block."""
+    token = FIGURE_FOLDER.set(folder)
+    try:
+        yield
+    finally:
+        FIGURE_FOLDER.reset(token)
+
+
 def save_figure(fig, name: str) -> str:
-    """Write ``fig`` as ``reports/figures/<name>`` (no timestamp, so the bytes repeat) and close it."""
-    with atomic_path(paths.FIGURES / name) as tmp:
+    """Write ``fig`` as ``<name>`` in the figure folder (no timestamp, so the bytes repeat) and close it."""
+    with atomic_path(FIGURE_FOLDER.get() / name) as tmp:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     return name

@@ -8,23 +8,23 @@ the search, training and environment sections are shared.
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import torch
 
 from metahpo import paths
-from metahpo.atomic import write_text
+from metahpo.atomic import atomic_dir, write_text
 from metahpo.family import family_of
 from metahpo.params import Params
 from metahpo.reporting import classification, regression
 from metahpo.reporting.figures import (
     environment_section,
+    figures_into,
     search_figure,
     search_section,
     surrogate_figures,
     training_figure,
 )
+from metahpo.reporting.inputs import check_report_inputs, read_json, read_trials
 
 MODULES = {"regression": regression, "classification": classification}
 
@@ -58,18 +58,21 @@ Every learner trains for at most {params.train.iterations} iterations and keeps 
 
 
 def report_stage(params: Params, device: torch.device) -> None:
-    """Draw every figure, then write ``reports/report.md``."""
+    """Check every input, draw every figure into a staging folder, then write ``reports/report.md``."""
     family = family_of(params)
-    trials = pd.read_csv(paths.TRIALS)
-    metrics = json.loads(paths.METRICS.read_text(encoding="utf-8"))
-    best = json.loads(paths.BEST.read_text(encoding="utf-8"))
+    trials = read_trials()
+    metrics = read_json(paths.METRICS, numbers=True)
+    best = read_json(paths.BEST)
+    check_report_inputs(family)
     objective = family.objective_name()
-    figures = {
-        **MODULES[family.kind].figures(params, device),
-        "search": search_figure(trials, objective),
-        "training": training_figure(
-            family.learners, family.val_metric, family.loss_name, f"{family.val_name} after the trained steps"
-        ),
-    }
-    figures["objective"], figures["evaluations"] = surrogate_figures(trials, params.search, params.seed)
-    write_text(paths.REPORT, render(params, metrics, best, trials, figures, device))
+    with atomic_dir(paths.FIGURES) as staging, figures_into(staging):
+        figures = {
+            **MODULES[family.kind].figures(params, device),
+            "search": search_figure(trials, objective),
+            "training": training_figure(
+                family.learners, family.val_metric, family.loss_name, f"{family.val_name} after the trained steps"
+            ),
+        }
+        figures["objective"], figures["evaluations"] = surrogate_figures(trials, params.search, params.seed)
+        text = render(params, metrics, best, trials, figures, device)
+    write_text(paths.REPORT, text)

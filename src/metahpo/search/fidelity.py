@@ -8,6 +8,7 @@ search resumes without rerunning a finished rung.
 
 from __future__ import annotations
 
+import io
 import shutil
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from metahpo.atomic import atomic_path
+from metahpo.atomic import write_bytes
 from metahpo.executors import TrialRunner
 from metahpo.search.rungs import (
     Bracket,
@@ -123,8 +124,9 @@ class RungSchedule:
             row["seconds"] = round(earlier["seconds"] + result.seconds, 3)
         row["status"] = PENDING if result.status == OK else FAILED
         if result.states:
-            with atomic_path(self._checkpoint(trial)) as tmp, open(tmp, "wb") as fh:
-                torch.save({"search": search.key, "states": result.states}, fh)
+            buffer = io.BytesIO()  # a failed write is then a plain OSError, named by write_bytes
+            torch.save({"search": search.key, "states": result.states}, buffer)
+            write_bytes(self._checkpoint(trial), buffer.getvalue())
         search._record(trial, row)
 
     def _checkpoint(self, trial: int) -> Path:

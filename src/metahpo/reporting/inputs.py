@@ -1,0 +1,123 @@
+"""The report stage's inputs, read and checked before anything is drawn.
+
+The report reads what four stages wrote: ``reports/metrics.json`` and ``reports/plots/`` (evaluate),
+the models' configs and ``reports/train/`` (train), and ``reports/search/`` (search). A missing,
+truncated or hand-edited file is refused in one line naming it (and the entry), before any figure is
+drawn; :class:`Record` names the file and key of an entry that a nested lookup does not find.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from metahpo import paths
+from metahpo.errors import ArtifactError
+from metahpo.learners.artifacts import load_learner
+from metahpo.validation import validate_setting
+
+RERUN = "rerun the stage that writes it (dvc repro)"
+TRIAL_COLUMNS = {"trial": True, "status": False, "objective": True, "told": True, "best_so_far": True,
+                 "iterations": True, "rungs": False, "point": False}  # fmt: skip
+CURVE_COLUMNS = {
+    "regression": {
+        "adaptation": ("step", "grid_mse", "grid_ci95", "query_mse", "query_ci95"),
+        "ood": ("step", "grid_mse", "grid_ci95", "query_mse", "query_ci95"),
+        "kshot": ("k", "grid_mse", "grid_ci95", "query_mse", "query_ci95"),
+    },
+    "classification": {"accuracy": ("step", "accuracy", "ci95"), "kshot_accuracy": ("k", "accuracy", "ci95")},
+}
+
+
+class Record(dict):
+    """A JSON object whose missing key is an :class:`ArtifactError` naming its file and key path."""
+
+    def __init__(self, data: dict, source: Path, where: str = ""):
+        super().__init__({k: _wrap(v, source, f"{where}.{k}" if where else k) for k, v in data.items()})
+        self.source, self.where = source, where
+
+    def __missing__(self, key):
+        entry = f"{self.where}.{key}" if self.where else key
+        raise ArtifactError(f"{self.source}: has no entry {entry}; {RERUN}")
+
+
+def _wrap(value, source: Path, where: str):
+    if isinstance(value, dict):
+        return Record(value, source, where)
+    if isinstance(value, list):
+        return [_wrap(v, source, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _not_number(value, where: str) -> list[str]:
+    """Entries below ``where`` that are neither a number nor null (a diverged step)."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _not_number(v, f"{where}.{k}" if where else k)]
+    ok = value is None or (isinstance(value, int | float) and not isinstance(value, bool) and not math.isinf(value))
+    return [] if ok else [where]
+
+
+def read_json(path: Path, numbers: bool = False) -> Record:
+    """A JSON object from ``path`` as a :class:`Record`; with ``numbers``, every entry a number or null."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: missing; {RERUN}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path}: not valid JSON ({exc}); {RERUN}") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: expected a JSON object, got {type(data).__name__}; {RERUN}")
+    bad = _not_number(data, "") if numbers else []
+    if bad:
+        raise ArtifactError(f"{path}: {bad[0]} is not a number or null; {RERUN}")
+    return Record(data, path)
+
+
+def read_table(path: Path, columns, sep: str = ",") -> pd.DataFrame:
+    """A CSV (or TSV) with at least ``columns``; a mapping ``{column: numeric}`` also checks the numeric ones."""
+    try:
+        table = pd.read_csv(path, sep=sep)
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: missing; {RERUN}") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise ArtifactError(f"{path}: not a readable table ({str(exc).splitlines()[0]}); {RERUN}") from None
+    numeric = columns if isinstance(columns, dict) else dict.fromkeys(columns, True)
+    for column, is_number in numeric.items():
+        if column not in table.columns:
+            raise ArtifactError(f"{path}: no column {column!r}; {RERUN}")
+        if is_number and not pd.api.types.is_numeric_dtype(table[column]):
+            raise ArtifactError(f"{path}: column {column!r} holds values that are not numbers; {RERUN}")
+    if table.empty:
+        raise ArtifactError(f"{path}: no rows; {RERUN}")
+    return table
+
+
+def read_trials() -> pd.DataFrame:
+    """The search's trial log, with the columns the report draws."""
+    trials = read_table(paths.TRIALS, TRIAL_COLUMNS)
+    for row, (rungs, point) in enumerate(zip(trials["rungs"], trials["point"]), start=2):
+        try:
+            if not (isinstance(json.loads(rungs), dict) and isinstance(json.loads(point), dict)):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ArtifactError(f"{paths.TRIALS}: row {row}: rungs or point is not a JSON object; {RERUN}") from None
+    return trials
+
+
+def check_report_inputs(family) -> None:
+    """Refuse a missing or malformed model config, plot table or training log of ``family``'s learners."""
+    load_learner(paths.MODELS / "tuned", torch.device("cpu"), family)  # drawn in the examples figure
+    for name in family.learners:
+        config = read_json(paths.MODELS / name / "config.json")
+        problems = validate_setting(config["setting"]) if isinstance(config["setting"], dict) else ["not a mapping"]
+        if problems:
+            raise ArtifactError(f"{paths.MODELS / name / 'config.json'}: setting.{problems[0]}; {RERUN}")
+        for kind, columns in CURVE_COLUMNS[family.kind].items():
+            read_table(paths.plot_csv(kind, name), columns)
+        metrics_dir = paths.training_tsv(name).parent
+        for metric in ("meta_loss", family.val_metric):
+            read_table(metrics_dir / f"{metric}.tsv", ("step", metric), sep="\t")
