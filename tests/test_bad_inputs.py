@@ -325,6 +325,7 @@ CASES = [
     ("report", edit_json("models/tuned/config.json", lambda c: _set(c["learner"], "outputs", 5)), "learner.outputs"),
     ("report", append("reports/search/trials.csv", '1,"unclosed\n'), "reports/search/trials.csv"),
     ("report", csv_edit("reports/search/trials.csv", lambda t: t.pop("told")), "no column 'told'"),
+    ("report", csv_edit("reports/search/trials.csv", lambda t: _set(t, "point", "{}")), "row 2: rungs or point"),
     ("report", remove("reports/search/best.json"), "reports/search/best.json: missing"),
     ("report", csv_edit("reports/plots/kshot_default.csv", lambda t: t.pop("grid_mse")), "kshot_default.csv"),
     ("report", write("reports/plots/ood_tuned.csv", "step,grid_mse\n"), "ood_tuned.csv"),

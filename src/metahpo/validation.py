@@ -157,7 +157,7 @@ def section(fields: dict[str, Check]) -> Check:
 
     def check(v, path):
         if not isinstance(v, dict):
-            return [f"{path}: expected a mapping with keys {', '.join(fields)}, got {v!r}"]
+            return [f"{path or 'the file'}: expected a mapping with keys {', '.join(fields)}, got {v!r}"]
         prefix = f"{path}." if path else ""
         problems = [f"{prefix}{k}: unknown key (expected one of {', '.join(fields)})" for k in v if k not in fields]
         for key, rule in fields.items():

@@ -96,15 +96,20 @@ def read_table(path: Path, columns, sep: str = ",") -> pd.DataFrame:
     return table
 
 
-def read_trials() -> pd.DataFrame:
-    """The search's trial log, with the columns the report draws."""
+def read_trials(space: dict) -> pd.DataFrame:
+    """The search's trial log, with the columns the report draws and a point of ``space`` in every row."""
     trials = read_table(paths.TRIALS, TRIAL_COLUMNS)
-    for row, (rungs, point) in enumerate(zip(trials["rungs"], trials["point"]), start=2):
+    for row, (rungs, point, told) in enumerate(zip(trials["rungs"], trials["point"], trials["told"]), start=2):
         try:
-            if not (isinstance(json.loads(rungs), dict) and isinstance(json.loads(point), dict)):
+            rungs, point = json.loads(rungs), json.loads(point)
+            if not (isinstance(rungs, dict) and isinstance(point, dict) and set(space) <= set(point)):
                 raise ValueError
         except (TypeError, ValueError):
-            raise ArtifactError(f"{paths.TRIALS}: row {row}: rungs or point is not a JSON object; {RERUN}") from None
+            raise ArtifactError(
+                f"{paths.TRIALS}: row {row}: rungs or point is not a JSON object with the keys of search.space; {RERUN}"
+            ) from None
+        if not math.isfinite(told):
+            raise ArtifactError(f"{paths.TRIALS}: row {row}: told is not a finite number; {RERUN}")
     return trials
 
 

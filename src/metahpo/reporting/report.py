@@ -60,7 +60,7 @@ Every learner trains for at most {params.train.iterations} iterations and keeps 
 def report_stage(params: Params, device: torch.device) -> None:
     """Check every input, draw every figure into a staging folder, then write ``reports/report.md``."""
     family = family_of(params)
-    trials = read_trials()
+    trials = read_trials(params.search.space)
     metrics = read_json(paths.METRICS, numbers=True)
     best = read_json(paths.BEST)
     check_report_inputs(family)
