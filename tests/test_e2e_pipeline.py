@@ -87,6 +87,20 @@ def test_second_repro_runs_nothing(project):
     assert "up to date" in status.stdout
 
 
+def test_where_the_work_runs_reruns_nothing(project):
+    """Where trials run and how many learners train at once change no result, so no stage reruns."""
+    from conftest import load_default_params, shrink
+
+    params = shrink(load_default_params())
+    params["search"].update(executor="dask", address=None)
+    params["train"]["workers"] = 1
+    write_params(project, params)
+    try:
+        assert "up to date" in dvc(project, "status").stdout
+    finally:
+        write_params(project, shrink(load_default_params()))
+
+
 def test_train_change_reruns_only_downstream_and_metrics_diff_shows_it(project):
     from conftest import load_default_params, shrink
 

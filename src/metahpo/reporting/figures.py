@@ -186,7 +186,7 @@ def search_section(params: Params, best: dict, trials: pd.DataFrame, figures: di
     counts = trials["status"].value_counts()
     trial = "full trial" if search.fidelity != "none" else "trial"
     return f"""## Search
-{search.method} search, {len(trials)} trials ({search.workers} at a time; {counts.get("ok", 0)} finished,
+{search.method} search, {len(trials)} trials ({counts.get("ok", 0)} finished,
 {counts.get("stopped", 0)} stopped early, {counts.get("failed", 0)} failed), {search.iterations} iterations per
 {trial}, objective: {objective} after {search.objective_steps} adaptation step(s), never meta_test.
 {search_options(search, trials)}Best: trial {best["trial"]}, {objective} {best["objective"]:.4f}.
