@@ -1,6 +1,12 @@
 """Exceptions that the stages turn into a one-line message and an exit code."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none (for one-line errors)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class InputError(ValueError):
     """A problem with the user's input (params, data or model files): exit code 2."""
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 
-from metahpo.errors import InputError
+from metahpo.errors import InputError, first_line
 
 CONNECT_SECONDS = 10  # how long to wait for a Dask scheduler before naming search.address
 
@@ -60,7 +60,7 @@ def dask_executor(address: str | None, workers: int) -> Iterator[Executor]:
         except (OSError, TimeoutError, ValueError) as exc:
             raise InputError(
                 f"params.yaml: search.address: no Dask scheduler answered at {address!r} within "
-                f"{CONNECT_SECONDS} s ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})"
+                f"{CONNECT_SECONDS} s ({first_line(exc)})"
             ) from None
         yield client.get_executor()
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from metahpo.errors import ConfigError
+from metahpo.errors import ConfigError, first_line
 from metahpo.tasks import CLASSIFICATION_FAMILIES, DIGITS_SIDE
 from metahpo.validation import validate
 
@@ -210,7 +210,7 @@ def load_params(path: str | Path = DEFAULT_PATH) -> Params:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: not valid YAML ({first_line(exc)})") from None
     return Params.from_dict(raw, str(path))
 
 

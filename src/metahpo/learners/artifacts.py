@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from metahpo.atomic import write_bytes, write_json
-from metahpo.errors import ArtifactError
+from metahpo.errors import ArtifactError, first_line
 from metahpo.learners import ARCHITECTURES, LEARNER_ALGORITHMS
 from metahpo.learners.meta_learner import LearnerConfig, MetaLearner
 from metahpo.validation import TUNABLE, choice, integer, section
@@ -94,7 +94,7 @@ def load_learner(model_dir: str | Path, device: torch.device, family=None) -> Me
     except FileNotFoundError:
         raise ArtifactError(f"{weights_path}: missing; run the train stage first") from None
     except Exception as exc:  # noqa: BLE001 - any decoding failure means a bad file
-        raise ArtifactError(f"{weights_path}: unreadable ({str(exc).splitlines()[0]})") from None
+        raise ArtifactError(f"{weights_path}: unreadable ({first_line(exc)})") from None
     with torch.device("meta"):
         shapes = MetaLearner(config, torch.Generator().manual_seed(0), "meta").state_dict()
     if not isinstance(state, dict) or {k: getattr(v, "shape", None) for k, v in state.items()} != {

@@ -15,7 +15,7 @@ import torch
 from metahpo.errors import InputError
 from metahpo.family import family_of
 from metahpo.learners.conv import feature_count, feature_side
-from metahpo.params import Params
+from metahpo.params import Params, SearchParams
 from metahpo.resources import gib, physical_memory, usable_cores
 from metahpo.validation import largest_value
 
@@ -79,12 +79,12 @@ def check_fits(setting: dict, params: Params, device: torch.device, keys: str, c
         )
 
 
-def local_workers(search) -> int:
+def local_workers(search: SearchParams) -> int:
     """Trials this machine runs at once: ``search.workers``, unless they run on a Dask cluster elsewhere."""
     return 1 if search.executor == "dask" and search.address is not None else search.workers
 
 
-def check_workers(search) -> None:
+def check_workers(search: SearchParams) -> None:
     """Refuse more local worker processes than this process may use cores (each runs one thread)."""
     cores = usable_cores()
     if local_workers(search) > cores:

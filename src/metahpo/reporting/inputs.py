@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from metahpo import paths
-from metahpo.errors import ArtifactError
+from metahpo.errors import ArtifactError, first_line
 from metahpo.learners.artifacts import load_learner
 from metahpo.validation import validate_setting
 
@@ -84,7 +84,7 @@ def read_table(path: Path, columns, sep: str = ",") -> pd.DataFrame:
     except FileNotFoundError:
         raise ArtifactError(f"{path}: missing; {RERUN}") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        raise ArtifactError(f"{path}: not a readable table ({str(exc).splitlines()[0]}); {RERUN}") from None
+        raise ArtifactError(f"{path}: not a readable table ({first_line(exc)}); {RERUN}") from None
     numeric = columns if isinstance(columns, dict) else dict.fromkeys(columns, True)
     for column, is_number in numeric.items():
         if column not in table.columns:

@@ -20,6 +20,7 @@ import math
 from pathlib import Path
 
 from metahpo.atomic import write_json, write_text
+from metahpo.errors import first_line
 from metahpo.params import Params
 from metahpo.sources import import_closure
 
@@ -186,7 +187,7 @@ class TrialLog:
                 trial = int(cells["trial"])
                 parsed = self._parse(cells)
             except (KeyError, TypeError, ValueError) as exc:
-                self.print(f"{place}: unreadable ({_first_line(exc)}); its trial runs again")
+                self.print(f"{place}: unreadable ({first_line(exc)}); its trial runs again")
                 continue
             if row_digest(cells) not in self.vouched.get(str(trial), []):
                 self.print(f"{place}: trial {trial} was changed after it was written; it runs again")
@@ -236,8 +237,3 @@ class TrialLog:
         write_text(self.seconds, "trial,seconds\n" + "".join(f"{t},{rows[t]['seconds']}\n" for t in sorted(rows)))
         write_json(self.state, state)
         self.vouched = digests
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metahpo.errors import TaskDataError
+from metahpo.errors import TaskDataError, first_line
 from metahpo.params import TaskParams
 from metahpo.tasks import DIGITS_SIDE
 
@@ -161,9 +161,7 @@ def load_image(path: Path, size: int) -> np.ndarray:
             grey = image.convert("L").resize((size, size), Image.Resampling.LANCZOS)
             return np.asarray(grey, dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise TaskDataError(
-            f"{path}: unreadable image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
-        ) from None
+        raise TaskDataError(f"{path}: unreadable image ({first_line(exc)})") from None
 
 
 def image_folder_classes(
