@@ -55,3 +55,8 @@ def learner_results(learner, splits: dict, params: Params, steps: list[int], dev
         kshot["ci95"].append(at_one["ci95"])
     entry = {"inner_steps": trained_steps(learner), "test": {"query": per_k}}
     return entry, {"accuracy": curve, "kshot_accuracy": kshot}
+
+
+def reference_results(params: Params, splits: dict) -> dict[str, tuple[dict, dict]]:
+    """No reference row yet."""
+    return {}
