@@ -186,6 +186,9 @@ CASES = [
     ("search", params_edit("search.workers", 1000, search__executor="dask"), "search.workers: 1000 worker"),
     ("train", params_edit("train.log_every", 0), "train.log_every"),
     ("train", params_edit("model.layers", 100), "model.layers"),
+    ("train", params_edit("train.finetune.lr", [0.1, 0.01]), "train.finetune.lr: expected [low, high] with 0 <"),
+    ("train", params_edit("train.finetune.lr_points", 0), "train.finetune.lr_points: expected an integer >= 1"),
+    ("train", params_edit("train.finetune.max_steps", 4), "train.finetune.max_steps: expected <= evaluate.max_steps"),
     ("evaluate", params_edit("evaluate.task_chunk", 0), "evaluate.task_chunk"),
     ("train", params_edit("meta.meta_batch_size", 10_000, model__hidden=2048, meta__inner_steps=10), "GiB per meta"),
     # search spaces

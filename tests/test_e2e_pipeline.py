@@ -71,7 +71,12 @@ def test_every_output_exists_with_headline_metrics(project):
                 assert curve.loc[1, f"{kind}_ci95"] == pytest.approx(at_k["step1"]["ci95"], rel=1e-5)
                 assert at_k["step1"]["ci95"] > 0
         assert {"k5", "k10", "k20"} <= set(metrics[learner]["test"]["grid"])
-    assert json.loads((project / "models/pretrained/config.json").read_text())["training"].startswith("joint")
+    pretrained = json.loads((project / "models/pretrained/config.json").read_text())
+    assert pretrained["training"].startswith("joint") and pretrained["finetuning"]["chosen_on"] == "meta_val"
+    # Its own fine-tuning rate and steps, not the tuned learner's, are what evaluate adapts with.
+    chosen = {k: pretrained["finetuning"][k] for k in ("inner_lr", "inner_steps")}
+    assert {k: pretrained["learner"][k] for k in chosen} == chosen
+    assert metrics["pretrained"]["inner_steps"] == chosen["inner_steps"]
     limit = metrics["limit"]
     for k in ("k5", "k10", "k20"):  # noise-free tasks: the true family fits K >= 2 points exactly
         assert limit["test"]["grid"][k]["mse"] < 1e-8 and limit["test"]["query"][k]["ci95"] >= 0

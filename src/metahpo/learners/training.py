@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from metahpo.errors import ArtifactError
 from metahpo.executors import TrialRunner
 from metahpo.family import family_of
 from metahpo.learners.artifacts import save_learner
+from metahpo.learners.finetuning import choose_finetuning
 from metahpo.learners.memory import check_fits
 from metahpo.learners.metatrain import build_learner, meta_train, on_cpu
 from metahpo.learners.settings import apply_point, default_setting, learner_config, train_settings
@@ -39,7 +41,10 @@ def read_best(params: Params) -> dict:
     return apply_point(params, setting)
 
 
-PRETRAINED_NOTE = "joint regression on all meta-train tasks (no inner loop), fine-tuned at test time by SGD"
+PRETRAINED_NOTE = (
+    "joint regression on all meta-train tasks (no inner loop), fine-tuned at test time by SGD at its own rate "
+    "and steps, chosen on meta_val (finetuning)"
+)
 PROTONET_NOTE = "prototypical network on the tuned architecture's features, trained on the same episodes"
 
 
@@ -103,8 +108,9 @@ def learner_settings(params: Params) -> dict[str, dict]:
     """The setting of every learner: the untuned defaults, the search's best, and a third baseline.
 
     Regression: a pretrained network with the tuned architecture, outer optimiser and budget, which
-    adapts at test time with plain SGD (``maml``'s rule) at the tuned inner learning rate and number of
-    steps. Classification: a prototypical network with the same architecture, optimiser and budget.
+    adapts at test time with plain SGD (``maml``'s rule); its rate and steps here are the tuned ones until
+    :func:`tune_pretrained` replaces them with its own. Classification: a prototypical network with the
+    same architecture, optimiser and budget.
     """
     tuned = read_best(params)
     third = {"protonet": "protonet", "pretrained": "maml"}
@@ -152,6 +158,23 @@ def distinct_jobs(settings: dict[str, dict], names: list[str]) -> tuple[dict, di
     return jobs, same_as
 
 
+def tune_pretrained(weights: dict, setting: dict, params: Params, device: torch.device) -> tuple[dict, dict]:
+    """The pretrained network's setting with its own fine-tuning rate and steps, and the record of their search.
+
+    The grid of ``train.finetune`` is scored on meta_val only (see
+    :func:`metahpo.learners.finetuning.choose_finetuning`); meta_test and meta_ood are never read.
+    """
+    learner = build_learner(learner_config(setting, params), params.seed, device)
+    learner.load_state_dict(weights)
+    val = load_split(paths.TASKS, "meta_val")
+    start = time.perf_counter()
+    chosen = choose_finetuning(learner, val, params.train.finetune, params.tasks.shots, device)
+    print(f"pretrained: fine-tuning rate {chosen['inner_lr']:.4g} and {chosen['inner_steps']} steps chosen on "
+          f"meta_val in {time.perf_counter() - start:.1f} s", file=sys.stderr)  # fmt: skip
+    tuned = {**setting, "inner_lr": chosen["inner_lr"], "inner_steps": chosen["inner_steps"]}
+    return tuned, {"chosen_on": "meta_val", **chosen}
+
+
 def train_stage(params: Params, device: torch.device) -> None:
     """Train every learner of the task family, ``train.workers`` at a time; save them once all trained."""
     check_generated_with(paths.TASKS, params.tasks, params.seed)
@@ -169,6 +192,10 @@ def train_stage(params: Params, device: torch.device) -> None:
         print(f"{name}: same setting as {twin}, reusing its weights", file=sys.stderr)
         copy_logs(paths.TRAIN_LOGS / twin, paths.TRAIN_LOGS / name)
         trained[name] = trained[twin]
+    finetuning = {}
+    if "pretrained" in learners:
+        weights = trained["pretrained"][0]
+        settings["pretrained"], finetuning = tune_pretrained(weights, settings["pretrained"], params, device)
     for name in learners:
         weights, summary = trained[name]
         learner = build_learner(learner_config(settings[name], params), params.seed, device)
@@ -176,4 +203,6 @@ def train_stage(params: Params, device: torch.device) -> None:
         extra = {"setting": settings[name], "iterations": params.train.iterations, **summary}
         if name in NOTES:
             extra["training"] = NOTES[name]
+        if name == "pretrained":
+            extra["finetuning"] = finetuning
         save_learner(learner, paths.MODELS / name, extra)

@@ -6,6 +6,8 @@ Measured numbers come from ``reports/metrics.json`` and the plot data; published
 
 from __future__ import annotations
 
+import json
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -211,14 +213,27 @@ meta_ood {tasks.splits["meta_ood"]} (A ∈ {tasks.ood.amplitude},
 φ ∈ [{tasks.ood.phase[0]:.3f}, {tasks.ood.phase[1]:.3f}])."""
 
 
+def finetuning_text() -> str:
+    """How the pretrained network fine-tunes, and how its rate and steps were chosen, from its config."""
+    record = json.loads((paths.MODELS / "pretrained" / "config.json").read_text(encoding="utf-8"))["finetuning"]
+    grid = record["grid"]
+    rates, steps = grid["inner_lr"], grid["inner_steps"]
+    return (
+        f"The pretrained network fine-tunes by SGD at its own rate, {record['inner_lr']:.4g}, for "
+        f"{record['inner_steps']} steps: the best on {record['chosen_on']} (grid MSE {record['val_grid_mse']:.3f}) "
+        f"of {len(rates)} log-spaced rates from {rates[0]:.4g} to {rates[-1]:.4g} and 1 to {steps[-1]} steps "
+        "(`train.finetune`); meta_test took no part in the choice."
+    )
+
+
 def results_text(params: Params, metrics: dict, figures: dict) -> str:
     """Protocol, headline table, K-shot comparison and out-of-distribution results."""
     tasks, evaluate = params.tasks, params.evaluate
     tables = headline_table(metrics) + kshot_table(metrics, tasks.eval_shots) + ood_table(metrics, evaluate.max_steps)
     return f"""\
 Protocol: {metrics["protocol"]["tasks"]} meta_test tasks; each learner adapts on K support points with its own
-inner rule (the pretrained network by SGD at the tuned rate); mean MSE ± 95% CI (1.96·std/√n) on K random query
-points and on a 100-point grid over the input range.
+inner rule; mean MSE ± 95% CI (1.96·std/√n) on K random query points and on a 100-point grid over the input
+range. {finetuning_text()}
 
 The last row, the **task limit**, is no learner: it fits y = A·sin(x − φ), the family the tasks are drawn from, to
 each task's K support points by least squares (A and φ within the ranges of the task's split; a grid of
