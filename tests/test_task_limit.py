@@ -1,4 +1,5 @@
-"""The task's limit on sinusoid tasks: the true family fitted to the K support points."""
+"""Reference rows: the task's limit on sinusoid tasks (the true family fitted to the K support points) and the
+classification floor (the nearest class mean on raw pixels)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from metahpo.evaluation.regression import reference_results
-from metahpo.evaluation.task_limit import fit_sinusoids, limit_errors
+from metahpo.evaluation.task_limit import fit_sinusoids, limit_errors, pixel_floor_accuracy
 from metahpo.learners.adaptation import summarize
 from metahpo.tasks.sinusoid import generate_splits
 
@@ -74,3 +75,24 @@ def test_the_limit_row_is_scored_with_the_learners_statistics(params, splits):
     assert len(curve["step"]) == params.evaluate.max_steps + 1
     assert set(curve["grid_mse"]) == {entry["test"]["grid"]["k10"]["mse"]}
     assert plots["kshot"]["grid_mse"][0] == entry["test"]["grid"]["k1"]["mse"]
+
+
+def test_the_pixel_floor_is_the_nearest_class_mean_in_raw_pixels():
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(12, 3, 3)).astype(np.float32)
+    # 2 episodes of 2 classes: support pools of 2 images per class, 2 queries per class.
+    split = {
+        "images": images,
+        "support_index": np.array([[[0, 1], [2, 3]], [[4, 5], [6, 7]]]),
+        "query_index": np.array([[[0, 8], [2, 9]], [[10, 5], [11, 7]]]),
+    }
+    for shots in (1, 2):
+        per_episode = []
+        for e in range(2):
+            means = [images[split["support_index"][e, c, :shots]].mean(0) for c in range(2)]
+            queries = [(images[q], c) for c in range(2) for q in split["query_index"][e, c]]
+            right = [np.argmin([((x - m) ** 2).sum() for m in means]) == c for x, c in queries]
+            per_episode.append(np.mean(right))
+        np.testing.assert_array_equal(pixel_floor_accuracy(split, shots, chunk=1), per_episode)
+    # Queries that are support images of their own class are always right with one shot.
+    assert pixel_floor_accuracy(split, 1, chunk=2)[0] >= 0.5

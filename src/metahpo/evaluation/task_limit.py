@@ -1,4 +1,6 @@
-"""The task's own limit on sinusoid regression: the true model family fitted to the K support points.
+"""Reference rows that are no learner: the task's own limit (sinusoid) and its floor (classification).
+
+Sinusoid regression: the true model family fitted to the K support points.
 
 Not a learner: it knows the tasks are ``y = A * sin(x - phase)`` with ``A`` and ``phase`` in their
 ranges, and fits those two numbers to each task's K support points by least squares. A learner that
@@ -9,6 +11,11 @@ The fit, vectorised over tasks in float64: for every phase of a dense grid over 
 amplitude is closed-form (the projection clipped to the range: the exact constrained minimum of a
 quadratic in one variable); the best grid phase is then refined by golden-section search on that
 profile within one grid step either side.
+
+Classification has no true model family to fit; the nearest equivalent is a floor rather than a limit:
+each query image goes to the class whose K support images have the nearest mean in raw pixels
+(a prototypical network with no network). A learner that does not beat it has learned no useful
+features.
 """
 
 from __future__ import annotations
@@ -16,8 +23,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
+from metahpo.learners.meta_learner import prototype_logits, task_accuracy
 from metahpo.params import TaskParams
+from metahpo.tasks.episodes import episode_arrays, select_episodes
 
 PHASE_GRID = 1024  # phases of the dense grid; refinement makes the result exact far below its spacing
 REFINE_STEPS = 60  # golden-section steps: the bracket shrinks by 0.618^60, about 3e-13
@@ -86,3 +96,20 @@ def ranges(tasks: TaskParams, split: str) -> tuple[list[float], list[float]]:
     """The amplitude and phase ranges the tasks of ``split`` (``test`` or ``ood``) were drawn from."""
     source = tasks.ood if split == "ood" else tasks
     return source.amplitude, source.phase
+
+
+def pixel_floor_accuracy(split: dict[str, np.ndarray], shots: int, chunk: int) -> np.ndarray:
+    """Per-episode query accuracy ``[episodes]`` of the nearest class mean on raw pixels of ``shots`` images per class.
+
+    Episodes are gathered ``chunk`` at a time, as the learners' evaluation does.
+    """
+    n, ways = split["support_index"].shape[:2]
+    out = np.zeros(n)
+    for start in range(0, n, chunk):
+        part = slice(start, min(start + chunk, n))
+        support_x, support_y, query_x, query_y = map(
+            torch.from_numpy, episode_arrays(select_episodes(split, part), shots)
+        )
+        logits = prototype_logits(support_x.flatten(2).double(), support_y, query_x.flatten(2).double(), ways)
+        out[part] = task_accuracy(logits, query_y).numpy()
+    return out
