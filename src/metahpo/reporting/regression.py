@@ -44,14 +44,16 @@ def _clip_top(ax, kind: str, split: str = "test") -> None:
     ax.set_ylim(top=10 * max(_curve(n, split)[f"{kind}_mse"][0] for n in LEARNERS))
 
 
-def _limit_line(ax, x, values, label: str = LIMIT_LABEL) -> None:
-    """The task's limit as a dashed black line, or as a note when it lies below the (log) axis."""
-    bottom = ax.get_ylim()[0]
-    if min(values) >= bottom:
-        ax.plot(x, values, "--", color="black", label=label)
+def _limit_line(ax, x, values, where: str = "") -> None:
+    """The task's limit as a dashed black line, or as a note under the x label when it lies below the (log) axis.
+
+    Call it after the axis labels are set; ``where`` qualifies the label (", grid").
+    """
+    if min(values) >= ax.get_ylim()[0]:
+        ax.plot(x, values, "--", color="black", label=f"{LIMIT_LABEL}{where}")
     else:
         shown = ", ".join(f"{v:.1g}" for v in dict.fromkeys(values))
-        ax.text(0.02, 0.02, f"{label}: {shown}, below the axis", transform=ax.transAxes, fontsize=7)
+        ax.set_xlabel(f"{ax.get_xlabel()}\n(task limit{where}: {shown}, below the axis)")
 
 
 def adaptation_figure() -> str:
@@ -89,7 +91,7 @@ def kshot_figure() -> str:
     ax.set(xlabel="support points K", ylabel="MSE after one step", yscale="log", xticks=[5, 10, 20],
            title="K-shot comparison at one adaptation step")  # fmt: skip
     limit = pd.read_csv(paths.plot_csv("kshot", LIMIT))
-    _limit_line(ax, limit["k"], list(limit["grid_mse"]), f"{LIMIT_LABEL}, grid")
+    _limit_line(ax, limit["k"], list(limit["grid_mse"]), ", grid")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(fig, "kshot.png")
@@ -106,7 +108,7 @@ def ood_figure() -> str:
     ax.set(xlabel="adaptation steps", ylabel="mean grid MSE", yscale="log", title="out-of-distribution tasks")
     _clip_top(ax, "grid", "ood")
     limit = _curve(LIMIT, "ood")
-    _limit_line(ax, limit["step"], list(limit["grid_mse"]), f"{LIMIT_LABEL}, out of distribution")
+    _limit_line(ax, limit["step"], list(limit["grid_mse"]), ", out of distribution")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return save_figure(fig, "ood.png")
