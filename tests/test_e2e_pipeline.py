@@ -74,7 +74,7 @@ def test_every_output_exists_with_headline_metrics(project):
     pretrained = json.loads((project / "models/pretrained/config.json").read_text())
     assert pretrained["training"].startswith("joint") and pretrained["finetuning"]["chosen_on"] == "meta_val"
     # Its own fine-tuning rate and steps, not the tuned learner's, are what evaluate adapts with.
-    chosen = {k: pretrained["finetuning"][k] for k in ("inner_lr", "inner_steps")}
+    chosen = {k: pretrained["finetuning"][k] for k in ("algorithm", "inner_lr", "inner_steps")}
     assert {k: pretrained["learner"][k] for k in chosen} == chosen
     assert metrics["pretrained"]["inner_steps"] == chosen["inner_steps"]
     limit = metrics["limit"]

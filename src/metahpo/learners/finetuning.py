@@ -3,19 +3,22 @@
 A pretrained network fine-tuned with another learner's inner rate is a strawman (Meta-SGD's rate is only
 the starting value of its learned rates). The grid is ``train.finetune``: ``lr_points`` log-spaced rates
 and 1 to ``max_steps`` steps; one adaptation trajectory per rate scores every step count at once, on
-meta_val only, by the mean grid MSE (the search objective's measure).
+meta_val only, by the family's score (regression: the mean grid MSE; classification: the error rate).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from metahpo.learners.adaptation import adaptation_errors
 from metahpo.learners.meta_learner import MetaLearner
 from metahpo.params import FinetuneParams
+
+# score(learner, max_steps) -> the mean score after 0..max_steps steps, lower is better
+Score = Callable[[MetaLearner, int], np.ndarray]
 
 
 def finetuning_rates(finetune: FinetuneParams) -> list[float]:
@@ -31,31 +34,27 @@ def with_rate(learner: MetaLearner, rate: float, device: torch.device) -> MetaLe
     return copy
 
 
-def choose_finetuning(
-    learner: MetaLearner, val: dict[str, np.ndarray], finetune: FinetuneParams, shots: int, device: torch.device
-) -> dict:
-    """The rate and steps of the grid with the lowest mean meta_val grid MSE, and every grid value.
+def choose_finetuning(learner: MetaLearner, finetune: FinetuneParams, score: Score, device: torch.device) -> dict:
+    """The rate and steps of the grid with the lowest ``score``, and every grid value.
 
-    ``val`` is the meta_val split; the learner adapts on the first ``shots`` support points of each task.
-    A rate that diverges on some task scores infinity. Ties go to the smaller rate, then fewer steps, so
-    the choice is deterministic. Returns ``{"inner_lr", "inner_steps", "val_grid_mse", "grid"}``, the
-    last with the rates, the steps and the ``[rates, steps]`` table of mean meta_val grid MSE.
+    ``score`` measures a learner on meta_val. A rate that diverges on some task scores infinity. Ties go
+    to the smaller rate, then fewer steps, so the choice is deterministic. Returns ``{"inner_lr",
+    "inner_steps", "val_score", "grid"}``, the last with the rates, the steps and the ``[rates, steps]``
+    table of scores (``null`` where it diverged).
     """
     rates, steps = finetuning_rates(finetune), list(range(1, finetune.max_steps + 1))
     table = np.empty((len(rates), len(steps)))
     for i, rate in enumerate(rates):
-        candidate = with_rate(learner, rate, device)
-        errors = adaptation_errors(candidate, val, steps[-1], len(val["support_x"]), device, shots)
-        table[i] = errors["grid"][1:].mean(axis=1)
+        table[i] = score(with_rate(learner, rate, device), steps[-1])[1:]
     table = np.where(np.isfinite(table), table, np.inf)
     i, j = np.unravel_index(np.argmin(table), table.shape)
     return {
         "inner_lr": rates[i],
         "inner_steps": steps[j],
-        "val_grid_mse": float(table[i, j]),
+        "val_score": float(table[i, j]),
         "grid": {
             "inner_lr": rates,
             "inner_steps": steps,
-            "val_grid_mse": [[float(v) if np.isfinite(v) else None for v in row] for row in table],
+            "val_score": [[float(v) if np.isfinite(v) else None for v in row] for row in table],
         },
     }

@@ -10,11 +10,11 @@ from metahpo import paths
 from metahpo.learners.artifacts import load_learner
 from metahpo.params import Params
 from metahpo.reporting import published
-from metahpo.reporting.figures import COLORS, LABELS, save_figure, table
+from metahpo.reporting.figures import COLORS, LABELS, finetuning_text, save_figure, table
 from metahpo.tasks.episodes import episode_arrays, select_episodes
 from metahpo.tasks.storage import load_manifest, load_split
 
-LEARNERS = ("tuned", "default", "protonet")
+LEARNERS = ("tuned", "default", "protonet", "pretrained")
 FLOOR = "floor"
 FLOOR_LABEL = "task floor: nearest class mean on raw pixels (not a learner)"
 
@@ -122,6 +122,8 @@ def results_text(params: Params, metrics: dict, figures: dict) -> str:
 Protocol: {protocol["episodes"]} stored meta_test episodes over classes never seen in training; each learner adapts
 on the K support images per class with its own inner rule (the prototypical network classifies by distance to the
 class means of its embeddings, without gradient steps); mean query accuracy ± 95% CI (1.96·std/√n) over episodes.
+{finetuning_text()} It was trained on every meta_train class at once (one softmax over all of them) and starts each
+episode from a zero head over the episode's N classes.
 
 The last row, the **task floor**, is no learner. Images have no true model family to fit, so in place of the
 sinusoid's limit the report gives the nearest equivalent, a floor: each query image goes to the class whose K support

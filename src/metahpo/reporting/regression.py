@@ -6,8 +6,6 @@ Measured numbers come from ``reports/metrics.json`` and the plot data; published
 
 from __future__ import annotations
 
-import json
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -19,7 +17,7 @@ from metahpo.learners.artifacts import load_learner
 from metahpo.learners.mlp import forward
 from metahpo.params import Params
 from metahpo.reporting import published
-from metahpo.reporting.figures import COLORS, LABELS, save_figure, table
+from metahpo.reporting.figures import COLORS, LABELS, finetuning_text, save_figure, table
 from metahpo.tasks.storage import load_split
 
 LEARNERS = ("tuned", "default", "pretrained")
@@ -213,19 +211,6 @@ draws `query` of the setting below); meta_train
 {tasks.splits["meta_train"]} tasks, meta_val {tasks.splits["meta_val"]}, meta_test {tasks.splits["meta_test"]},
 meta_ood {tasks.splits["meta_ood"]} (A ∈ {tasks.ood.amplitude},
 φ ∈ [{tasks.ood.phase[0]:.3f}, {tasks.ood.phase[1]:.3f}])."""
-
-
-def finetuning_text() -> str:
-    """How the pretrained network fine-tunes, and how its rate and steps were chosen, from its config."""
-    record = json.loads((paths.MODELS / "pretrained" / "config.json").read_text(encoding="utf-8"))["finetuning"]
-    grid = record["grid"]
-    rates, steps = grid["inner_lr"], grid["inner_steps"]
-    return (
-        f"The pretrained network fine-tunes by SGD at its own rate, {record['inner_lr']:.4g}, for "
-        f"{record['inner_steps']} steps: the best on {record['chosen_on']} (grid MSE {record['val_grid_mse']:.3f}) "
-        f"of {len(rates)} log-spaced rates from {rates[0]:.4g} to {rates[-1]:.4g} and 1 to {steps[-1]} steps "
-        "(`train.finetune`); meta_test took no part in the choice."
-    )
 
 
 def results_text(params: Params, metrics: dict, figures: dict) -> str:
