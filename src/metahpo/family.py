@@ -23,6 +23,8 @@ from metahpo.params import Params
 from metahpo.tasks.episodes import EpisodePool
 from metahpo.tasks.sinusoid import TaskPool
 
+FINETUNE_CHUNK = 25  # episodes adapted at once while the pretrained network's fine-tuning is chosen
+
 
 def zero_predictor_mse(split: dict) -> float:
     """Grid MSE of predicting 0 everywhere on a regression split."""
@@ -145,10 +147,12 @@ class Classification:
 
     def finetune_score(self, learner, split: dict, max_steps: int, device: torch.device) -> np.ndarray:
         """Mean error rate (1 - query accuracy) over the episodes of ``split`` after 0..``max_steps`` steps."""
-        return 1.0 - self._scores(learner, split, max_steps, device)["accuracy"].mean(axis=1)
+        # Episodes a few at a time keep the conv net's working set in the CPU cache (docs/evaluation.md, Chunks).
+        return 1.0 - self._scores(learner, split, max_steps, device, FINETUNE_CHUNK)["accuracy"].mean(axis=1)
 
-    def _scores(self, learner, split: dict, steps: int, device: torch.device) -> dict[str, np.ndarray]:
-        return classification_scores(learner, split, steps, len(split["support_index"]), device, self.tasks.shots)
+    def _scores(self, learner, split: dict, steps: int, device: torch.device, chunk: int | None = None):
+        chunk = chunk or len(split["support_index"])
+        return classification_scores(learner, split, steps, chunk, device, self.tasks.shots)
 
     def objective(self, learner, split: dict, steps: int, device: torch.device) -> float:
         """The search objective (lower is better): mean query cross-entropy, or the error rate 1 - accuracy."""
