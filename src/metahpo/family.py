@@ -67,9 +67,8 @@ class Regression:
 
     def finetune_score(self, learner, split: dict, max_steps: int, device: torch.device) -> np.ndarray:
         """Mean grid MSE over the tasks of ``split`` after 0..``max_steps`` steps (lower is better)."""
-        return adaptation_errors(learner, split, max_steps, len(split["support_x"]), device, self.tasks.shots)[
-            "grid"
-        ].mean(axis=1)
+        errors = adaptation_errors(learner, split, max_steps, len(split["support_x"]), device, self.tasks.shots)
+        return errors["grid"].mean(axis=1)
 
     def objective(self, learner, split: dict, steps: int, device: torch.device) -> float:
         """The search objective on ``split`` after ``steps`` steps (lower is better): the mean grid MSE."""
@@ -98,7 +97,7 @@ class Regression:
 
 
 class Classification:
-    """N-way K-shot image classification: cross-entropy; the third learner is a prototypical network."""
+    """N-way K-shot image classification: cross-entropy; the baselines are a prototypical and a pretrained network."""
 
     kind = "classification"
     learners = ("tuned", "default", "protonet", "pretrained")
