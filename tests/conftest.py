@@ -26,6 +26,7 @@ def shrink(params: dict) -> dict:
     tiny["search"].update(n_calls=3, n_initial_points=2, iterations=15, fidelity="none")  # rungs: own tests
     tiny["train"].update(iterations=20, log_every=10)
     tiny["evaluate"].update(max_steps=3)
+    tiny["train"]["finetune"].update(lr_points=4, max_steps=3)
     tiny["device"] = "cpu"
     return tiny
 

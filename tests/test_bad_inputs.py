@@ -212,6 +212,9 @@ CASES = [
     ("search", params_edit("search.workers", 1000, search__executor="dask"), "search.workers: 1000 worker"),
     ("train", params_edit("train.log_every", 0), "train.log_every"),
     ("train", params_edit("model.layers", 100), "model.layers"),
+    ("train", params_edit("train.finetune.lr", [0.1, 0.01]), "train.finetune.lr: expected [low, high] with 0 <"),
+    ("train", params_edit("train.finetune.lr_points", 0), "train.finetune.lr_points: expected an integer >= 1"),
+    ("train", params_edit("train.finetune.max_steps", 4), "train.finetune.max_steps: expected <= evaluate.max_steps"),
     ("evaluate", params_edit("evaluate.task_chunk", 0), "evaluate.task_chunk"),
     ("train", params_edit("meta.meta_batch_size", 10_000, model__hidden=2048, meta__inner_steps=10), "GiB per meta"),
     # search spaces
@@ -319,7 +322,7 @@ CASES = [
     # the report stage's inputs
     ("report", truncate("reports/metrics.json"), "reports/metrics.json: not valid JSON"),
     ("report", edit_json("reports/metrics.json", lambda m: _drop(m, "tuned.test")), "has no entry tuned.test"),
-    ("report", edit_json("reports/metrics.json", lambda m: _set(m["default"], "inner_steps", "one")), "not a number"),
+    ("report", edit_json("reports/metrics.json", lambda m: _set(m["default"], "inner_steps", [1])), "not a number"),
     ("report", edit_json("models/tuned/config.json", lambda c: c.pop("setting")), "config.json: has no entry setting"),
     ("report", edit_json("models/default/config.json", lambda c: _set(c["setting"], "hidden", 0)), "setting.hidden"),
     ("report", edit_json("models/tuned/config.json", lambda c: _set(c["learner"], "outputs", 5)), "learner.outputs"),

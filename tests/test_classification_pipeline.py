@@ -14,7 +14,7 @@ from project import commit_all, copy_project, dvc, ran_stages
 pytestmark = pytest.mark.e2e
 
 STAGES = ["generate", "search", "train", "evaluate", "report"]
-LEARNERS = ("tuned", "default", "protonet")
+LEARNERS = ("tuned", "default", "protonet", "pretrained")
 
 
 def run_image_folder_project(tmp_path, layout: str):
@@ -45,12 +45,19 @@ def test_image_folder_runs_end_to_end(tmp_path, layout):
         assert curve.loc[1, "accuracy"] == pytest.approx(at_one["accuracy"], rel=1e-5)
         assert curve.loc[1, "ci95"] == pytest.approx(at_one["ci95"], rel=1e-5, abs=1e-9)
         assert (root / f"models/{learner}/model.pt").is_file()
-    assert not (root / "models/pretrained").exists()
+    pretrained = json.loads((root / "models/pretrained/config.json").read_text())
+    finetuning = pretrained["finetuning"]  # a fresh 2-way head, then the head or the whole network, on meta_val
+    assert finetuning["chosen_on"] == "meta_val" and set(finetuning["grid"]["val_score"]) == {"anil", "maml"}
+    assert pretrained["learner"]["algorithm"] == finetuning["algorithm"] and pretrained["learner"]["outputs"] == 2
+    floor = metrics["floor"]["test"]["query"]["k1"]  # the raw-pixel nearest class mean: no learner, no steps
+    assert floor["accuracy"] * 32 == pytest.approx(round(floor["accuracy"] * 32), abs=1e-9)
+    assert set(pd.read_csv(root / "reports/plots/accuracy_floor.csv")["accuracy"]) == {floor["accuracy"]}
     manifest = json.loads((root / "data/tasks/manifest.json").read_text())
     classes = [set(manifest["splits"][s]["classes"]) for s in ("meta_train", "meta_val", "meta_test")]
     assert [len(c) for c in classes] == [8, 4, 4] and not (classes[0] & classes[2] or classes[1] & classes[2])
     report = (root / "reports/report.md").read_text()
     assert "2-way 1-shot classification on `data/raw/letters`" in report
+    assert len([line for line in report.splitlines() if line.startswith("| task floor")]) == 2  # headline, K-shot
     for figure in ("accuracy", "episodes", "search", "training", "objective"):
         assert (root / f"reports/figures/{figure}.png").is_file() and f"figures/{figure}.png" in report
     trials = pd.read_csv(root / "reports/search/trials.csv")

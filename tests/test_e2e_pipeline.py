@@ -35,7 +35,7 @@ OUTPUTS = [
     "reports/train/tuned/plots/metrics/meta_loss.tsv",
     "reports/train/pretrained/plots/metrics/val_grid_mse.tsv",
     "reports/metrics.json",
-    *[f"reports/plots/{kind}_{learner}.csv" for kind in ("adaptation", "ood", "kshot") for learner in LEARNERS],
+    *[f"reports/plots/{kind}_{name}.csv" for kind in ("adaptation", "ood", "kshot") for name in (*LEARNERS, "limit")],
     *[f"reports/figures/{name}.png" for name in FIGURES],
     "reports/report.md",
 ]
@@ -71,7 +71,16 @@ def test_every_output_exists_with_headline_metrics(project):
                 assert curve.loc[1, f"{kind}_ci95"] == pytest.approx(at_k["step1"]["ci95"], rel=1e-5)
                 assert at_k["step1"]["ci95"] > 0
         assert {"k5", "k10", "k20"} <= set(metrics[learner]["test"]["grid"])
-    assert json.loads((project / "models/pretrained/config.json").read_text())["training"].startswith("joint")
+    pretrained = json.loads((project / "models/pretrained/config.json").read_text())
+    assert pretrained["training"].startswith("joint") and pretrained["finetuning"]["chosen_on"] == "meta_val"
+    # Its own fine-tuning rate and steps, not the tuned learner's, are what evaluate adapts with.
+    chosen = {k: pretrained["finetuning"][k] for k in ("algorithm", "inner_lr", "inner_steps")}
+    assert {k: pretrained["learner"][k] for k in chosen} == chosen
+    assert metrics["pretrained"]["inner_steps"] == chosen["inner_steps"]
+    limit = metrics["limit"]
+    for k in ("k5", "k10", "k20"):  # noise-free tasks: the true family fits K >= 2 points exactly
+        assert limit["test"]["grid"][k]["mse"] < 1e-8 and limit["test"]["query"][k]["ci95"] >= 0
+    assert limit["ood"]["grid"]["k10"]["mse"] < 1e-8
 
 
 def test_models_reload_with_weights_only(project):
@@ -135,6 +144,8 @@ def test_report_links_existing_figures_and_its_numbers_are_the_metrics(project):
         ]
         assert cells == expected
     assert "**published**" in report  # reference rows are labelled as such
+    limit_rows = [line for line in report.splitlines() if line.startswith("| task limit")]
+    assert len(limit_rows) == 1 + 2 + 1  # headline, K-shot (grid and query), out of distribution
 
 
 def sorted_steps(by_step: dict) -> list[dict]:

@@ -2,10 +2,11 @@
 
 Everything that differs between the two kinds of task, once their data exists, lives behind this one
 interface (the generate stage picks its generator in :mod:`metahpo.tasks.generate`): the learners
-trained and evaluated (the third is a pretrained network for regression, a prototypical network for
+trained and evaluated (a pretrained network for both, plus a prototypical network for
 classification), the network's input shape, outputs and loss, the meta-training sampler, the search
-objective and the penalty told for a failed trial, the metric logged during the final training, and
-the shape of a meta-step for the memory guard. The evaluate and report stages pick their family's
+objective and the penalty told for a failed trial, the metric logged during the final training, how
+the pretrained network starts and is scored when its fine-tuning is chosen, and the shape of a
+meta-step for the memory guard. The evaluate and report stages pick their family's
 module by ``kind``.
 """
 
@@ -17,10 +18,13 @@ import numpy as np
 import torch
 
 from metahpo.learners import ALGORITHMS, LEARNER_ALGORITHMS
-from metahpo.learners.adaptation import classification_scores, validation_mse
+from metahpo.learners.adaptation import adaptation_errors, classification_scores, validation_mse
+from metahpo.learners.mlp import head_names
 from metahpo.params import Params
 from metahpo.tasks.episodes import EpisodePool
 from metahpo.tasks.sinusoid import TaskPool
+
+FINETUNE_CHUNK = 25  # episodes adapted at once while the pretrained network's fine-tuning is chosen
 
 
 def zero_predictor_mse(split: dict) -> float:
@@ -40,13 +44,33 @@ class Regression:
     val_metric = "val_grid_mse"  # logged during the final training
     val_name = "meta_val grid MSE"
     loss_name = "query MSE"
+    # The pretrained network fine-tunes every weight by SGD (maml's inner rule).
+    finetune_algorithms = ("maml",)
+    finetune_score_name = "meta_val grid MSE"
+    pretrained_note = (
+        "joint regression on all meta-train tasks (no inner loop), fine-tuned at test time by SGD at its own rate "
+        "and steps, chosen on meta_val (finetuning)"
+    )
 
     def __init__(self, params: Params):
         self.params, self.tasks = params, params.tasks
 
-    def make_pool(self, split: dict[str, np.ndarray], device: torch.device) -> TaskPool:
-        """The meta-training sampler of a loaded ``meta_train`` split."""
+    def make_pool(self, split: dict[str, np.ndarray], device: torch.device, joint: bool = False) -> TaskPool:
+        """The meta-training sampler of a loaded ``meta_train`` split (the same for joint pretraining)."""
         return TaskPool.from_split(split, device)
+
+    def pretrain_outputs(self, pool: TaskPool) -> int:
+        """Outputs of the network while it is pretrained jointly on ``pool``: the task's own."""
+        return self.outputs
+
+    def fresh_head(self, state: dict) -> dict:
+        """The pretrained state dict as fine-tuning starts from it: unchanged for regression."""
+        return state
+
+    def finetune_score(self, learner, split: dict, max_steps: int, device: torch.device) -> np.ndarray:
+        """Mean grid MSE over the tasks of ``split`` after 0..``max_steps`` steps (lower is better)."""
+        errors = adaptation_errors(learner, split, max_steps, len(split["support_x"]), device, self.tasks.shots)
+        return errors["grid"].mean(axis=1)
 
     def objective(self, learner, split: dict, steps: int, device: torch.device) -> float:
         """The search objective on ``split`` after ``steps`` steps (lower is better): the mean grid MSE."""
@@ -75,27 +99,62 @@ class Regression:
 
 
 class Classification:
-    """N-way K-shot image classification: cross-entropy; the third learner is a prototypical network."""
+    """N-way K-shot image classification: cross-entropy; the baselines are a prototypical and a pretrained network."""
 
     kind = "classification"
-    learners = ("tuned", "default", "protonet")
+    learners = ("tuned", "default", "protonet", "pretrained")
     algorithms = LEARNER_ALGORITHMS
     loss = "cross_entropy"
     val_metric = "val_accuracy"
     val_name = "meta_val accuracy"
     loss_name = "query cross-entropy"
+    # The pretrained network gets a fresh N-way head and fine-tunes the head only (anil's inner rule) or
+    # every weight (maml's); meta_val chooses which.
+    finetune_algorithms = ("anil", "maml")
+    finetune_score_name = "meta_val error rate (1 - accuracy)"
+    pretrained_note = (
+        "joint classification over every meta-train class (no inner loop), then a fresh N-way head (zeros), "
+        "fine-tuned at test time by SGD on the support images: the head only or the whole network, at its own "
+        "rate and steps, chosen on meta_val (finetuning)"
+    )
 
     def __init__(self, params: Params):
         self.params, self.tasks = params, params.tasks
         self.outputs = self.tasks.ways
         self.input_shape = (self.tasks.image_side, self.tasks.image_side)
 
-    def make_pool(self, split: dict[str, np.ndarray], device: torch.device) -> EpisodePool:
-        """The meta-training sampler of a loaded ``meta_train`` split: fresh N-way episodes."""
-        return EpisodePool.from_split(split, self.tasks.ways, device)
+    def make_pool(self, split: dict[str, np.ndarray], device: torch.device, joint: bool = False) -> EpisodePool:
+        """The meta-training sampler of a loaded ``meta_train`` split: fresh N-way episodes.
 
-    def _scores(self, learner, split: dict, steps: int, device: torch.device) -> dict[str, np.ndarray]:
-        return classification_scores(learner, split, steps, len(split["support_index"]), device, self.tasks.shots)
+        ``joint``: labelled by the classes' own indices, for a network trained on every class at once.
+        """
+        return EpisodePool.from_split(split, self.tasks.ways, device, global_labels=joint)
+
+    def pretrain_outputs(self, pool: EpisodePool) -> int:
+        """Outputs of the network while it is pretrained jointly on ``pool``: one per meta_train class."""
+        return pool.by_class.shape[0]
+
+    def fresh_head(self, state: dict) -> dict:
+        """The pretrained state dict with the head over every meta_train class replaced by a zero N-way head.
+
+        A zero head scores every class alike until the first step, which moves it toward the support
+        images' features of each class; it is the same for every seed.
+        """
+        names = {key.removeprefix("weights.") for key in state}
+        head = {"head_w", "head_b"} if self.params.model.arch == "conv" else set(head_names(dict.fromkeys(names)))
+        return {
+            key: w.new_zeros(*w.shape[:-1], self.outputs) if key.removeprefix("weights.") in head else w
+            for key, w in state.items()
+        }
+
+    def finetune_score(self, learner, split: dict, max_steps: int, device: torch.device) -> np.ndarray:
+        """Mean error rate (1 - query accuracy) over the episodes of ``split`` after 0..``max_steps`` steps."""
+        # Episodes a few at a time keep the conv net's working set in the CPU cache (docs/evaluation.md, Chunks).
+        return 1.0 - self._scores(learner, split, max_steps, device, FINETUNE_CHUNK)["accuracy"].mean(axis=1)
+
+    def _scores(self, learner, split: dict, steps: int, device: torch.device, chunk: int | None = None):
+        chunk = chunk or len(split["support_index"])
+        return classification_scores(learner, split, steps, chunk, device, self.tasks.shots)
 
     def objective(self, learner, split: dict, steps: int, device: torch.device) -> float:
         """The search objective (lower is better): mean query cross-entropy, or the error rate 1 - accuracy."""

@@ -128,6 +128,15 @@ class SearchParams:
 
 
 @dataclass(frozen=True)
+class FinetuneParams:
+    """``train.finetune``: the grid over which the pretrained baseline's SGD rate and steps are chosen."""
+
+    lr: list[float]
+    lr_points: int
+    max_steps: int
+
+
+@dataclass(frozen=True)
 class TrainParams:
     """The ``train`` section: the final training of every learner."""
 
@@ -135,6 +144,7 @@ class TrainParams:
     log_every: int
     patience: int
     workers: int
+    finetune: FinetuneParams
 
 
 @dataclass(frozen=True)
@@ -195,6 +205,7 @@ SECTIONS = {
     (Params, "evaluate"): EvaluateParams,
     (TaskParams, "ood"): OodParams,
     (SearchParams, "median_stop"): MedianStop,
+    (TrainParams, "finetune"): FinetuneParams,
 }
 
 

@@ -117,6 +117,16 @@ def interval(min_low: float | None = None) -> Check:
     return check
 
 
+def rate_range() -> Check:
+    """A ``[low, high]`` pair of learning rates with ``0 < low < high <= 100``."""
+
+    def check(v, path):
+        ok = isinstance(v, list) and len(v) == 2 and all(_is_number(x) for x in v) and 0 < v[0] < v[1] <= 100
+        return [] if ok else [f"{path}: expected [low, high] with 0 < low < high <= 100, got {v!r}"]
+
+    return check
+
+
 def rotation_list() -> Check:
     """Distinct rotations in degrees, each 0, 90, 180 or 270."""
 
@@ -292,6 +302,9 @@ SCHEMA = section(
                 "log_every": integer(1, 10_000_000),
                 "patience": integer(0, 1_000_000),
                 "workers": integer(1, 64),
+                "finetune": section(
+                    {"lr": rate_range(), "lr_points": integer(1, 1000), "max_steps": TUNABLE["inner_steps"][1]}
+                ),
             }
         ),
         "evaluate": section({"max_steps": integer(0, 100), "task_chunk": integer(1, 1_000_000)}),
@@ -324,6 +337,12 @@ def _cross_checks(params: dict) -> list[str]:
         problems.extend(_fidelity_checks(search))
     if search["method"] == "grid":
         problems.extend(_grid_size(search))
+    finetune_steps, max_steps = params["train"]["finetune"]["max_steps"], params["evaluate"]["max_steps"]
+    if finetune_steps > max_steps:
+        problems.append(
+            f"train.finetune.max_steps: expected <= evaluate.max_steps ({max_steps}), the steps evaluated, "
+            f"got {finetune_steps}"
+        )
     problems.extend(_training_query_checks(params))
     if search["start_from_default"]:
         problems.extend(_default_outside_space(params))

@@ -1,7 +1,8 @@
 """Held-out evaluation of N-way classification: query accuracy over the stored meta_test episodes.
 
 Metrics flatten to ``<learner>.test.query.k<K>.step<s>.<accuracy|ci95>``: the mean query accuracy after
-``s`` steps with ``K`` support images per class, and its 95% CI half-width.
+``s`` steps with ``K`` support images per class, and its 95% CI half-width. The floor (nearest class mean
+on raw pixels, :mod:`metahpo.evaluation.task_limit`) takes no steps: ``floor.test.query.k<K>.<accuracy|ci95>``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 
 from metahpo import paths
+from metahpo.evaluation.task_limit import pixel_floor_accuracy
 from metahpo.learners.adaptation import classification_scores, summarize_accuracy, trained_steps
 from metahpo.params import Params
 from metahpo.tasks.storage import load_split
@@ -55,3 +57,29 @@ def learner_results(learner, splits: dict, params: Params, steps: list[int], dev
         kshot["ci95"].append(at_one["ci95"])
     entry = {"inner_steps": trained_steps(learner), "test": {"query": per_k}}
     return entry, {"accuracy": curve, "kshot_accuracy": kshot}
+
+
+FLOOR_METHOD = (
+    "not a learner: each query image goes to the class whose K support images have the nearest mean in raw pixels"
+)
+
+
+def reference_results(params: Params, splits: dict) -> dict[str, tuple[dict, dict]]:
+    """``{"floor": (metrics entry, plot data by kind)}``: the raw-pixel nearest class mean, scored like the learners.
+
+    It takes no steps: its metrics have no step level and its accuracy curve repeats its one value.
+    """
+    test, tasks, chunk = splits["test"], params.tasks, params.evaluate.task_chunk
+    ks = sorted({tasks.shots, *tasks.eval_shots})
+    per_k = {f"k{k}": summarize_accuracy(pixel_floor_accuracy(test, k, chunk)) for k in ks}
+    at_shots, n_steps = per_k[f"k{tasks.shots}"], params.evaluate.max_steps + 1
+    curve = {
+        "step": np.arange(n_steps),
+        "accuracy": [at_shots["accuracy"]] * n_steps,
+        "ci95": [at_shots["ci95"]] * n_steps,
+    }
+    kshot = {"k": sorted(tasks.eval_shots)}
+    kshot["accuracy"] = [per_k[f"k{k}"]["accuracy"] for k in kshot["k"]]
+    kshot["ci95"] = [per_k[f"k{k}"]["ci95"] for k in kshot["k"]]
+    entry = {"method": FLOOR_METHOD, "test": {"query": per_k}}
+    return {"floor": (entry, {"accuracy": curve, "kshot_accuracy": kshot})}

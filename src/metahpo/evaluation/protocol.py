@@ -3,7 +3,8 @@
 Each learner of the family is loaded, adapted with its own inner rule for 0..``evaluate.max_steps``
 steps on every held-out task, and scored by the family's module (:mod:`metahpo.evaluation.regression`
 or :mod:`metahpo.evaluation.classification`). ``reports/metrics.json`` holds the ``protocol`` and one
-entry per learner at the headline steps; ``reports/plots/`` the curves (DVC plots).
+entry per learner at the headline steps, plus the family's reference row (the task's limit, or for
+classification its floor), which is no learner; ``reports/plots/`` the curves (DVC plots).
 """
 
 from __future__ import annotations
@@ -81,9 +82,8 @@ def evaluate_stage(params: Params, device: torch.device) -> None:
     steps = headline_steps(params.evaluate.max_steps, [trained_steps(learner) for learner in learners.values()])
     metrics: dict = {"protocol": module.protocol(params, splits)}
     with atomic_dir(paths.PLOTS) as plot_dir:
-        for name, (metrics[name], plots) in each_once(
-            learners, lambda learner: module.learner_results(learner, splits, params, steps, device)
-        ):
+        scored = each_once(learners, lambda learner: module.learner_results(learner, splits, params, steps, device))
+        for name, (metrics[name], plots) in [*scored, *module.reference_results(params, splits).items()]:
             for kind, columns in plots.items():
                 write_csv(paths.plot_csv(kind, name, plot_dir), columns)
     write_json(paths.METRICS, metrics)

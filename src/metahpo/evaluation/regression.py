@@ -5,6 +5,9 @@ Metrics are nested so that DVC flattens them to ``<learner>.<split>.<kind>.k<K>.
 ``grid`` (100-point grid) or ``query`` (K random query points); ``K`` the support points adapted on;
 ``s`` the adaptation steps; ``stat`` ``mse`` or ``ci95`` (the 95% half-width). A step where adaptation
 diverged on some task has ``null`` values.
+
+The task's limit (:mod:`metahpo.evaluation.task_limit`) is no learner and takes no steps: it flattens to
+``limit.<split>.<kind>.k<K>.<stat>``, and its plot data repeat that one value at every step.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import numpy as np
 import torch
 
 from metahpo import paths
+from metahpo.evaluation.task_limit import limit_errors, ranges
 from metahpo.learners.adaptation import QUERY_KINDS, adaptation_errors, summarize
 from metahpo.params import Params
 from metahpo.tasks.storage import load_split
@@ -62,3 +66,37 @@ def learner_results(learner, splits: dict, params: Params, steps: list[int], dev
         kshot[f"{kind}_ci95"] = [s["ci95"] for s in per_k]
     plots["kshot"] = kshot
     return entry, plots
+
+
+LIMIT_METHOD = (
+    "not a learner: A*sin(x - phase) fitted to each task's K support points by least squares, A and phase in "
+    "the ranges the split was drawn from"
+)
+
+
+def reference_results(params: Params, splits: dict) -> dict[str, tuple[dict, dict]]:
+    """``{"limit": (metrics entry, plot data by kind)}``: the task's limit, scored like the learners.
+
+    Every split at the training K, and meta_test at every K of ``tasks.eval_shots``; its curves repeat the
+    one step-independent value at each step, so that it lines up with the learners' curves.
+    """
+    tasks, n_steps = params.tasks, params.evaluate.max_steps + 1
+    entry: dict = {"method": LIMIT_METHOD}
+    plots: dict[str, dict] = {}
+    for short, split in splits.items():
+        shots_here = sorted({tasks.shots, *tasks.eval_shots}) if short == "test" else [tasks.shots]
+        for k in shots_here:
+            errors = limit_errors(split, k, *ranges(tasks, short))
+            for kind in QUERY_KINDS:
+                entry.setdefault(short, {}).setdefault(kind, {})[f"k{k}"] = _stat(errors[kind])
+        curve: dict = {"step": np.arange(n_steps)}
+        for kind in QUERY_KINDS:
+            stat = entry[short][kind][f"k{tasks.shots}"]
+            curve[f"{kind}_mse"], curve[f"{kind}_ci95"] = [stat["mse"]] * n_steps, [stat["ci95"]] * n_steps
+        plots["adaptation" if short == "test" else short] = curve
+    kshot: dict = {"k": sorted(tasks.eval_shots)}
+    for kind in QUERY_KINDS:
+        kshot[f"{kind}_mse"] = [entry["test"][kind][f"k{k}"]["mse"] for k in kshot["k"]]
+        kshot[f"{kind}_ci95"] = [entry["test"][kind][f"k{k}"]["ci95"] for k in kshot["k"]]
+    plots["kshot"] = kshot
+    return {"limit": (entry, plots)}

@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from metahpo.errors import ArtifactError
 from metahpo.executors import TrialRunner
 from metahpo.family import family_of
 from metahpo.learners.artifacts import save_learner
+from metahpo.learners.finetuning import choose_finetuning
 from metahpo.learners.memory import check_fits
 from metahpo.learners.metatrain import build_learner, meta_train, on_cpu
 from metahpo.learners.settings import apply_point, default_setting, learner_config, train_settings
@@ -52,7 +54,6 @@ def read_best(params: Params) -> dict:
     return apply_point(params, setting)
 
 
-PRETRAINED_NOTE = "joint regression on all meta-train tasks (no inner loop), fine-tuned at test time by SGD"
 PROTONET_NOTE = "prototypical network on the tuned architecture's features, trained on the same episodes"
 
 
@@ -77,18 +78,28 @@ class TrainingLog(Live):
 
 
 def train_learner(
-    name: str, setting: dict, params: Params, pool, val: dict, device: torch.device, adapt_steps=None, logs=None
+    name: str,
+    setting: dict,
+    params: Params,
+    pool,
+    val: dict,
+    device: torch.device,
+    adapt_steps=None,
+    outputs: int | None = None,
+    logs=None,
 ):
     """Meta-train one learner for at most ``train.iterations``, keeping the weights that did best on meta_val.
 
     Every ``train.log_every`` iterations the meta_val metric is measured and logged with DVCLive; the
     weights of the best value are kept, and training stops once ``train.patience`` validations in a
     row (0: never) brought no improvement. ``adapt_steps=0`` trains without an inner loop: plain
-    regression on every task's points. The curves go to ``logs/name`` (default ``reports/train``).
+    regression on every task's points, or (with a pool of global labels and ``outputs`` classes)
+    classification over every class. The curves go to ``logs/name`` (default ``reports/train``).
     Returns the learner and ``{best_iteration, trained_iterations}``.
     """
     family, train = family_of(params), params.train
-    learner = build_learner(learner_config(setting, params), params.seed, device)
+    config = learner_config(setting, params)
+    learner = build_learner(replace(config, outputs=outputs or config.outputs), params.seed, device)
     budget = replace(train_settings(setting, params, train.iterations), adapt_steps=adapt_steps)
     best: dict = {"value": None, "iteration": 0, "weights": None, "last": 0}
     with TrainingLog(str(Path(logs or paths.TRAIN_LOGS) / name), dvcyaml=None, save_dvc_exp=False, report=None) as live:
@@ -116,18 +127,19 @@ def train_learner(
 
 
 def learner_settings(params: Params) -> dict[str, dict]:
-    """The setting of every learner: the untuned defaults, the search's best, and a third baseline.
+    """The setting of every learner: the untuned defaults, the search's best, and the baselines.
 
-    Regression: a pretrained network with the tuned architecture, outer optimiser and budget, which
-    adapts at test time with plain SGD (``maml``'s rule) at the tuned inner learning rate and number of
-    steps. Classification: a prototypical network with the same architecture, optimiser and budget.
+    Both families: a pretrained network with the tuned architecture, outer optimiser and budget, which
+    adapts at test time with plain SGD; its rule, rate and steps here are ``maml``'s and the tuned ones
+    until :func:`tune_pretrained` replaces them with its own. Classification also: a prototypical network
+    with the same architecture, optimiser and budget.
     """
     tuned = read_best(params)
-    third = {"protonet": "protonet", "pretrained": "maml"}
+    baselines = {"protonet": "protonet", "pretrained": "maml"}
     return {
         "tuned": tuned,
         "default": default_setting(params),
-        **{name: {**tuned, "algorithm": third[name]} for name in family_of(params).learners[2:]},
+        **{name: {**tuned, "algorithm": baselines[name]} for name in family_of(params).learners[2:]},
     }
 
 
@@ -137,17 +149,16 @@ def copy_logs(source: Path, target: Path) -> None:
     shutil.copytree(source, target)
 
 
-NOTES = {"pretrained": PRETRAINED_NOTE, "protonet": PROTONET_NOTE}
-
-
 def train_job(name: str, setting: dict, params: Params, adapt_steps: int | None, logs: Path) -> tuple[dict, dict]:
     """Train one learner here or in a worker, logging under ``logs``; return its weights on the CPU and its summary."""
     from metahpo.runtime import setup  # in a worker: threads, deterministic kernels, device
 
     device = setup(params)
-    pool = family_of(params).make_pool(load_split(paths.TASKS, "meta_train"), device)
+    family, joint = family_of(params), name == "pretrained"
+    pool = family.make_pool(load_split(paths.TASKS, "meta_train"), device, joint=joint)
     val = load_split(paths.TASKS, "meta_val")
-    learner, summary = train_learner(name, setting, params, pool, val, device, adapt_steps, logs)
+    outputs = family.pretrain_outputs(pool) if joint else None
+    learner, summary = train_learner(name, setting, params, pool, val, device, adapt_steps, outputs, logs)
     return on_cpu(learner.state_dict()), summary
 
 
@@ -166,6 +177,45 @@ def distinct_jobs(settings: dict[str, dict], names: list[str]) -> tuple[dict, di
         else:
             by_key[key], jobs[name] = name, adapt_steps
     return jobs, same_as
+
+
+ADAPTS = {"maml": "the whole network", "anil": "the head only"}
+
+
+def tune_pretrained(weights: dict, setting: dict, params: Params, device: torch.device) -> tuple[dict, dict, dict]:
+    """The pretrained network's own fine-tuning: ``(setting, record of the search, weights to save)``.
+
+    The weights start as the family's :meth:`fresh_head` makes them (classification: a zero N-way head);
+    for each of the family's fine-tuning rules (which weights adapt) the grid of ``train.finetune`` is
+    scored on meta_val only (:func:`metahpo.learners.finetuning.choose_finetuning`), and the best rule,
+    rate and steps are kept (ties: the earlier rule). meta_test and meta_ood are never read.
+    """
+    family = family_of(params)
+    weights = family.fresh_head(weights)
+    val = load_split(paths.TASKS, "meta_val")
+
+    def score(candidate, steps: int):
+        return family.finetune_score(candidate, val, steps, device)
+
+    start, by_rule = time.perf_counter(), {}
+    for algorithm in family.finetune_algorithms:
+        learner = build_learner(learner_config({**setting, "algorithm": algorithm}, params), params.seed, device)
+        learner.load_state_dict(weights)
+        by_rule[algorithm] = choose_finetuning(learner, params.train.finetune, score, device)
+    algorithm = min(by_rule, key=lambda a: by_rule[a]["val_score"])
+    chosen = by_rule[algorithm]
+    print(f"pretrained: fine-tuning {ADAPTS[algorithm]} at rate {chosen['inner_lr']:.4g} for {chosen['inner_steps']} "
+          f"steps chosen on meta_val in {time.perf_counter() - start:.1f} s", file=sys.stderr)  # fmt: skip
+    record = {
+        "chosen_on": "meta_val",
+        "score": family.finetune_score_name,
+        "algorithm": algorithm,
+        "adapts": ADAPTS[algorithm],
+        **{k: v for k, v in chosen.items() if k != "grid"},
+        "grid": {**chosen["grid"], "val_score": {a: r["grid"]["val_score"] for a, r in by_rule.items()}},
+    }
+    tuned = {**setting, "algorithm": algorithm, "inner_lr": chosen["inner_lr"], "inner_steps": chosen["inner_steps"]}
+    return tuned, record, weights
 
 
 def train_stage(params: Params, device: torch.device) -> None:
@@ -193,11 +243,16 @@ def train_stage(params: Params, device: torch.device) -> None:
             print(f"{name}: same setting as {twin}, reusing its weights", file=sys.stderr)
             copy_logs(logs / twin, logs / name)
             trained[name] = trained[twin]
+        weights, summary = trained["pretrained"]
+        settings["pretrained"], finetuning, weights = tune_pretrained(weights, settings["pretrained"], params, device)
+        trained["pretrained"] = weights, summary
         for name in learners:
             weights, summary = trained[name]
             learner = build_learner(learner_config(settings[name], params), params.seed, device)
             learner.load_state_dict(weights)
             extra = {"setting": settings[name], "iterations": params.train.iterations, **summary}
-            if name in NOTES:
-                extra["training"] = NOTES[name]
+            if name == "protonet":
+                extra["training"] = PROTONET_NOTE
+            if name == "pretrained":
+                extra.update(training=family_of(params).pretrained_note, finetuning=finetuning)
             save_learner(learner, models / name, extra)

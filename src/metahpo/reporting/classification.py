@@ -10,11 +10,13 @@ from metahpo import paths
 from metahpo.learners.artifacts import load_learner
 from metahpo.params import Params
 from metahpo.reporting import published
-from metahpo.reporting.figures import COLORS, LABELS, save_figure, table
+from metahpo.reporting.figures import COLORS, LABELS, finetuning_text, save_figure, table
 from metahpo.tasks.episodes import episode_arrays, select_episodes
 from metahpo.tasks.storage import load_manifest, load_split
 
-LEARNERS = ("tuned", "default", "protonet")
+LEARNERS = ("tuned", "default", "protonet", "pretrained")
+FLOOR = "floor"
+FLOOR_LABEL = "task floor: nearest class mean on raw pixels (not a learner)"
 
 EXAMPLE_EPISODES = 3
 
@@ -27,6 +29,8 @@ def accuracy_figure(learners: tuple[str, ...], ways: int) -> str:
         acc, ci = curve["accuracy"], curve["ci95"]
         ax.plot(curve["step"], acc, marker="o", ms=3, color=COLORS[name], label=LABELS[name])
         ax.fill_between(curve["step"], acc - ci, acc + ci, color=COLORS[name], alpha=0.2)
+    floor = pd.read_csv(paths.plot_csv("accuracy", FLOOR))
+    ax.plot(floor["step"], floor["accuracy"], "--", color="black", label=FLOOR_LABEL)
     ax.axhline(1 / ways, ls=":", color="gray", label=f"chance (1/{ways})")
     ax.set(xlabel="adaptation steps", ylabel="meta_test query accuracy (95% CI)", ylim=(0, 1),
            title="accuracy on held-out classes vs adaptation steps")  # fmt: skip
@@ -76,6 +80,7 @@ def headline_table(metrics: dict, learners: tuple[str, ...]) -> str:
         [LABELS[n], str(metrics[n]["inner_steps"])] + [accuracy_cell(metrics[n]["test"]["query"][k][s]) for s in steps]
         for n in learners
     ]
+    rows.append([FLOOR_LABEL, "none"] + [accuracy_cell(metrics[FLOOR]["test"]["query"][k])] * len(steps))
     return table(header, rows)
 
 
@@ -83,6 +88,7 @@ def kshot_table(metrics: dict, learners: tuple[str, ...], eval_shots: list[int])
     """Accuracy after one step for each K (support images per class)."""
     ks = sorted(eval_shots)
     rows = [[LABELS[n]] + [accuracy_cell(metrics[n]["test"]["query"][f"k{k}"]["step1"]) for k in ks] for n in learners]
+    rows.append([FLOOR_LABEL] + [accuracy_cell(metrics[FLOOR]["test"]["query"][f"k{k}"]) for k in ks])
     return table(["learner"] + [f"K={k}" for k in ks], rows)
 
 
@@ -116,6 +122,14 @@ def results_text(params: Params, metrics: dict, figures: dict) -> str:
 Protocol: {protocol["episodes"]} stored meta_test episodes over classes never seen in training; each learner adapts
 on the K support images per class with its own inner rule (the prototypical network classifies by distance to the
 class means of its embeddings, without gradient steps); mean query accuracy ± 95% CI (1.96·std/√n) over episodes.
+{finetuning_text()} It was trained on every meta_train class at once (one softmax over all of them) and starts each
+episode from a zero head over the episode's N classes.
+
+The last row, the **task floor**, is no learner. Images have no true model family to fit, so in place of the
+sinusoid's limit the report gives the nearest equivalent, a floor: each query image goes to the class whose K support
+images have the nearest mean in raw pixels (a prototypical network without a network), scored on the same episodes
+with the same CIs. A learner below it has learned no useful features. It takes no steps: every step column shows its
+one value, and the figure draws it as a flat dashed line.
 
 {headline_table(metrics, LEARNERS)}
 

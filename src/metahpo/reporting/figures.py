@@ -28,7 +28,7 @@ from metahpo.search.proposers import build_space  # noqa: E402
 from metahpo.search.rungs import reached, rung_iterations  # noqa: E402
 from metahpo.search.trial_log import SMALLEST_TOLD  # noqa: E402
 
-COLORS = {"tuned": "tab:blue", "default": "tab:orange", "pretrained": "tab:green", "protonet": "tab:green"}
+COLORS = {"tuned": "tab:blue", "default": "tab:orange", "pretrained": "tab:green", "protonet": "tab:purple"}
 LABELS = {
     "tuned": "tuned",
     "default": "untuned (params.yaml defaults)",
@@ -139,6 +139,20 @@ def training_figure(learners: tuple[str, ...], val_metric: str, loss_name: str, 
         ax.grid(alpha=0.3)
     axes[0].legend()
     return save_figure(fig, "training.png")
+
+
+def finetuning_text() -> str:
+    """How the pretrained network fine-tunes, and how that was chosen, from its config (a sentence)."""
+    record = json.loads((paths.MODELS / "pretrained" / "config.json").read_text(encoding="utf-8"))["finetuning"]
+    grid = record["grid"]
+    rates, steps, rules = grid["inner_lr"], grid["inner_steps"], len(grid["val_score"])
+    choice = f"{rules} rules (which weights adapt) × " if rules > 1 else ""
+    return (
+        f"The pretrained network fine-tunes {record['adapts']} by SGD at its own rate, {record['inner_lr']:.4g}, "
+        f"for {record['inner_steps']} steps: the lowest {record['score']}, {record['val_score']:.3f}, of {choice}"
+        f"{len(rates)} log-spaced rates from {rates[0]:.4g} to {rates[-1]:.4g} × 1 to {steps[-1]} steps "
+        "(`train.finetune`); meta_test took no part in the choice."
+    )
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:

@@ -54,15 +54,17 @@ def _wrap(value, source: Path, where: str):
 
 
 def _not_number(value, where: str) -> list[str]:
-    """Entries below ``where`` that are neither a number nor null (a diverged step)."""
+    """Entries below ``where`` that are neither a number, null (a diverged step) nor a text (a description)."""
     if isinstance(value, dict):
         return [p for k, v in value.items() for p in _not_number(v, f"{where}.{k}" if where else k)]
-    ok = value is None or (isinstance(value, int | float) and not isinstance(value, bool) and not math.isinf(value))
+    ok = value is None or isinstance(value, str) or (
+        isinstance(value, int | float) and not isinstance(value, bool) and not math.isinf(value)
+    )
     return [] if ok else [where]
 
 
 def read_json(path: Path, numbers: bool = False) -> Record:
-    """A JSON object from ``path`` as a :class:`Record`; with ``numbers``, every entry a number or null."""
+    """A JSON object from ``path`` as a :class:`Record`; with ``numbers``, every entry a number, null or text."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

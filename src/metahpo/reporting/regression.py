@@ -12,14 +12,17 @@ import pandas as pd
 import torch
 
 from metahpo import paths
+from metahpo.evaluation.task_limit import PHASE_GRID
 from metahpo.learners.artifacts import load_learner
 from metahpo.learners.mlp import forward
 from metahpo.params import Params
 from metahpo.reporting import published
-from metahpo.reporting.figures import COLORS, LABELS, save_figure, table
+from metahpo.reporting.figures import COLORS, LABELS, finetuning_text, save_figure, table
 from metahpo.tasks.storage import load_split
 
 LEARNERS = ("tuned", "default", "pretrained")
+LIMIT = "limit"
+LIMIT_LABEL = "task limit: the true family fitted to the K points (not a learner)"
 
 KIND_TITLES = {"grid": "100-point grid", "query": "K random query points"}
 EXAMPLE_STEPS = (0, 1, 10)
@@ -39,6 +42,18 @@ def _clip_top(ax, kind: str, split: str = "test") -> None:
     ax.set_ylim(top=10 * max(_curve(n, split)[f"{kind}_mse"][0] for n in LEARNERS))
 
 
+def _limit_line(ax, x, values, where: str = "") -> None:
+    """The task's limit as a dashed black line, or as a note under the x label when it lies below the (log) axis.
+
+    Call it after the axis labels are set; ``where`` qualifies the label (", grid").
+    """
+    if min(values) >= ax.get_ylim()[0]:
+        ax.plot(x, values, "--", color="black", label=f"{LIMIT_LABEL}{where}")
+    else:
+        shown = ", ".join(f"{v:.1g}" for v in dict.fromkeys(values))
+        ax.set_xlabel(f"{ax.get_xlabel()}\n(task limit{where}: {shown}, below the axis)")
+
+
 def adaptation_figure() -> str:
     """Held-out MSE vs adaptation steps with 95% CI bands, per learner and query kind."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
@@ -50,6 +65,8 @@ def adaptation_figure() -> str:
             ax.fill_between(curve["step"], mse - ci, mse + ci, color=COLORS[name], alpha=0.2)
         ax.set(title=f"meta_test MSE on {KIND_TITLES[kind]}", xlabel="adaptation steps", yscale="log")
         _clip_top(ax, kind)
+        limit = _curve(LIMIT)
+        _limit_line(ax, limit["step"], list(limit[f"{kind}_mse"]))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mean MSE over held-out tasks (95% CI)")
     axes[0].legend()
@@ -71,6 +88,8 @@ def kshot_figure() -> str:
                     capsize=3, label=f"{method} (published, {published.SOURCE})")  # fmt: skip
     ax.set(xlabel="support points K", ylabel="MSE after one step", yscale="log", xticks=[5, 10, 20],
            title="K-shot comparison at one adaptation step")  # fmt: skip
+    limit = pd.read_csv(paths.plot_csv("kshot", LIMIT))
+    _limit_line(ax, limit["k"], list(limit["grid_mse"]), ", grid")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(fig, "kshot.png")
@@ -86,6 +105,8 @@ def ood_figure() -> str:
             ax.plot(curve["step"], curve["grid_mse"], style, marker="o", ms=3, color=COLORS[name], label=label)
     ax.set(xlabel="adaptation steps", ylabel="mean grid MSE", yscale="log", title="out-of-distribution tasks")
     _clip_top(ax, "grid", "ood")
+    limit = _curve(LIMIT, "ood")
+    _limit_line(ax, limit["step"], list(limit["grid_mse"]), ", out of distribution")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return save_figure(fig, "ood.png")
@@ -119,8 +140,12 @@ def examples_figure(device: torch.device, shots: int, n_tasks: int = 6) -> str:
 
 
 def fmt(stat: dict) -> str:
-    """``mse ± ci95`` with three decimals, or ``diverged``."""
-    return "diverged" if stat["mse"] is None else f"{stat['mse']:.3f} ± {stat['ci95']:.3f}"
+    """``mse ± ci95`` with three decimals (two significant digits below 0.001), or ``diverged``."""
+    if stat["mse"] is None:
+        return "diverged"
+    if stat["mse"] < 0.001:
+        return f"{stat['mse']:.1e} ± {stat['ci95']:.1e}"
+    return f"{stat['mse']:.3f} ± {stat['ci95']:.3f}"
 
 
 def headline_table(metrics: dict) -> str:
@@ -135,6 +160,7 @@ def headline_table(metrics: dict) -> str:
         [LABELS[n], str(metrics[n]["inner_steps"])] + [fmt(metrics[n]["test"][kind][k][s]) for kind, s in cells]
         for n in LEARNERS
     ]
+    rows.append([LIMIT_LABEL, "none"] + [fmt(metrics[LIMIT]["test"][kind][k]) for kind, _ in cells])
     return table(header, rows)
 
 
@@ -147,6 +173,8 @@ def kshot_table(metrics: dict, eval_shots: list[int]) -> str:
         for n in LEARNERS
         for kind in KIND_TITLES
     ]
+    rows += [[LIMIT_LABEL, f"measured, {kind}"] + [fmt(metrics[LIMIT]["test"][kind][f"k{k}"]) for k in ks]
+             for kind in KIND_TITLES]  # fmt: skip
     for method, by_k in published.ONE_STEP.items():
         cells = [published.format_quote(*by_k[k]) if k in by_k else "" for k in ks]
         rows.append([f"{method}", f"**published** ({published.SOURCE})"] + cells)
@@ -159,6 +187,7 @@ def ood_table(metrics: dict, max_steps: int) -> str:
     header = ["learner"] + [f"{split}, {s} steps" for split in ("test", "ood") for s in (1, max_steps)]
     cells = [(split, f"step{s}") for split in ("test", "ood") for s in (1, max_steps)]
     rows = [[LABELS[n]] + [fmt(metrics[n][split]["grid"][k][s]) for split, s in cells] for n in LEARNERS]
+    rows.append([LIMIT_LABEL] + [fmt(metrics[LIMIT][split]["grid"][k]) for split, _ in cells])
     return table(header, rows)
 
 
@@ -190,8 +219,16 @@ def results_text(params: Params, metrics: dict, figures: dict) -> str:
     tables = headline_table(metrics) + kshot_table(metrics, tasks.eval_shots) + ood_table(metrics, evaluate.max_steps)
     return f"""\
 Protocol: {metrics["protocol"]["tasks"]} meta_test tasks; each learner adapts on K support points with its own
-inner rule (the pretrained network by SGD at the tuned rate); mean MSE ± 95% CI (1.96·std/√n) on K random query
-points and on a 100-point grid over the input range.
+inner rule; mean MSE ± 95% CI (1.96·std/√n) on K random query points and on a 100-point grid over the input
+range. {finetuning_text()}
+
+The last row, the **task limit**, is no learner: it fits y = A·sin(x − φ), the family the tasks are drawn from, to
+each task's K support points by least squares (A and φ within the ranges of the task's split; a grid of
+{PHASE_GRID:,} phases with the best amplitude in closed form for each, then a golden-section refinement) and is
+scored on the same points with the same CIs. It takes no steps: every step column shows its one value, and the
+figures draw it as a flat dashed line, or name it in a note when it lies below a logarithmic axis. The tasks carry no
+noise, so two or more points determine a task and the limit is zero up to rounding: the whole distance between a
+learner and this row is the learner's.
 
 {headline_table(metrics)}
 

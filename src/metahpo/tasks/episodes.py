@@ -122,15 +122,22 @@ def episode_arrays(split: dict[str, np.ndarray], shots: int) -> tuple[np.ndarray
 
 @dataclass(frozen=True)
 class EpisodePool:
-    """meta_train images on the device, sampled into batches of N-way episodes."""
+    """meta_train images on the device, sampled into batches of N-way episodes.
+
+    Episodes are labelled 0..N-1 in the order their classes were drawn, or, with ``global_labels``, by
+    the classes' own indices (for a network trained on every meta_train class at once).
+    """
 
     images: torch.Tensor  # [n, H, W]
     by_class: torch.Tensor  # [classes, most images of a class]: image indices, padded with -1
     counts: torch.Tensor  # [classes]
     ways: int
+    global_labels: bool = False
 
     @classmethod
-    def from_split(cls, split: dict[str, np.ndarray], ways: int, device: torch.device) -> EpisodePool:
+    def from_split(
+        cls, split: dict[str, np.ndarray], ways: int, device: torch.device, global_labels: bool = False
+    ) -> EpisodePool:
         """Move a loaded ``meta_train`` split to ``device``."""
         labels = split["labels"]
         counts = np.bincount(labels)
@@ -142,6 +149,7 @@ class EpisodePool:
             torch.from_numpy(by_class).to(device),
             torch.from_numpy(counts).to(device),
             ways,
+            global_labels,
         )
 
     def sample(self, batch: int, shots: int, query: int, generator: torch.Generator):
@@ -154,6 +162,8 @@ class EpisodePool:
         positions = keys.masked_fill(~valid, 2.0).argsort(dim=2)[:, :, : shots + query]
         index = torch.gather(self.by_class[classes], 2, positions)
         labels = torch.arange(self.ways, device=keys.device).view(1, self.ways, 1)
+        if self.global_labels:
+            labels = classes.view(batch, self.ways, 1)
 
         def part(sl: slice):
             idx = index[:, :, sl].reshape(batch, -1)
