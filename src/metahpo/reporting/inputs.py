@@ -18,7 +18,7 @@ import torch
 from metahpo import paths
 from metahpo.errors import ArtifactError, first_line
 from metahpo.learners.artifacts import load_learner
-from metahpo.validation import validate_setting
+from metahpo.validation import TUNABLE, validate_setting
 
 RERUN = "rerun the stage that writes it (dvc repro)"
 TRIAL_COLUMNS = {"trial": True, "status": False, "objective": True, "told": True, "best_so_far": True,
@@ -120,7 +120,14 @@ def check_report_inputs(family) -> None:
     load_learner(paths.MODELS / "tuned", torch.device("cpu"), family)  # drawn in the examples figure
     for name in family.learners:
         config = read_json(paths.MODELS / name / "config.json")
-        problems = validate_setting(config["setting"]) if isinstance(config["setting"], dict) else ["not a mapping"]
+        setting = config["setting"]
+        if not isinstance(setting, dict):
+            problems = [": not a mapping"]
+        elif setting.get("algorithm") not in family.algorithms:
+            problems = [f"algorithm: expected one of {', '.join(family.algorithms)}, got {setting.get('algorithm')!r}"]
+        else:  # the baselines' algorithms (protonet) are no search choice: the rest is checked as tunable
+            rest = {k: v for k, v in setting.items() if k != "algorithm"}
+            problems = validate_setting(rest, tuple(k for k in TUNABLE if k != "algorithm"))
         if problems:
             raise ArtifactError(f"{paths.MODELS / name / 'config.json'}: setting.{problems[0]}; {RERUN}")
         for kind, columns in CURVE_COLUMNS[family.kind].items():
