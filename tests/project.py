@@ -19,6 +19,7 @@ PROJECT_FILES = (
     ".dvc/config",
     ".dvc/.gitignore",
     ".dvc/plots_template.html",
+    ".dvc/plots",
     ".dvcignore",
     ".gitignore",
     "data/raw/README.md",

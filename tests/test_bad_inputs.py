@@ -194,6 +194,9 @@ def csv_edit(rel: str, change, sep: str = ","):
     return apply
 
 
+SHOTS_PANEL = "reports/plots/sinusoid/by_shots/meta_test_grid_mse.csv"
+STEPS_PANEL = "reports/plots/sinusoid/by_step/meta_ood_query_mse.csv"
+
 CASES = [
     # params
     ("generate", params_edit("tasks.shots", 0), "tasks.shots"),
@@ -330,8 +333,13 @@ CASES = [
     ("report", csv_edit("reports/search/trials.csv", lambda t: t.pop("told")), "no column 'told'"),
     ("report", csv_edit("reports/search/trials.csv", lambda t: _set(t, "point", "{}")), "row 2: rungs or point"),
     ("report", remove("reports/search/best.json"), "reports/search/best.json: missing"),
-    ("report", csv_edit("reports/plots/kshot_default.csv", lambda t: t.pop("grid_mse")), "kshot_default.csv"),
-    ("report", write("reports/plots/ood_tuned.csv", "step,grid_mse\n"), "ood_tuned.csv"),
+    ("report", csv_edit(f"{SHOTS_PANEL}", lambda t: t.pop("mean")), "by_shots/meta_test_grid_mse.csv: no column"),
+    ("report", write(f"{STEPS_PANEL}", "learner,step,mean,ci95\n"), "meta_ood_query_mse.csv: no rows"),
+    (
+        "report",
+        csv_edit(f"{SHOTS_PANEL}", lambda t: t.drop(t.index[t.learner == "pretrained"], inplace=True)),
+        "no rows for",
+    ),
     ("report", remove("reports/train/tuned/plots/metrics/meta_loss.tsv"), "meta_loss.tsv: missing"),
     (
         "report",

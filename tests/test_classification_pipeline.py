@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 from image_folders import class_image, image_folder_params, make_flat, make_omniglot
 
+from metahpo.evaluation.panels import learner_curve
+
 from project import commit_all, copy_project, dvc, ran_stages
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +43,7 @@ def test_image_folder_runs_end_to_end(tmp_path, layout):
         at_one = metrics[learner]["test"]["query"]["k1"]["step1"]
         # 8 episodes of 2 classes x 2 queries: the mean accuracy is a whole number of 32nds.
         assert at_one["accuracy"] * 32 == pytest.approx(round(at_one["accuracy"] * 32), abs=1e-9)
-        curve = pd.read_csv(root / f"reports/plots/accuracy_{learner}.csv")
+        curve = learner_curve("image_folder", "accuracy", learner, root / "reports/plots")
         assert curve.loc[1, "accuracy"] == pytest.approx(at_one["accuracy"], rel=1e-5)
         assert curve.loc[1, "ci95"] == pytest.approx(at_one["ci95"], rel=1e-5, abs=1e-9)
         assert (root / f"models/{learner}/model.pt").is_file()
@@ -51,7 +53,8 @@ def test_image_folder_runs_end_to_end(tmp_path, layout):
     assert pretrained["learner"]["algorithm"] == finetuning["algorithm"] and pretrained["learner"]["outputs"] == 2
     floor = metrics["floor"]["test"]["query"]["k1"]  # the raw-pixel nearest class mean: no learner, no steps
     assert floor["accuracy"] * 32 == pytest.approx(round(floor["accuracy"] * 32), abs=1e-9)
-    assert set(pd.read_csv(root / "reports/plots/accuracy_floor.csv")["accuracy"]) == {floor["accuracy"]}
+    floor_curve = learner_curve("image_folder", "accuracy", "floor", root / "reports/plots")
+    assert set(floor_curve["accuracy"]) == {pytest.approx(floor["accuracy"], rel=1e-5)}
     manifest = json.loads((root / "data/tasks/manifest.json").read_text())
     classes = [set(manifest["splits"][s]["classes"]) for s in ("meta_train", "meta_val", "meta_test")]
     assert [len(c) for c in classes] == [8, 4, 4] and not (classes[0] & classes[2] or classes[1] & classes[2])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import re
 
-import pandas as pd
 import pytest
 import torch
 
+from metahpo.evaluation.panels import learner_curve
 from metahpo.learners.artifacts import load_learner
 
 from project import commit_all, copy_project, dvc, ran_stages, write_params
@@ -17,6 +17,7 @@ pytestmark = pytest.mark.e2e
 
 STAGES = ["generate", "search", "train", "evaluate", "report"]
 LEARNERS = ("tuned", "default", "pretrained")
+KINDS = ("grid", "query")
 FIGURES = ("adaptation", "kshot", "ood", "examples", "search", "objective", "evaluations", "training")
 OUTPUTS = [
     "data/tasks/manifest.json",
@@ -35,7 +36,12 @@ OUTPUTS = [
     "reports/train/tuned/plots/metrics/meta_loss.tsv",
     "reports/train/pretrained/plots/metrics/val_grid_mse.tsv",
     "reports/metrics.json",
-    *[f"reports/plots/{kind}_{name}.csv" for kind in ("adaptation", "ood", "kshot") for name in (*LEARNERS, "limit")],
+    *[
+        f"reports/plots/sinusoid/by_step/{split}_{kind}_mse.csv"
+        for split in ("meta_test", "meta_ood")
+        for kind in KINDS
+    ],
+    *[f"reports/plots/sinusoid/by_shots/meta_test_{kind}_mse.csv" for kind in KINDS],
     *[f"reports/figures/{name}.png" for name in FIGURES],
     "reports/report.md",
 ]
@@ -64,9 +70,8 @@ def test_every_output_exists_with_headline_metrics(project):
             for kind in ("grid", "query"):
                 at_k = metrics[learner][split][kind]["k10"]
                 assert {"step0", "step1", "step3"} <= set(at_k)
-                curve = pd.read_csv(
-                    project / f"reports/plots/{'adaptation' if split == 'test' else split}_{learner}.csv"
-                )
+                kind_of_split = "adaptation" if split == "test" else split
+                curve = learner_curve("sinusoid", kind_of_split, learner, project / "reports/plots")
                 assert curve.loc[1, f"{kind}_mse"] == pytest.approx(at_k["step1"]["mse"], rel=1e-5)
                 assert curve.loc[1, f"{kind}_ci95"] == pytest.approx(at_k["step1"]["ci95"], rel=1e-5)
                 assert at_k["step1"]["ci95"] > 0
@@ -155,5 +160,27 @@ def sorted_steps(by_step: dict) -> list[dict]:
 def test_plots_page_works_offline(project):
     dvc(project, "plots", "show", "--out", "plots_page")
     page = (project / "plots_page/index.html").read_text()
-    assert "vegaEmbed" in page and "adaptation_tuned" in page and "kshot_pretrained" in page
+    assert "vegaEmbed" in page and "meta_test_grid_mse" in page and "training_loss" in page
     assert not re.search(r"<script[^>]+src=", page)
+
+
+def test_every_dvc_plot_renders_with_data_and_a_finite_y_range(project):
+    """Every panel of `dvc plots show --json` renders to PNG in-process and plots finite values; no warning."""
+    import math
+
+    import vl_convert
+
+    shown = dvc(project, "plots", "show", "--json")
+    assert "failed to load" not in shown.stdout + shown.stderr
+    panels = json.loads(shown.stdout)["data"]
+    assert len(panels) == 4 + 2 + 2  # by_step: meta_test and meta_ood, grid and query; by_shots: 2; loss; search
+    for name, (plot,) in panels.items():
+        spec = plot["content"]
+        png = vl_convert.vegalite_to_png(json.dumps(spec))
+        assert png.startswith(b"\x89PNG") and len(png) > 5_000, name
+        values = spec["data"]["values"]
+        y_field = next(f for f in ("mean", "meta_loss", "best_so_far") if f in values[0])
+        ys = [float(v[y_field]) for v in values if v[y_field] not in ("", None)]
+        assert ys and all(math.isfinite(y) for y in ys), name
+        learners = {v.get("learner") for v in values} - {None}
+        assert name.endswith(".tsv") or not learners or learners >= {"tuned", "default", "pretrained"}, name

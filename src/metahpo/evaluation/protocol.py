@@ -12,12 +12,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 
-import pandas as pd
 import torch
 
 from metahpo import paths
 from metahpo.atomic import atomic_dir, write_json, write_text
 from metahpo.evaluation import classification, regression
+from metahpo.evaluation.panels import panel_tables
 from metahpo.family import family_of
 from metahpo.learners.adaptation import trained_steps
 from metahpo.learners.artifacts import load_learner
@@ -30,11 +30,6 @@ MODULES = {"regression": regression, "classification": classification}
 def headline_steps(max_steps: int, trained: list[int]) -> list[int]:
     """Steps reported in metrics.json for every learner: 0, 1, each learner's trained number, the last."""
     return sorted({s for s in (0, 1, *trained, max_steps) if s <= max_steps})
-
-
-def write_csv(path, columns: dict) -> None:
-    """Plot data as CSV (six significant digits)."""
-    write_text(path, pd.DataFrame(columns).to_csv(index=False, float_format="%.6g"))
 
 
 def twins(learners: dict) -> dict[str, str]:
@@ -81,9 +76,11 @@ def evaluate_stage(params: Params, device: torch.device) -> None:
     learners = {name: load_learner(paths.MODELS / name, device, family) for name in family.learners}
     steps = headline_steps(params.evaluate.max_steps, [trained_steps(learner) for learner in learners.values()])
     metrics: dict = {"protocol": module.protocol(params, splits)}
+    scored = each_once(learners, lambda learner: module.learner_results(learner, splits, params, steps, device))
+    results = dict([*scored, *module.reference_results(params, splits).items()])
+    metrics |= {name: entry for name, (entry, _) in results.items()}
+    plots = {name: plot_data for name, (_, plot_data) in results.items()}
     with atomic_dir(paths.PLOTS) as plot_dir:
-        scored = each_once(learners, lambda learner: module.learner_results(learner, splits, params, steps, device))
-        for name, (metrics[name], plots) in [*scored, *module.reference_results(params, splits).items()]:
-            for kind, columns in plots.items():
-                write_csv(paths.plot_csv(kind, name, plot_dir), columns)
+        for path, table in panel_tables(params.tasks.family, plots, plot_dir).items():
+            write_text(path, table.to_csv(index=False, float_format="%.6g"))
     write_json(paths.METRICS, metrics)

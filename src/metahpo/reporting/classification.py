@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import pandas as pd
 import torch
 
 from metahpo import paths
+from metahpo.evaluation.panels import learner_curve
 from metahpo.learners.artifacts import load_learner
 from metahpo.params import Params
 from metahpo.reporting import published
@@ -21,15 +21,15 @@ FLOOR_LABEL = "task floor: nearest class mean on raw pixels (not a learner)"
 EXAMPLE_EPISODES = 3
 
 
-def accuracy_figure(learners: tuple[str, ...], ways: int) -> str:
+def accuracy_figure(learners: tuple[str, ...], ways: int, family: str) -> str:
     """meta_test accuracy against adaptation steps with 95% CI bands (chance level dotted)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name in learners:
-        curve = pd.read_csv(paths.plot_csv("accuracy", name))
+        curve = learner_curve(family, "accuracy", name)
         acc, ci = curve["accuracy"], curve["ci95"]
         ax.plot(curve["step"], acc, marker="o", ms=3, color=COLORS[name], label=LABELS[name])
         ax.fill_between(curve["step"], acc - ci, acc + ci, color=COLORS[name], alpha=0.2)
-    floor = pd.read_csv(paths.plot_csv("accuracy", FLOOR))
+    floor = learner_curve(family, "accuracy", FLOOR)
     ax.plot(floor["step"], floor["accuracy"], "--", color="black", label=FLOOR_LABEL)
     ax.axhline(1 / ways, ls=":", color="gray", label=f"chance (1/{ways})")
     ax.set(xlabel="adaptation steps", ylabel="meta_test query accuracy (95% CI)", ylim=(0, 1),
@@ -95,7 +95,7 @@ def kshot_table(metrics: dict, learners: tuple[str, ...], eval_shots: list[int])
 def figures(params: Params, device: torch.device) -> dict[str, str]:
     """Draw the classification figures; return their file names by key."""
     return {
-        "accuracy": accuracy_figure(LEARNERS, params.tasks.ways),
+        "accuracy": accuracy_figure(LEARNERS, params.tasks.ways, params.tasks.family),
         "episodes": episodes_figure(device, params.tasks.shots),
     }
 

@@ -17,20 +17,13 @@ import torch
 
 from metahpo import paths
 from metahpo.errors import ArtifactError, first_line
+from metahpo.evaluation.panels import FAMILY_KINDS, FAMILY_METRICS, KINDS, panel_path
 from metahpo.learners.artifacts import load_learner
 from metahpo.validation import TUNABLE, validate_setting
 
 RERUN = "rerun the stage that writes it (dvc repro)"
 TRIAL_COLUMNS = {"trial": True, "status": False, "objective": True, "told": True, "best_so_far": True,
                  "iterations": True, "rungs": False, "point": False}  # fmt: skip
-CURVE_COLUMNS = {
-    "regression": {
-        "adaptation": ("step", "grid_mse", "grid_ci95", "query_mse", "query_ci95"),
-        "ood": ("step", "grid_mse", "grid_ci95", "query_mse", "query_ci95"),
-        "kshot": ("k", "grid_mse", "grid_ci95", "query_mse", "query_ci95"),
-    },
-    "classification": {"accuracy": ("step", "accuracy", "ci95"), "kshot_accuracy": ("k", "accuracy", "ci95")},
-}
 
 
 class Record(dict):
@@ -87,14 +80,14 @@ def read_table(path: Path, columns, sep: str = ",") -> pd.DataFrame:
         raise ArtifactError(f"{path}: missing; {RERUN}") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise ArtifactError(f"{path}: not a readable table ({first_line(exc)}); {RERUN}") from None
+    if table.empty:
+        raise ArtifactError(f"{path}: no rows; {RERUN}")
     numeric = columns if isinstance(columns, dict) else dict.fromkeys(columns, True)
     for column, is_number in numeric.items():
         if column not in table.columns:
             raise ArtifactError(f"{path}: no column {column!r}; {RERUN}")
         if is_number and not pd.api.types.is_numeric_dtype(table[column]):
             raise ArtifactError(f"{path}: column {column!r} holds values that are not numbers; {RERUN}")
-    if table.empty:
-        raise ArtifactError(f"{path}: no rows; {RERUN}")
     return table
 
 
@@ -116,8 +109,15 @@ def read_trials(space: dict) -> pd.DataFrame:
 
 
 def check_report_inputs(family) -> None:
-    """Refuse a missing or malformed model config, plot table or training log of ``family``'s learners."""
+    """Refuse a missing or malformed model config, plot panel or training log of ``family``'s learners."""
     load_learner(paths.MODELS / "tuned", torch.device("cpu"), family)  # drawn in the examples figure
+    for kind in FAMILY_KINDS[family.kind]:
+        for metric in FAMILY_METRICS[family.kind]:
+            path = panel_path(family.tasks.family, kind, metric)
+            table = read_table(path, {"learner": False, KINDS[kind][2]: True, "mean": True, "ci95": True})
+            missing = [name for name in family.learners if name not in set(table["learner"])]
+            if missing:
+                raise ArtifactError(f"{path}: no rows for learner {missing[0]}; {RERUN}")
     for name in family.learners:
         config = read_json(paths.MODELS / name / "config.json")
         setting = config["setting"]
@@ -130,8 +130,6 @@ def check_report_inputs(family) -> None:
             problems = validate_setting(rest, tuple(k for k in TUNABLE if k != "algorithm"))
         if problems:
             raise ArtifactError(f"{paths.MODELS / name / 'config.json'}: setting.{problems[0]}; {RERUN}")
-        for kind, columns in CURVE_COLUMNS[family.kind].items():
-            read_table(paths.plot_csv(kind, name), columns)
         metrics_dir = paths.training_tsv(name).parent
         for metric in ("meta_loss", family.val_metric):
             read_table(metrics_dir / f"{metric}.tsv", ("step", metric), sep="\t")

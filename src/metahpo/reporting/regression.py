@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from metahpo import paths
+from metahpo.evaluation.panels import learner_curve
 from metahpo.evaluation.task_limit import PHASE_GRID
 from metahpo.learners.artifacts import load_learner
 from metahpo.learners.mlp import forward
@@ -34,7 +35,7 @@ DIVERGED_NOTE = (
 
 
 def _curve(name: str, split: str = "test") -> pd.DataFrame:
-    return pd.read_csv(paths.plot_csv("adaptation" if split == "test" else split, name))
+    return learner_curve("sinusoid", "adaptation" if split == "test" else split, name)
 
 
 def _clip_top(ax, kind: str, split: str = "test") -> None:
@@ -77,7 +78,7 @@ def kshot_figure() -> str:
     """MSE after one step against K, measured (with 95% CI) and published (hollow markers)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name in LEARNERS:
-        curve = pd.read_csv(paths.plot_csv("kshot", name))
+        curve = learner_curve("sinusoid", "kshot", name)
         ax.errorbar(curve["k"], curve["grid_mse"], yerr=curve["grid_ci95"], marker="o", capsize=3,
                     color=COLORS[name], label=f"{LABELS[name]} (measured, grid)")  # fmt: skip
     for method, marker in zip(published.ONE_STEP, ("s", "D")):
@@ -88,7 +89,7 @@ def kshot_figure() -> str:
                     capsize=3, label=f"{method} (published, {published.SOURCE})")  # fmt: skip
     ax.set(xlabel="support points K", ylabel="MSE after one step", yscale="log", xticks=[5, 10, 20],
            title="K-shot comparison at one adaptation step")  # fmt: skip
-    limit = pd.read_csv(paths.plot_csv("kshot", LIMIT))
+    limit = learner_curve("sinusoid", "kshot", LIMIT)
     _limit_line(ax, limit["k"], list(limit["grid_mse"]), ", grid")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

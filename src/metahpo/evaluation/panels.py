@@ -1,0 +1,92 @@
+"""Plot data as DVC panels: one CSV per panel, every learner's rows in it, in a folder per task family.
+
+``reports/plots/<tasks.family>/by_step/<split>_<metric>.csv`` holds the curves against adaptation steps
+and ``by_shots/`` the values after one step against K; each has the columns ``learner``, ``step`` (or
+``k``), ``mean`` and ``ci95``. ``dvc.yaml`` shows the two folders of the family in params.yaml
+(``${tasks.family}``), so a run never shows the other family's empty panels, and its templates
+(``.dvc/plots/``) give every learner its own colour. A step where adaptation diverged (a mean that is
+not finite, or more than :data:`DIVERGED_FACTOR` times the learner's error before adapting) is written
+as missing, never as 1e24, and the template marks it. The report reads the same files back per learner.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from metahpo import paths
+
+# An error this many times the error before adapting (step 0) has blown up: the mean is no longer a summary.
+DIVERGED_FACTOR = 100.0
+# kind of plot data -> (folder, split, x column)
+KINDS = {
+    "adaptation": ("by_step", "meta_test", "step"),
+    "ood": ("by_step", "meta_ood", "step"),
+    "kshot": ("by_shots", "meta_test", "k"),
+    "accuracy": ("by_step", "meta_test", "step"),
+    "kshot_accuracy": ("by_shots", "meta_test", "k"),
+}
+
+
+FAMILY_KINDS = {"regression": ("adaptation", "ood", "kshot"), "classification": ("accuracy", "kshot_accuracy")}
+FAMILY_METRICS = {"regression": ("grid_mse", "query_mse"), "classification": ("accuracy",)}
+
+
+def metric_columns(columns) -> dict[str, tuple[str, str]]:
+    """``{metric: (mean column, CI column)}`` of one learner's plot data (``grid_mse``, ``accuracy``, ...)."""
+    if "accuracy" in columns:
+        return {"accuracy": ("accuracy", "ci95")}
+    return {c: (c, c.removesuffix("_mse") + "_ci95") for c in columns if c.endswith("_mse")}
+
+
+def diverged(means: list[float], start: float | None) -> list[bool]:
+    """Which means are a divergence: not finite, or above :data:`DIVERGED_FACTOR` times ``start`` (an error)."""
+    limit = DIVERGED_FACTOR * start if start is not None and math.isfinite(start) else math.inf
+    return [not math.isfinite(m) or m > limit for m in means]
+
+
+def panel_path(family: str, kind: str, metric: str, folder: Path = paths.PLOTS) -> Path:
+    """The panel file of ``metric`` for plot data ``kind`` of ``family``."""
+    where, split, _ = KINDS[kind]
+    return folder / family / where / f"{split}_{metric}.csv"
+
+
+def panel_tables(family: str, plots_by_learner: dict[str, dict], folder: Path) -> dict[Path, pd.DataFrame]:
+    """Every panel of ``{learner: {kind: columns}}``, learners stacked in order, diverged means missing.
+
+    An error (MSE) is compared with the learner's error before adapting on the same split (step 0).
+    """
+    tables: dict[Path, list[pd.DataFrame]] = {}
+    for learner, plots in plots_by_learner.items():
+        for kind, columns in plots.items():
+            x = KINDS[kind][2]
+            start_curve = plots.get("ood" if kind == "ood" else "adaptation")
+            for metric, (mean_col, ci_col) in metric_columns(columns).items():
+                means = [math.nan if m is None else float(m) for m in columns[mean_col]]
+                start = float(start_curve[mean_col][0]) if metric.endswith("_mse") and start_curve else None
+                bad = diverged(means, start)
+                rows = pd.DataFrame({
+                    "learner": learner,
+                    x: np.asarray(columns[x]),
+                    "mean": [math.nan if b else m for m, b in zip(means, bad)],
+                    "ci95": [math.nan if b else c for c, b in zip(columns[ci_col], bad)],
+                })  # fmt: skip
+                tables.setdefault(panel_path(family, kind, metric, folder), []).append(rows)
+    return {path: pd.concat(parts, ignore_index=True) for path, parts in tables.items()}
+
+
+def learner_curve(family: str, kind: str, learner: str, plots: Path = paths.PLOTS) -> pd.DataFrame:
+    """One learner's plot data ``kind`` read back from the panels under ``plots``, in evaluate's columns."""
+    folder, split, x = KINDS[kind]
+    out: pd.DataFrame | None = None
+    for path in sorted((plots / family / folder).glob(f"{split}_*.csv")):
+        metric = path.stem.removeprefix(f"{split}_")
+        mean_col, ci_col = metric_columns([metric])[metric]
+        table = pd.read_csv(path)
+        rows = table[table["learner"] == learner].reset_index(drop=True)
+        part = pd.DataFrame({x: rows[x], mean_col: rows["mean"], ci_col: rows["ci95"]})
+        out = part if out is None else out.merge(part, on=x)
+    return out if out is not None else pd.DataFrame()
