@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import skopt  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from skopt.plots import plot_evaluations, plot_objective  # noqa: E402
 
 from metahpo import __version__, paths  # noqa: E402
@@ -115,13 +116,36 @@ def surrogate_result(trials: pd.DataFrame, search: SearchParams, seed: int):
     return optimizer.get_result()
 
 
+def legible_axes(fig, space: dict) -> None:
+    """Tidy skopt's grid of axes: slanted category names that do not overlap, whole numbers on integer axes.
+
+    The axis in row ``i`` and column ``j`` of skopt's grid (found from its position) shows dimension
+    ``j`` along x and, off the diagonal, dimension ``i`` along y.
+    """
+    kinds = [dim["type"] for dim in space.values()]
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    columns = sorted({round(ax.get_position().x0, 3) for ax in shown})
+    rows = sorted({round(ax.get_position().y0, 3) for ax in shown}, reverse=True)
+    for ax in shown:
+        j, i = columns.index(round(ax.get_position().x0, 3)), rows.index(round(ax.get_position().y0, 3))
+        if kinds[j] == "integer":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+        if kinds[i] == "integer" and i != j:
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+        if kinds[j] == "categorical":
+            for label in ax.get_xticklabels():
+                label.set(rotation=40, fontsize=8, ha="left" if i == j else "right")
+
+
 def surrogate_figures(trials: pd.DataFrame, search: SearchParams, seed: int) -> tuple[str, str]:
     """skopt's partial dependence (``plot_objective``) and sampled points (``plot_evaluations``)."""
     result = surrogate_result(trials, search, seed)
     np.random.seed(seed)  # plot_objective samples the space with numpy's global generator
     plot_objective(result, n_points=20, n_samples=200)
+    legible_axes(plt.gcf(), search.space)
     objective = save_figure(plt.gcf(), "objective.png")
     plot_evaluations(result)
+    legible_axes(plt.gcf(), search.space)
     return objective, save_figure(plt.gcf(), "evaluations.png")
 
 
