@@ -323,9 +323,9 @@ CASES = [
         "model.pt: does not match",
     ),
     # the report stage's inputs
-    ("report", truncate("reports/metrics.json"), "reports/metrics.json: not valid JSON"),
-    ("report", edit_json("reports/metrics.json", lambda m: _drop(m, "tuned.test")), "has no entry tuned.test"),
-    ("report", edit_json("reports/metrics.json", lambda m: _set(m["default"], "inner_steps", [1])), "not a number"),
+    ("report", truncate("reports/evaluation.json"), "reports/evaluation.json: not valid JSON"),
+    ("report", edit_json("reports/evaluation.json", lambda m: _drop(m, "tuned.test")), "has no entry tuned.test"),
+    ("report", edit_json("reports/evaluation.json", lambda m: _set(m["default"], "inner_steps", [1])), "not a number"),
     ("report", edit_json("models/tuned/config.json", lambda c: c.pop("setting")), "config.json: has no entry setting"),
     ("report", edit_json("models/default/config.json", lambda c: _set(c["setting"], "hidden", 0)), "setting.hidden"),
     ("report", edit_json("models/tuned/config.json", lambda c: _set(c["learner"], "outputs", 5)), "learner.outputs"),

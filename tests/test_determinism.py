@@ -10,6 +10,8 @@ pytestmark = pytest.mark.e2e
 
 IDENTICAL = [
     "reports/metrics.json",
+    "reports/metrics_ci95.json",
+    "reports/evaluation.json",
     "reports/search/trials.csv",
     "reports/search/best.json",
     "reports/plots/sinusoid/by_step/meta_test_grid_mse.csv",

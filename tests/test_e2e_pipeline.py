@@ -36,6 +36,8 @@ OUTPUTS = [
     "reports/train/tuned/plots/metrics/meta_loss.tsv",
     "reports/train/pretrained/plots/metrics/val_grid_mse.tsv",
     "reports/metrics.json",
+    "reports/metrics_ci95.json",
+    "reports/evaluation.json",
     *[
         f"reports/plots/sinusoid/by_step/{split}_{kind}_mse.csv"
         for split in ("meta_test", "meta_ood")
@@ -64,7 +66,7 @@ def project(tmp_path_factory):
 def test_every_output_exists_with_headline_metrics(project):
     for rel in OUTPUTS:
         assert (project / rel).is_file(), rel
-    metrics = json.loads((project / "reports/metrics.json").read_text())
+    metrics = json.loads((project / "reports/evaluation.json").read_text())
     for learner in LEARNERS:
         for split in ("test", "ood"):
             for kind in ("grid", "query"):
@@ -78,6 +80,7 @@ def test_every_output_exists_with_headline_metrics(project):
         assert {"k5", "k10", "k20"} <= set(metrics[learner]["test"]["grid"])
     pretrained = json.loads((project / "models/pretrained/config.json").read_text())
     assert pretrained["training"].startswith("joint") and pretrained["finetuning"]["chosen_on"] == "meta_val"
+
     # Its own fine-tuning rate and steps, not the tuned learner's, are what evaluate adapts with.
     chosen = {k: pretrained["finetuning"][k] for k in ("algorithm", "inner_lr", "inner_steps")}
     assert {k: pretrained["learner"][k] for k in chosen} == chosen
@@ -86,6 +89,29 @@ def test_every_output_exists_with_headline_metrics(project):
     for k in ("k5", "k10", "k20"):  # noise-free tasks: the true family fits K >= 2 points exactly
         assert limit["test"]["grid"][k]["mse"] < 1e-8 and limit["test"]["query"][k]["ci95"] >= 0
     assert limit["ood"]["grid"]["k10"]["mse"] < 1e-8
+
+
+def test_the_headline_has_the_same_few_keys_whatever_the_setting_and_names_divergence(project):
+    means = json.loads((project / "reports/metrics.json").read_text())
+    cis = json.loads((project / "reports/metrics_ci95.json").read_text())
+    full = json.loads((project / "reports/evaluation.json").read_text())
+    per_learner = {"k5", "k10", "k20", "trained_steps", "steps3", "ood"}
+    assert {name: set(row) for name, row in means.items()} == {
+        **dict.fromkeys(LEARNERS, per_learner),
+        "limit": {"k5", "k10", "k20", "ood"},
+    }
+    assert {name: set(row) for name, row in cis.items()} == {name: set(row) for name, row in means.items()}
+    assert sum(len(row) for row in means.values()) <= 30
+    for learner in LEARNERS:
+        trained = full[learner]["inner_steps"]
+        step = full[learner]["test"]["grid"]["k10"][f"step{trained}"]
+        expected = "diverged" if step["mse"] is None else step["mse"]
+        assert means[learner]["trained_steps"] == expected
+        one_step = full[learner]["test"]["grid"]["k20"]["step1"]["mse"]
+        assert means[learner]["k20"] == ("diverged" if one_step is None else one_step)
+    shown = dvc(project, "metrics", "show", "--json")
+    [workspace] = json.loads(shown.stdout).values()
+    assert workspace["data"]["reports/metrics.json"]["data"] == means
 
 
 def test_models_reload_with_weights_only(project):
@@ -126,8 +152,7 @@ def test_train_change_reruns_only_downstream_and_metrics_diff_shows_it(project):
     commit_all(project, "longer training")
     diff = dvc(project, "metrics", "diff", "HEAD~1", "--json")
     changed = json.loads(diff.stdout)["reports/metrics.json"]
-    assert "tuned.test.grid.k10.step1.mse" in changed
-    assert changed["tuned.test.grid.k10.step1.mse"]["diff"] != 0
+    assert "tuned.k10" in changed and changed["tuned.k10"]["diff"] != 0
     params_diff = json.loads(dvc(project, "params", "diff", "HEAD~1", "--json").stdout)
     change = params_diff["params.yaml"]["train.iterations"]
     assert (change["old"], change["new"]) == (20, 30)
@@ -138,7 +163,7 @@ def test_report_links_existing_figures_and_its_numbers_are_the_metrics(project):
     links = re.findall(r"\]\((figures/[^)]+)\)", report)
     assert sorted(links) == sorted(f"figures/{name}.png" for name in FIGURES)
     assert all((project / "reports" / link).is_file() for link in links)
-    metrics = json.loads((project / "reports/metrics.json").read_text())
+    metrics = json.loads((project / "reports/evaluation.json").read_text())
     for learner, label in (("tuned", "tuned"), ("default", "untuned (params.yaml defaults)")):
         headline_row = next(line for line in report.splitlines() if line.startswith(f"| {label} |"))
         cells = re.findall(r"(\d+\.\d{3}) ± (\d+\.\d{3})", headline_row)

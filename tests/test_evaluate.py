@@ -38,3 +38,37 @@ def test_a_twin_reuses_the_score_of_the_learner_it_equals():
     scored = dict(each_once(learners, score))
     assert scored == {"tuned": {"n": 1}, "default": {"n": 1}, "x": {"n": 2}}
     assert calls == [learners["tuned"], learners["x"]]
+
+
+def test_a_step_far_above_the_error_before_adapting_is_diverged_not_a_huge_mean():
+    import numpy as np
+
+    from metahpo.evaluation.regression import DIVERGED_FACTOR, _stats
+
+    before = np.full(50, 2.0)
+    errors = [before, before / 4, before * (DIVERGED_FACTOR + 1), np.full(50, np.inf), before * DIVERGED_FACTOR]
+    stats = _stats(errors)
+    assert [s["mse"] for s in stats] == [2.0, 0.5, None, None, 2.0 * DIVERGED_FACTOR]
+    assert stats[2]["ci95"] is None and stats[1]["ci95"] == 0.0
+
+
+def test_the_headline_writes_divergence_out_and_keeps_its_keys():
+    from metahpo.evaluation.headline import headline
+
+    def learner(trained, at_trained):
+        per_k = {"k10": {"step1": {"mse": 0.3, "ci95": 0.01}, f"step{trained}": at_trained,
+                         "step10": {"mse": None, "ci95": None}},
+                 "k5": {"step1": {"mse": 0.6, "ci95": 0.02}}}  # fmt: skip
+        ood = {"k10": {f"step{trained}": {"mse": 1.5, "ci95": 0.1}}}
+        return {"inner_steps": trained, "test": {"grid": per_k}, "ood": {"grid": ood}}
+
+    limit = {"test": {"grid": {"k5": {"mse": 0.0, "ci95": 0.0}, "k10": {"mse": 0.0, "ci95": 0.0}}},
+             "ood": {"grid": {"k10": {"mse": 0.0, "ci95": 0.0}}}, "method": "not a learner"}  # fmt: skip
+    metrics = {"tuned": learner(1, {"mse": 0.3, "ci95": 0.01}), "default": learner(2, {"mse": 0.2, "ci95": 0.02}),
+               "limit": limit}  # fmt: skip
+    means, cis = headline(metrics, ("tuned", "default"), 10, [5, 10], 10)
+    keys = {"k5", "k10", "trained_steps", "steps10", "ood"}
+    assert set(means["tuned"]) == set(means["default"]) == keys and set(means["limit"]) == {"k5", "k10", "ood"}
+    assert means["tuned"]["steps10"] == cis["tuned"]["steps10"] == "diverged"
+    assert (means["default"]["trained_steps"], cis["default"]["trained_steps"]) == (0.2, 0.02)
+    assert means["tuned"]["k5"] == 0.6 and means["default"]["ood"] == 1.5

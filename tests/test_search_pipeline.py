@@ -120,7 +120,7 @@ def test_a_search_that_keeps_the_baseline_trains_it_once_in_any_number_of_worker
     # Evaluated: the twin is scored once and reports the same numbers.
     proc = run(root, sys.executable, "stages/evaluate.py")
     assert "default: same config and weights as tuned, reusing its scores" in proc.stderr
-    metrics = json.loads((root / "reports/metrics.json").read_text())
+    metrics = json.loads((root / "reports/evaluation.json").read_text())
     assert metrics["default"] == metrics["tuned"] != metrics["pretrained"]
     for kind in ("adaptation", "ood", "kshot"):
         curves = [learner_curve("sinusoid", kind, name, root / "reports/plots") for name in ("default", "tuned")]

@@ -4,14 +4,13 @@
 and ``by_shots/`` the values after one step against K; each has the columns ``learner``, ``step`` (or
 ``k``), ``mean`` and ``ci95``. ``dvc.yaml`` shows the two folders of the family in params.yaml
 (``${tasks.family}``), so a run never shows the other family's empty panels, and its templates
-(``.dvc/plots/``) give every learner its own colour. A step where adaptation diverged (a mean that is
-not finite, or more than :data:`DIVERGED_FACTOR` times the learner's error before adapting) is written
-as missing, never as 1e24, and the template marks it. The report reads the same files back per learner.
+(``.dvc/plots/``) give every learner its own colour. A step where adaptation diverged (``null`` in the
+metrics: see :mod:`metahpo.evaluation.regression`) is written as missing, never as 1e24, and the
+template marks it. The report reads the same files back per learner.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +18,6 @@ import pandas as pd
 
 from metahpo import paths
 
-# An error this many times the error before adapting (step 0) has blown up: the mean is no longer a summary.
-DIVERGED_FACTOR = 100.0
 # kind of plot data -> (folder, split, x column)
 KINDS = {
     "adaptation": ("by_step", "meta_test", "step"),
@@ -42,12 +39,6 @@ def metric_columns(columns) -> dict[str, tuple[str, str]]:
     return {c: (c, c.removesuffix("_mse") + "_ci95") for c in columns if c.endswith("_mse")}
 
 
-def diverged(means: list[float], start: float | None) -> list[bool]:
-    """Which means are a divergence: not finite, or above :data:`DIVERGED_FACTOR` times ``start`` (an error)."""
-    limit = DIVERGED_FACTOR * start if start is not None and math.isfinite(start) else math.inf
-    return [not math.isfinite(m) or m > limit for m in means]
-
-
 def panel_path(family: str, kind: str, metric: str, folder: Path = paths.PLOTS) -> Path:
     """The panel file of ``metric`` for plot data ``kind`` of ``family``."""
     where, split, _ = KINDS[kind]
@@ -55,24 +46,17 @@ def panel_path(family: str, kind: str, metric: str, folder: Path = paths.PLOTS) 
 
 
 def panel_tables(family: str, plots_by_learner: dict[str, dict], folder: Path) -> dict[Path, pd.DataFrame]:
-    """Every panel of ``{learner: {kind: columns}}``, learners stacked in order, diverged means missing.
-
-    An error (MSE) is compared with the learner's error before adapting on the same split (step 0).
-    """
+    """Every panel of ``{learner: {kind: columns}}``, learners stacked in order; a diverged step (null) is missing."""
     tables: dict[Path, list[pd.DataFrame]] = {}
     for learner, plots in plots_by_learner.items():
         for kind, columns in plots.items():
             x = KINDS[kind][2]
-            start_curve = plots.get("ood" if kind == "ood" else "adaptation")
             for metric, (mean_col, ci_col) in metric_columns(columns).items():
-                means = [math.nan if m is None else float(m) for m in columns[mean_col]]
-                start = float(start_curve[mean_col][0]) if metric.endswith("_mse") and start_curve else None
-                bad = diverged(means, start)
                 rows = pd.DataFrame({
                     "learner": learner,
                     x: np.asarray(columns[x]),
-                    "mean": [math.nan if b else m for m, b in zip(means, bad)],
-                    "ci95": [math.nan if b else c for c, b in zip(columns[ci_col], bad)],
+                    "mean": np.array(columns[mean_col], dtype=float),
+                    "ci95": np.array(columns[ci_col], dtype=float),
                 })  # fmt: skip
                 tables.setdefault(panel_path(family, kind, metric, folder), []).append(rows)
     return {path: pd.concat(parts, ignore_index=True) for path, parts in tables.items()}

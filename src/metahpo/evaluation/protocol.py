@@ -2,9 +2,10 @@
 
 Each learner of the family is loaded, adapted with its own inner rule for 0..``evaluate.max_steps``
 steps on every held-out task, and scored by the family's module (:mod:`metahpo.evaluation.regression`
-or :mod:`metahpo.evaluation.classification`). ``reports/metrics.json`` holds the ``protocol`` and one
-entry per learner at the headline steps, plus the family's reference row (the task's limit, or for
-classification its floor), which is no learner; ``reports/plots/`` the curves (DVC plots).
+or :mod:`metahpo.evaluation.classification`). ``reports/evaluation.json`` holds the ``protocol`` and one
+entry per learner at the steps reported, plus the family's reference row (the task's limit, or for
+classification its floor), which is no learner; ``reports/metrics.json`` and ``metrics_ci95.json`` the
+headline (:mod:`metahpo.evaluation.headline`); ``reports/plots/`` the curves (DVC plots).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from metahpo import paths
 from metahpo.atomic import atomic_dir, write_json, write_text
 from metahpo.evaluation import classification, regression
+from metahpo.evaluation.headline import headline
 from metahpo.evaluation.panels import panel_tables
 from metahpo.family import family_of
 from metahpo.learners.adaptation import trained_steps
@@ -68,7 +70,7 @@ def each_once(learners: dict, score) -> Iterator[tuple[str, tuple]]:
 
 
 def evaluate_stage(params: Params, device: torch.device) -> None:
-    """Write ``reports/metrics.json`` and every learner's curves (DVC plots)."""
+    """Write ``reports/evaluation.json``, the headline metrics and every learner's curves (DVC plots)."""
     check_generated_with(paths.TASKS, params.tasks, params.seed)
     family = family_of(params)
     module = MODULES[family.kind]
@@ -83,4 +85,8 @@ def evaluate_stage(params: Params, device: torch.device) -> None:
     with atomic_dir(paths.PLOTS) as plot_dir:
         for path, table in panel_tables(params.tasks.family, plots, plot_dir).items():
             write_text(path, table.to_csv(index=False, float_format="%.6g"))
-    write_json(paths.METRICS, metrics)
+    write_json(paths.EVALUATION, metrics)
+    tasks = params.tasks
+    means, cis = headline(metrics, family.learners, tasks.shots, tasks.eval_shots, params.evaluate.max_steps)
+    write_json(paths.METRICS_CI, cis)
+    write_json(paths.METRICS, means)

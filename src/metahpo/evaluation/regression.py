@@ -4,7 +4,8 @@ Metrics are nested so that DVC flattens them to ``<learner>.<split>.<kind>.k<K>.
 ``split`` is ``test`` (meta_test) or ``ood`` (meta_ood, outside the training ranges); ``kind`` is
 ``grid`` (100-point grid) or ``query`` (K random query points); ``K`` the support points adapted on;
 ``s`` the adaptation steps; ``stat`` ``mse`` or ``ci95`` (the 95% half-width). A step where adaptation
-diverged on some task has ``null`` values.
+diverged (a NaN or infinite error on some task, or a mean above 100 times the error before adapting) has
+``null`` values.
 
 The task's limit (:mod:`metahpo.evaluation.task_limit`) is no learner and takes no steps: it flattens to
 ``limit.<split>.<kind>.k<K>.<stat>``, and its plot data repeat that one value at every step.
@@ -34,9 +35,24 @@ def protocol(params: Params, splits: dict) -> dict:
     return {"tasks": len(splits["test"]["support_x"]), "shots": params.tasks.shots, "query": params.tasks.query}
 
 
+# A mean error this many times the error before adapting has blown up: it summarises nothing (a 6e24 mean).
+DIVERGED_FACTOR = 100.0
+
+
 def _stat(errors: np.ndarray) -> dict:
     s = summarize(errors)
     return {"mse": s["mse"], "ci95": s["ci95"]}
+
+
+def _stats(errors_by_step) -> list[dict]:
+    """Mean and CI per step; a step whose mean is not finite or above :data:`DIVERGED_FACTOR` times the
+    mean before adapting (step 0) has diverged and gets ``null`` values."""
+    stats = [_stat(errors) for errors in errors_by_step]
+    start = stats[0]["mse"]
+    for stat in stats:
+        if stat["mse"] is None or (start is not None and stat["mse"] > DIVERGED_FACTOR * start):
+            stat.update(mse=None, ci95=None)
+    return stats
 
 
 def learner_results(learner, splits: dict, params: Params, steps: list[int], device: torch.device) -> tuple[dict, dict]:
@@ -49,7 +65,7 @@ def learner_results(learner, splits: dict, params: Params, steps: list[int], dev
         errors = adaptation_errors(learner, split, max_steps, chunk, device, shots)
         curve: dict = {"step": np.arange(max_steps + 1)}
         for kind in QUERY_KINDS:
-            stats = [_stat(errors[kind][s]) for s in range(max_steps + 1)]
+            stats = _stats(errors[kind][: max_steps + 1])
             curve[f"{kind}_mse"], curve[f"{kind}_ci95"] = zip(*((s["mse"], s["ci95"]) for s in stats))
             entry.setdefault(short, {})[kind] = {f"k{shots}": {f"step{s}": stats[s] for s in steps}}
         plots["adaptation" if short == "test" else short] = curve
@@ -59,7 +75,7 @@ def learner_results(learner, splits: dict, params: Params, steps: list[int], dev
             continue
         errors = adaptation_errors(learner, splits["test"], 1, chunk, device, k)
         for kind in QUERY_KINDS:
-            entry["test"][kind].setdefault(f"k{k}", {})["step1"] = _stat(errors[kind][1])
+            entry["test"][kind].setdefault(f"k{k}", {})["step1"] = _stats(errors[kind][:2])[1]
     for kind in QUERY_KINDS:
         per_k = [entry["test"][kind][f"k{k}"]["step1"] for k in kshot["k"]]
         kshot[f"{kind}_mse"] = [s["mse"] for s in per_k]

@@ -1,6 +1,6 @@
 """The report stage's inputs, read and checked before anything is drawn.
 
-The report reads what four stages wrote: ``reports/metrics.json`` and ``reports/plots/`` (evaluate),
+The report reads what four stages wrote: ``reports/evaluation.json`` and ``reports/plots/`` (evaluate),
 the models' configs and ``reports/train/`` (train), and ``reports/search/`` (search). A missing,
 truncated or hand-edited file is refused in one line naming it (and the entry), before any figure is
 drawn; :class:`Record` names the file and key of an entry that a nested lookup does not find.
@@ -50,8 +50,10 @@ def _not_number(value, where: str) -> list[str]:
     """Entries below ``where`` that are neither a number, null (a diverged step) nor a text (a description)."""
     if isinstance(value, dict):
         return [p for k, v in value.items() for p in _not_number(v, f"{where}.{k}" if where else k)]
-    ok = value is None or isinstance(value, str) or (
-        isinstance(value, int | float) and not isinstance(value, bool) and not math.isinf(value)
+    ok = (
+        value is None
+        or isinstance(value, str)
+        or (isinstance(value, int | float) and not isinstance(value, bool) and not math.isinf(value))
     )
     return [] if ok else [where]
 

@@ -1,6 +1,6 @@
 """The sinusoid regression part of the report: adaptation, K-shot, out-of-distribution and example figures.
 
-Measured numbers come from ``reports/metrics.json`` and the plot data; published ones from
+Measured numbers come from ``reports/evaluation.json`` and the plot data; published ones from
 :mod:`metahpo.reporting.published`, labelled as such.
 """
 
