@@ -100,7 +100,9 @@ def test_the_headline_has_the_same_few_keys_whatever_the_setting_and_names_diver
         **dict.fromkeys(LEARNERS, per_learner),
         "limit": {"k5", "k10", "k20", "ood"},
     }
-    assert {name: set(row) for name, row in cis.items()} == {name: set(row) for name, row in means.items()}
+    assert {name: set(row) for name, row in cis.items()} == {
+        name: {f"{key}_ci95" for key in row} for name, row in means.items()
+    }
     assert sum(len(row) for row in means.values()) <= 30
     for learner in LEARNERS:
         trained = full[learner]["inner_steps"]

@@ -69,6 +69,7 @@ def test_the_headline_writes_divergence_out_and_keeps_its_keys():
     means, cis = headline(metrics, ("tuned", "default"), 10, [5, 10], 10)
     keys = {"k5", "k10", "trained_steps", "steps10", "ood"}
     assert set(means["tuned"]) == set(means["default"]) == keys and set(means["limit"]) == {"k5", "k10", "ood"}
-    assert means["tuned"]["steps10"] == cis["tuned"]["steps10"] == "diverged"
-    assert (means["default"]["trained_steps"], cis["default"]["trained_steps"]) == (0.2, 0.02)
+    assert means["tuned"]["steps10"] == cis["tuned"]["steps10_ci95"] == "diverged"
+    assert (means["default"]["trained_steps"], cis["default"]["trained_steps_ci95"]) == (0.2, 0.02)
+    assert list(means) == ["tuned", "default", "limit"]
     assert means["tuned"]["k5"] == 0.6 and means["default"]["ood"] == 1.5

@@ -96,6 +96,6 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
-def write_json(path: str | os.PathLike, data) -> None:
-    """Atomically write ``data`` as indented, key-sorted JSON."""
-    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+def write_json(path: str | os.PathLike, data, sort_keys: bool = True) -> None:
+    """Atomically write ``data`` as indented JSON, its keys sorted unless ``sort_keys`` is false."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=sort_keys) + "\n")

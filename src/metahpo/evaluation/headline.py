@@ -1,8 +1,9 @@
 """The headline metrics: a few numbers per learner that `dvc metrics show` and `dvc exp show` can display.
 
-``reports/metrics.json`` holds the means and ``reports/metrics_ci95.json`` their 95% CI half-widths,
-under the same keys, so ``dvc metrics show`` prints them as two aligned rows. Per learner (and the
-family's reference row):
+``reports/metrics.json`` holds the means and ``reports/metrics_ci95.json`` their 95% CI half-widths
+(the same keys with ``_ci95`` appended: names unique across the two files keep `dvc exp show`'s
+columns short). Learners come in the order tuned, untuned, baselines, reference (the files keep it).
+Per learner (and the family's reference row):
 
 * sinusoid: grid MSE after one step at every K of ``tasks.eval_shots`` (``k5``, ``k10``, ``k20``), at
   K = ``tasks.shots`` after the learner's trained steps (``trained_steps``) and after
@@ -54,5 +55,5 @@ def headline(
                 row["ood"] = entry["ood"][kind][f"k{shots}"].get(trained)
         pairs = {key: _split(stat, value) for key, stat in row.items()}
         means[name] = {key: pair[0] for key, pair in pairs.items()}
-        cis[name] = {key: pair[1] for key, pair in pairs.items()}
+        cis[name] = {f"{key}_ci95": pair[1] for key, pair in pairs.items()}
     return means, cis

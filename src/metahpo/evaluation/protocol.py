@@ -88,5 +88,5 @@ def evaluate_stage(params: Params, device: torch.device) -> None:
     write_json(paths.EVALUATION, metrics)
     tasks = params.tasks
     means, cis = headline(metrics, family.learners, tasks.shots, tasks.eval_shots, params.evaluate.max_steps)
-    write_json(paths.METRICS_CI, cis)
-    write_json(paths.METRICS, means)
+    write_json(paths.METRICS_CI, cis, sort_keys=False)
+    write_json(paths.METRICS, means, sort_keys=False)
