@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import torch
 
 from metahpo.atomic import write_bytes, write_json
 from metahpo.errors import ArtifactError, first_line
+from metahpo.json_files import load_json_object
 from metahpo.learners import ARCHITECTURES, LEARNER_ALGORITHMS
 from metahpo.learners.meta_learner import LearnerConfig, MetaLearner
 from metahpo.validation import TUNABLE, choice, integer, section
@@ -44,12 +44,7 @@ def save_learner(learner: MetaLearner, out_dir: str | Path, extra: dict | None =
 
 
 def _read_config(config_path: Path) -> LearnerConfig:
-    try:
-        raw = json.loads(config_path.read_text(encoding="utf-8"))["learner"]
-    except FileNotFoundError:
-        raise ArtifactError(f"{config_path}: missing; run the train stage first") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-        raise ArtifactError(f"{config_path}: not a valid learner config ({exc!r})") from None
+    raw = load_json_object(config_path, ArtifactError, "run the train stage first").get("learner")
     problems = LEARNER_SCHEMA(raw, "learner")
     if problems:
         raise ArtifactError(f"{config_path}: {problems[0]}")

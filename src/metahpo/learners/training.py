@@ -18,6 +18,7 @@ from metahpo.atomic import atomic_dir
 from metahpo.errors import ArtifactError
 from metahpo.executors import TrialRunner
 from metahpo.family import family_of
+from metahpo.json_files import load_json_object
 from metahpo.learners.artifacts import save_learner
 from metahpo.learners.finetuning import choose_finetuning
 from metahpo.learners.memory import check_fits
@@ -30,12 +31,9 @@ from metahpo.validation import TUNABLE, outside_space, validate_setting
 
 def read_best(params: Params) -> dict:
     """The tuned setting from the search stage's ``best.json``, checked against the tunable keys."""
-    try:
-        setting = json.loads(paths.BEST.read_text(encoding="utf-8"))["setting"]
-    except FileNotFoundError:
-        raise ArtifactError(f"{paths.BEST}: missing; run the search stage first") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-        raise ArtifactError(f"{paths.BEST}: not a valid search result ({exc!r})") from None
+    setting = load_json_object(paths.BEST, ArtifactError, "run the search stage first").get("setting")
+    if not isinstance(setting, dict):
+        raise ArtifactError(f"{paths.BEST}: setting: expected a mapping of meta-hyperparameters; rerun the search")
     problems = validate_setting(setting)
     if problems:
         raise ArtifactError(f"{paths.BEST}: setting.{problems[0]}")

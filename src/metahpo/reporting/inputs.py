@@ -18,6 +18,7 @@ import torch
 from metahpo import paths
 from metahpo.errors import ArtifactError, first_line
 from metahpo.evaluation.panels import FAMILY_KINDS, FAMILY_METRICS, KINDS, panel_path
+from metahpo.json_files import load_json_object
 from metahpo.learners.artifacts import load_learner
 from metahpo.validation import TUNABLE, validate_setting
 
@@ -60,14 +61,7 @@ def _not_number(value, where: str) -> list[str]:
 
 def read_json(path: Path, numbers: bool = False) -> Record:
     """A JSON object from ``path`` as a :class:`Record`; with ``numbers``, every entry a number, null or text."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ArtifactError(f"{path}: missing; {RERUN}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path}: not valid JSON ({exc}); {RERUN}") from None
-    if not isinstance(data, dict):
-        raise ArtifactError(f"{path}: expected a JSON object, got {type(data).__name__}; {RERUN}")
+    data = load_json_object(path, ArtifactError, RERUN)
     bad = _not_number(data, "") if numbers else []
     if bad:
         raise ArtifactError(f"{path}: {bad[0]} is not a number or null; {RERUN}")

@@ -17,6 +17,7 @@ import numpy as np
 
 from metahpo.atomic import atomic_path, write_json
 from metahpo.errors import TaskDataError
+from metahpo.json_files import load_json_object
 from metahpo.params import TaskParams
 
 # 3: class splits by source class (rotations stay in their source's split), class_sources arrays.
@@ -65,13 +66,8 @@ def save_splits(
 def load_manifest(data_dir: str | Path) -> dict:
     """Read ``manifest.json`` of a task directory."""
     path = Path(data_dir) / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TaskDataError(f"{path}: missing; run the generate stage first") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise TaskDataError(f"{path}: not valid JSON ({exc})") from None
-    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    manifest = load_json_object(path, TaskDataError, "run the generate stage first")
+    version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise TaskDataError(
             f"{path}: task data format {version}, this metahpo reads format {FORMAT_VERSION}; "
