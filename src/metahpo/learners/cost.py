@@ -1,0 +1,57 @@
+"""Estimated compute of one meta-iteration, in multiply-adds, for every learner and architecture.
+
+A deterministic count, beside the memory estimate of :mod:`metahpo.learners.memory`, from which the
+search can tell what a setting will cost before it trains it. Per task, with ``F(P)`` the multiply-adds
+of one forward pass over ``P`` points:
+
+* an inner step is a forward and a backward pass over the support set: ``3 F(S)``;
+* the query forward with the adapted weights: ``F(Q)``;
+* the outer backward costs twice the graph it runs through: the query forward only for first-order
+  MAML (``2 F(Q)``); every inner step as well for second-order MAML and Meta-SGD (differentiating
+  through the inner backward passes), which makes them about twice as costly per step;
+* ANIL runs the body once on the support set and adapts only the head, so its inner steps and their
+  second-order backward cost the head's share;
+* a prototypical network embeds support and query once and back-propagates: ``3 (F(S) + F(Q))``.
+
+Element-wise work (activations, the inner updates, Meta-SGD's rates, batch normalisation, pooling) is
+small beside the matrix products and left out. ``benchmarks/cost_model.py`` compares the estimate with
+measured seconds per iteration over a spread of settings.
+"""
+
+from __future__ import annotations
+
+
+def layer_macs(hidden: int, layers: int, arch: str = "mlp", side: int = 1, outputs: int = 1) -> list[int]:
+    """Multiply-adds of each layer's forward pass for one point; the last entry is the head.
+
+    ``side`` is the MLP's input size, or the image side for ``arch: conv`` (3x3 convolutions, each
+    block's map halved by pooling while larger than 1).
+    """
+    if arch == "conv":
+        macs, channels = [], 1
+        for _ in range(layers):
+            macs.append(9 * channels * hidden * side * side)
+            channels, side = hidden, side // 2 if side > 1 else side
+        return [*macs, hidden * side * side * outputs]  # the head on the last feature map
+    sizes = [side] + [hidden] * layers + [outputs]
+    return [a * b for a, b in zip(sizes[:-1], sizes[1:])]
+
+
+def meta_iteration_macs(
+    setting: dict, support: int, query: int, arch: str = "mlp", side: int = 1, outputs: int = 1
+) -> int:
+    """Estimated multiply-adds of one meta-iteration of ``setting`` (``support``/``query`` points per task)."""
+    macs = layer_macs(setting["hidden"], setting["layers"], arch, side, outputs)
+    per_point, head = sum(macs), macs[-1]
+    steps, algorithm = setting["inner_steps"], setting["algorithm"]
+    forward_s, forward_q = support * per_point, query * per_point
+    if algorithm == "protonet":
+        per_task = 3 * (forward_s + forward_q)
+    elif algorithm == "anil":
+        inner = support * (per_point - head) + steps * 3 * support * head
+        per_task = inner + forward_q + 2 * (inner + forward_q)
+    else:
+        inner = steps * 3 * forward_s
+        backward = 2 * forward_q if algorithm == "fomaml" else 2 * (inner + forward_q)
+        per_task = inner + forward_q + backward
+    return setting["meta_batch_size"] * per_task
