@@ -98,7 +98,7 @@ def main() -> None:
     pools = {"mlp": sinusoid_pool(rng), "conv": image_pool(rng)}
     rows = []
     for setting in settings():
-        iterations = max(2, args.iterations // 5) if setting["arch"] == "conv" else args.iterations
+        iterations = max(2, args.iterations // 16) if setting["arch"] == "conv" else args.iterations
         seconds = seconds_per_iteration(setting, pools[setting["arch"]], iterations, args.repeats)
         rows.append((setting, estimate(setting), seconds))
     print("| arch | algorithm | width | depth | inner steps | meta-batch | est. M mult-adds | measured ms | ms per M |")
