@@ -20,6 +20,8 @@ measured seconds per iteration over a spread of settings.
 
 from __future__ import annotations
 
+from metahpo.learners.conv import feature_count, feature_side
+
 
 def layer_macs(hidden: int, layers: int, arch: str = "mlp", side: int = 1, outputs: int = 1) -> list[int]:
     """Multiply-adds of each layer's forward pass for one point; the last entry is the head.
@@ -27,12 +29,9 @@ def layer_macs(hidden: int, layers: int, arch: str = "mlp", side: int = 1, outpu
     ``side`` is the MLP's input size, or the image side for ``arch: conv`` (3x3 convolutions, each
     block's map halved by pooling while larger than 1).
     """
-    if arch == "conv":
-        macs, channels = [], 1
-        for _ in range(layers):
-            macs.append(9 * channels * hidden * side * side)
-            channels, side = hidden, side // 2 if side > 1 else side
-        return [*macs, hidden * side * side * outputs]  # the head on the last feature map
+    if arch == "conv":  # block b convolves the map that b poolings left; the head reads the last one
+        blocks = [9 * (hidden if b else 1) * hidden * feature_side(side, b) ** 2 for b in range(layers)]
+        return [*blocks, feature_count(hidden, layers, side) * outputs]
     sizes = [side] + [hidden] * layers + [outputs]
     return [a * b for a, b in zip(sizes[:-1], sizes[1:])]
 
