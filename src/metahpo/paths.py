@@ -10,20 +10,11 @@ CHECKPOINTS = Path("cache/search")  # states of a multi-fidelity search's unfini
 MODELS = Path("models")
 TRAIN_LOGS = Path("reports/train")
 METRICS = Path("reports/metrics.json")  # the headline means (DVC metrics)
-METRICS_CI = Path("reports/metrics_ci95.json")  # their 95% CI half-widths, same keys (DVC metrics)
+METRICS_CI = Path("reports/metrics_ci95.json")  # their 95% CI half-widths, as <key>_ci95 (DVC metrics)
 EVALUATION = Path("reports/evaluation.json")  # every per-step number, read by the report
 PLOTS = Path("reports/plots")
 FIGURES = Path("reports/figures")
 REPORT = Path("reports/report.md")
-
-
-def plot_csv(kind: str, learner: str, folder: Path = PLOTS) -> Path:
-    """DVC plot data of one learner, by kind (in ``folder``: the evaluate stage writes a staging copy).
-
-    Regression: ``adaptation`` (meta_test MSE per step), ``ood`` (meta_ood) and ``kshot`` (MSE after one
-    step per K); classification: ``accuracy`` (per step) and ``kshot_accuracy`` (after one step per K).
-    """
-    return folder / f"{kind}_{learner}.csv"
 
 
 def training_tsv(learner: str) -> Path:
