@@ -5,6 +5,8 @@ Used only by the tests, as the ground truth that the vectorised learners must ma
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -59,8 +61,7 @@ def conv_net(weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
 
 def mlp_classifier(weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """The MLP on one task's flattened images."""
-    depth = len(weights) // 2
-    return mlp([weights[f"{k}{i}"] for i in range(depth) for k in ("w", "b")], x.flatten(1))
+    return mlp(_mlp_list(weights), x.flatten(1))
 
 
 def per_task_classification_loss(net, weights: dict, lrs: dict | float, batch, steps: int, second_order: bool,
@@ -78,4 +79,57 @@ def per_task_classification_loss(net, weights: dict, lrs: dict | float, batch, s
                 lr = lrs[n] if isinstance(lrs, dict) else lrs
                 fast[n] = fast[n] - lr * (g if second_order else g.detach())
         total = total + ce(net(fast, query_x[t]), query_y[t])
+    return total / support_x.shape[0]
+
+
+def _mlp_list(weights: dict[str, torch.Tensor], prefix: str = "") -> list[torch.Tensor]:
+    depth = sum(1 for name in weights if name.startswith(f"{prefix}w"))
+    return [weights[f"{prefix}{k}{i}"] for i in range(depth) for k in ("w", "b")]
+
+
+def per_task_cnp_loss(weights: dict[str, torch.Tensor], batch, ways: int | None) -> torch.Tensor:
+    """Mean query loss of a conditional neural process, one task (and, for classification, one class) at a time."""
+    encoder, decoder = _mlp_list(weights, "enc_"), _mlp_list(weights, "dec_")
+    support_x, support_y, query_x, query_y = batch
+    total = 0.0
+    for t in range(support_x.shape[0]):
+        sx, qx = support_x[t].flatten(1), query_x[t].flatten(1)
+        if ways is None:
+            r = mlp(encoder, torch.cat([sx, support_y[t]], dim=1)).mean(dim=0)
+            prediction = mlp(decoder, torch.cat([qx, r.expand(len(qx), -1)], dim=1))
+            total = total + (prediction - query_y[t]).pow(2).mean()
+            continue
+        logits = []
+        for c in range(ways):
+            r = mlp(encoder, sx[support_y[t] == c]).mean(dim=0)
+            logits.append(mlp(decoder, torch.cat([qx, r.expand(len(qx), -1)], dim=1))[:, 0])
+        total = total + torch.nn.functional.cross_entropy(torch.stack(logits, dim=1), query_y[t])
+    return total / support_x.shape[0]
+
+
+def coordinate_rule(rule: dict[str, torch.Tensor], g: torch.Tensor, w: torch.Tensor, progress: float) -> torch.Tensor:
+    """The learned rule's ``a * g + b`` for one weight tensor, from Andrychowicz et al.'s features (p = 10)."""
+    small = math.exp(-10)
+    magnitude = torch.where(g.abs() >= small, torch.log(torch.clamp(g.abs(), min=small)) / 10, -1.0)
+    direction = torch.where(g.abs() >= small, torch.sign(g), g * math.exp(10))
+    features = torch.stack([magnitude, direction, w, torch.full_like(w, progress)], dim=-1)
+    a, b = (torch.relu(features @ rule["w0"] + rule["b0"]) @ rule["w1"] + rule["b1"]).unbind(-1)
+    return a * g + b
+
+
+def per_task_learned_rule_loss(
+    weights: list[torch.Tensor], rule: dict, inner_lr: float, batch, steps: int, second_order: bool
+) -> torch.Tensor:
+    """Mean query MSE after adapting each task on its own with the learned rule, one weight tensor at a time."""
+    support_x, support_y, query_x, query_y = batch
+    total = 0.0
+    for t in range(support_x.shape[0]):
+        fast = list(weights)
+        for step in range(steps):
+            loss = (mlp(fast, support_x[t]) - support_y[t]).pow(2).mean()
+            grads = torch.autograd.grad(loss, fast, create_graph=second_order)
+            for i, g in enumerate(grads):
+                update = coordinate_rule(rule, g if second_order else g.detach(), fast[i], step / steps)
+                fast[i] = fast[i] - inner_lr * update
+        total = total + (mlp(fast, query_x[t]) - query_y[t]).pow(2).mean()
     return total / support_x.shape[0]

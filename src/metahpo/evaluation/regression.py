@@ -18,7 +18,7 @@ import torch
 
 from metahpo import paths
 from metahpo.evaluation.task_limit import limit_errors, ranges
-from metahpo.learners.adaptation import QUERY_KINDS, adaptation_errors, summarize
+from metahpo.learners.adaptation import QUERY_KINDS, adaptation_errors, summarize, trained_steps
 from metahpo.params import Params
 from metahpo.tasks.storage import load_split
 
@@ -59,7 +59,7 @@ def learner_results(learner, splits: dict, params: Params, steps: list[int], dev
     """``(metrics entry, plot data by kind)`` of one learner: adaptation curves per split, and per K."""
     tasks, settings = params.tasks, params.evaluate
     max_steps, chunk, shots = settings.max_steps, settings.task_chunk, tasks.shots
-    entry: dict = {"inner_steps": learner.config.inner_steps}
+    entry: dict = {"inner_steps": trained_steps(learner)}
     plots: dict[str, dict] = {}
     for short, split in splits.items():
         errors = adaptation_errors(learner, split, max_steps, chunk, device, shots)

@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 from metahpo.learners.meta_learner import MetaLearner, task_accuracy, task_cross_entropy, task_mse
-from metahpo.learners.mlp import forward
 from metahpo.tasks.episodes import episode_arrays, select_episodes
 
 QUERY_KINDS = ("query", "grid")
@@ -46,7 +45,8 @@ def adaptation_errors(
         for step, fast in enumerate(trajectory):
             with torch.no_grad():
                 for kind, (x, y) in targets.items():
-                    out[kind][step, part] = task_mse(forward(fast, x[part]), y[part]).double().cpu().numpy()
+                    outputs = learner.query_outputs(fast, support_x[part], support_y[part], x[part])
+                    out[kind][step, part] = task_mse(outputs, y[part]).double().cpu().numpy()
     return out
 
 
@@ -98,5 +98,5 @@ def summarize(errors: np.ndarray) -> dict[str, float | None]:
 
 
 def trained_steps(learner: MetaLearner) -> int:
-    """Inner steps a learner was meta-trained with (none for the prototypical network)."""
-    return 0 if learner.config.algorithm == "protonet" else learner.config.inner_steps
+    """Inner steps a learner was meta-trained with (none for the prototypical network and the CNP)."""
+    return learner.config.inner_steps if learner.adapted else 0

@@ -16,6 +16,14 @@ of :mod:`metahpo.learners.conv` (``arch: conv``), with ``mse`` loss for regressi
 classification. The MLP's inner gradients are written out as batched matrix products; the conv net's
 come from one ``autograd.grad`` of the *sum* of the per-task losses with respect to the task-expanded
 weights: tasks do not interact, so each task's slice of that gradient is exactly its own gradient.
+
+Two more families share the interface (``docs/learners.md``):
+
+* ``cnp``: a conditional neural process (model-based), which adapts by conditioning on the support set,
+  with no inner step (:mod:`metahpo.learners.cnp`; MLP only);
+* ``learned_optimizer``: MAML's initialisation adapted by a learned coordinatewise update rule
+  (:mod:`metahpo.learners.learned_rule`), second order; ``learned_optimizer_fo`` treats the inner
+  gradients as constants, as Andrychowicz et al. do.
 """
 
 from __future__ import annotations
@@ -28,8 +36,10 @@ import torch
 import torch.nn.functional as F
 
 from metahpo.errors import DivergenceError
-from metahpo.learners import LEARNER_ALGORITHMS
+from metahpo.learners import LEARNED_RULE_ALGORITHMS, LEARNER_ALGORITHMS
+from metahpo.learners.cnp import class_means, cnp_outputs, init_cnp_weights
 from metahpo.learners.conv import conv_features, conv_forward, init_conv_weights
+from metahpo.learners.learned_rule import init_rule_weights, rule_updates
 from metahpo.learners.mlp import (
     Weights,
     expand_to_tasks,
@@ -54,6 +64,8 @@ class LearnerConfig:
     input_shape: tuple[int, ...] = (1,)  # (features,) for the sinusoid, (side, side) for images
     outputs: int = 1  # 1 for regression, N (ways) for classification
     loss: str = "mse"  # mse | cross_entropy
+    representation: int = 32  # cnp: size of the aggregated representation
+    rule_hidden: int = 20  # learned_optimizer: hidden units of the update rule
 
     def to_dict(self) -> dict:
         """Plain-JSON form of the config."""
@@ -78,8 +90,7 @@ def task_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 def prototype_logits(support: torch.Tensor, support_y: torch.Tensor, query: torch.Tensor, ways: int) -> torch.Tensor:
     """Negative squared distances ``[tasks, query points, ways]`` from query embeddings to class means."""
-    one_hot = F.one_hot(support_y, ways).to(support.dtype)
-    prototypes = torch.bmm(one_hot.transpose(1, 2), support) / one_hot.sum(dim=1).unsqueeze(-1)
+    prototypes = class_means(support, support_y, ways)
     return -(query.unsqueeze(2) - prototypes.unsqueeze(1)).pow(2).sum(dim=-1)
 
 
@@ -91,16 +102,20 @@ def _mlp_features(weights: Weights, x: torch.Tensor) -> torch.Tensor:
 
 def initial_weights(config: LearnerConfig, generator: torch.Generator, device) -> Weights:
     """Freshly initialised network weights for ``config``."""
+    in_features = math.prod(config.input_shape)
+    if config.algorithm == "cnp":
+        return init_cnp_weights(
+            config.hidden, config.layers, config.representation, in_features, config.outputs, generator, device
+        )
     if config.arch == "conv":
         return init_conv_weights(
             config.hidden, config.layers, config.input_shape[-1], config.outputs, generator, device
         )
-    in_features = math.prod(config.input_shape)
     return init_weights(layer_sizes(config.hidden, config.layers, in_features, config.outputs), generator, device)
 
 
 class MetaLearner(torch.nn.Module):
-    """A network initialisation (plus, for Meta-SGD, inner learning rates) that adapts to tasks."""
+    """A network initialisation (plus Meta-SGD's inner rates, or a learned update rule) that adapts to tasks."""
 
     def __init__(self, config: LearnerConfig, generator: torch.Generator, device: torch.device | str = "cpu"):
         super().__init__()
@@ -112,18 +127,27 @@ class MetaLearner(torch.nn.Module):
         self.weights = torch.nn.ParameterDict(
             {name: torch.nn.Parameter(w) for name, w in initial_weights(config, generator, device).items()}
         )
-        names = list(self.weights)
-        head = ["head_w", "head_b"] if self.conv else list(head_names(self.weights))
-        self.adapted = {"anil": head, "protonet": []}.get(config.algorithm, names)
+        self.adapted = self._adapted_names()
         self.inner_lrs = torch.nn.ParameterDict()
         if config.algorithm == "metasgd":
             for name in self.adapted:
                 self.inner_lrs[name] = torch.nn.Parameter(torch.full_like(self.weights[name], config.inner_lr))
+        self.rule = torch.nn.ParameterDict()
+        if config.algorithm in LEARNED_RULE_ALGORITHMS:
+            for name, w in init_rule_weights(config.rule_hidden, generator, device).items():
+                self.rule[name] = torch.nn.Parameter(w)
+
+    def _adapted_names(self) -> list[str]:
+        if self.config.algorithm in ("protonet", "cnp"):
+            return []
+        if self.config.algorithm == "anil":
+            return ["head_w", "head_b"] if self.conv else list(head_names(self.weights))
+        return list(self.weights)
 
     @property
     def second_order(self) -> bool:
         """Whether the meta-gradient differentiates through the inner updates."""
-        return self.config.algorithm != "fomaml"
+        return self.config.algorithm not in ("fomaml", "learned_optimizer_fo")
 
     def predict(self, fast: Weights, x: torch.Tensor) -> torch.Tensor:
         """Network outputs ``[tasks, points, outputs]`` with task weights ``fast``."""
@@ -138,7 +162,9 @@ class MetaLearner(torch.nn.Module):
         return task_cross_entropy(prediction, target) if self.classifies else task_mse(prediction, target)
 
     def query_outputs(self, fast: Weights, support_x, support_y, query_x) -> torch.Tensor:
-        """Outputs on the query points: the adapted network's, or prototype scores for ``protonet``."""
+        """Outputs on the query points: the adapted network's, prototype scores for ``protonet``, or the CNP's."""
+        if self.config.algorithm == "cnp":
+            return cnp_outputs(fast, support_x, support_y, query_x, self.config.outputs if self.classifies else None)
         if self.config.algorithm == "protonet":
             return prototype_logits(
                 self.embed(fast, support_x), support_y, self.embed(fast, query_x), self.config.outputs
@@ -151,14 +177,18 @@ class MetaLearner(torch.nn.Module):
         loss = self.task_loss(self.predict(fast, x), y).sum()
         return list(torch.autograd.grad(loss, [fast[n] for n in self.adapted], create_graph=create_graph))
 
-    def _inner_step(self, fast: Weights, x: torch.Tensor, y: torch.Tensor, create_graph: bool) -> Weights:
+    def _inner_step(self, fast: Weights, x: torch.Tensor, y: torch.Tensor, create_graph: bool, step: int) -> Weights:
         if not self.adapted:
             return fast
         grads = self._gradients(fast, x, y, create_graph)
         if not create_graph:
             grads = [g.detach() for g in grads]
         current = [fast[n] for n in self.adapted]
-        if self.inner_lrs:
+        if self.rule:
+            progress = step / self.config.inner_steps
+            steps = rule_updates(dict(self.rule), grads, current, progress, self.config.inner_lr)
+            new = torch._foreach_sub(current, steps)
+        elif self.inner_lrs:
             steps = torch._foreach_mul(grads, [self.inner_lrs[n] for n in self.adapted])
             new = torch._foreach_sub(current, steps)
         else:
@@ -169,8 +199,8 @@ class MetaLearner(torch.nn.Module):
         """Task-specific weights after ``steps`` inner updates on ``(x, y)``, differentiable for meta-training."""
         steps = self.config.inner_steps if steps is None else steps
         fast = expand_to_tasks(dict(self.weights), x.shape[0])
-        for _ in range(steps):
-            fast = self._inner_step(fast, x, y, create_graph=self.second_order)
+        for step in range(steps):
+            fast = self._inner_step(fast, x, y, create_graph=self.second_order, step=step)
         return fast
 
     def meta_loss(self, support_x, support_y, query_x, query_y, steps: int | None = None) -> torch.Tensor:
@@ -186,10 +216,10 @@ class MetaLearner(torch.nn.Module):
         """Yield detached task weights after 0, 1, ..., ``steps`` inner updates (for evaluation)."""
         fast = {n: w.detach().expand(x.shape[0], *w.shape) for n, w in self.weights.items()}
         yield fast
-        for _ in range(steps):
+        for step in range(steps):
             with torch.enable_grad():
                 leaves = {n: (w.clone().requires_grad_(True) if n in self.adapted else w) for n, w in fast.items()}
-                stepped = self._inner_step(leaves, x, y, create_graph=False)
+                stepped = self._inner_step(leaves, x, y, create_graph=False, step=step)
             fast = {n: w.detach() for n, w in stepped.items()}
             yield fast
 

@@ -15,7 +15,6 @@ from metahpo import paths
 from metahpo.evaluation.panels import learner_curve
 from metahpo.evaluation.task_limit import PHASE_GRID
 from metahpo.learners.artifacts import load_learner
-from metahpo.learners.mlp import forward
 from metahpo.params import Params
 from metahpo.reporting import published
 from metahpo.reporting.figures import COLORS, LABELS, finetuning_text, save_figure, table
@@ -124,7 +123,8 @@ def examples_figure(device: torch.device, shots: int, n_tasks: int = 6) -> str:
     for step, fast in enumerate(learner.trajectory(sx, sy, max(EXAMPLE_STEPS))):
         if step in EXAMPLE_STEPS:
             with torch.no_grad():
-                predictions[step] = forward(fast, torch.from_numpy(grid).to(device)).squeeze(-1).cpu().numpy()
+                outputs = learner.query_outputs(fast, sx, sy, torch.from_numpy(grid).to(device))
+                predictions[step] = outputs.squeeze(-1).cpu().numpy()
     fig, axes = plt.subplots(2, 3, figsize=(12, 6), sharex=True)
     x = test["grid_x"][:, 0]
     for i, ax in enumerate(axes.flat):
