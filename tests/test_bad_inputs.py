@@ -220,6 +220,26 @@ CASES = [
     ("train", params_edit("train.finetune.max_steps", 4), "train.finetune.max_steps: expected <= evaluate.max_steps"),
     ("evaluate", params_edit("evaluate.task_chunk", 0), "evaluate.task_chunk"),
     ("train", params_edit("meta.meta_batch_size", 10_000, model__hidden=2048, meta__inner_steps=10), "GiB per meta"),
+    ("search", params_edit("model.representation", 0), "model.representation: expected an integer >= 1"),
+    ("search", params_edit("meta.rule_hidden", 2000), "meta.rule_hidden: expected an integer"),
+    ("search", params_edit("meta.algorithm", "cnp", model__arch="conv"), "meta.algorithm: cnp needs model.arch: mlp"),
+    (
+        "train",
+        params_edit(
+            "meta.algorithm", "cnp", model__representation=4096, model__hidden=4096, meta__meta_batch_size=10_000
+        ),
+        "algorithm=cnp, meta_batch_size=10000",
+    ),
+    (
+        "search",
+        params_edit(
+            "search.space.algorithm",
+            {"type": "categorical", "values": ["maml", "learned_optimizer"]},
+            meta__rule_hidden=1024,
+            meta__meta_batch_size=10_000,
+        ),
+        "rule_hidden) or search.workers: algorithm=learned_optimizer, meta_batch_size=10000",
+    ),
     # search spaces
     ("search", params_edit("search.space", {}), "search.space"),
     ("search", space("inner_lr", {"type": "real", "low": 1.0, "high": 0.1, "prior": "log-uniform"}), "inner_lr"),
@@ -227,6 +247,8 @@ CASES = [
     ("search", space("algorithm", {"type": "categorical", "values": []}), "search.space.algorithm.values"),
     ("search", space("depth", {"type": "integer", "low": 1, "high": 3, "prior": "uniform"}), "search.space.depth"),
     ("search", space("hidden", {"type": "integer", "low": 8, "high": 4096, "prior": "cubic"}), "hidden.prior"),
+    ("search", space("representation", {"type": "integer", "low": 8, "high": 64, "prior": "uniform"}), "read only by"),
+    ("search", space("rule_hidden", {"type": "integer", "low": 0, "high": 8, "prior": "uniform"}), "rule_hidden.low"),
     ("search", space("inner_steps", {"type": "integer", "low": 1, "high": 60, "prior": "uniform"}), "inner_steps.high"),
     (
         "search",

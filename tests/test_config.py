@@ -29,7 +29,9 @@ def _set(params: dict, dotted: str, value) -> dict:
 
 # (key to change, new value, text the message must contain)
 BAD = [
-    ("meta.algorithm", "reptile", "meta.algorithm: expected one of maml, fomaml, metasgd, anil, got 'reptile'"),
+    ("meta.algorithm", "reptile", "meta.algorithm: expected one of maml, fomaml, metasgd, anil, learned_optimizer"),
+    ("meta.rule_hidden", 0, "meta.rule_hidden: expected an integer >= 1 and <= 1024, got 0"),
+    ("model.representation", 1.5, "model.representation: expected an integer >= 1 and <= 4096, got 1.5"),
     ("meta.inner_lr", -0.1, "meta.inner_lr: expected a number > 0"),
     ("meta.outer_lr", 0, "meta.outer_lr: expected a number > 0"),
     ("meta.inner_steps", 0, "meta.inner_steps: expected an integer >= 1"),
@@ -70,6 +72,12 @@ BAD = [
     ("search.space.algorithm", {"type": "categorical", "values": ["maml", "x"]}, "values[1]: expected one of maml"),
     ("search.space.hidden", {"type": "real", "low": 1, "high": 4, "prior": "uniform"}, "hidden takes integer or cat"),
     ("search.space.inner_steps", {"type": "integer", "low": 1, "high": 3}, "search.space.inner_steps.prior: missing"),
+    ("search.space.representation", {"type": "real", "low": 1, "high": 4, "prior": "uniform"}, "takes integer or"),
+    (
+        "search.space.rule_hidden",
+        {"type": "integer", "low": 4, "high": 40, "prior": "uniform"},
+        "search.space.rule_hidden: read only by algorithm learned_optimizer, learned_optimizer_fo, which this search",
+    ),
     ("search.repeats", 0, "search.repeats: expected an integer >= 1"),
     ("search.class_folds", 0, "search.class_folds: expected an integer >= 1"),
     ("search.start_from_default", "yes", "search.start_from_default: expected true or false, got 'yes'"),
@@ -152,3 +160,28 @@ def test_atomic_writes_get_the_mode_of_any_new_file(tmp_path):
     plain, atomic = (stat.S_IMODE((tmp_path / n).stat().st_mode) for n in ("plain.txt", "atomic.json"))
     assert plain == 0o644
     assert atomic == plain
+
+
+def test_cnp_needs_the_mlp(tiny_params):
+    conv = _set(_set(tiny_params, "tasks.family", "digits"), "model.arch", "conv")
+    assert validate(_set(conv, "meta.algorithm", "cnp")) == [
+        "meta.algorithm: cnp needs model.arch: mlp (its encoder and decoder are MLPs), got conv"
+    ]
+    searched = _set(conv, "search.space.algorithm", {"type": "categorical", "values": ["maml", "cnp"]})
+    assert validate(searched) == ["search.space.algorithm: cnp needs model.arch: mlp, got conv"]
+    assert validate(_set(_set(tiny_params, "tasks.family", "digits"), "meta.algorithm", "cnp")) == []
+
+
+def test_a_conditional_dimension_is_accepted_once_its_algorithm_is_searched(tiny_params):
+    dim = {"type": "integer", "low": 8, "high": 64, "prior": "uniform"}
+    unread = _set(tiny_params, "search.space.representation", dim)
+    assert [p.split(":")[0] for p in validate(unread)] == ["search.space.representation"]
+    fixed = _set(
+        tiny_params, "search.space", {"representation": dim, "inner_lr": unread["search"]["space"]["inner_lr"]}
+    )
+    assert [p.split(":")[0] for p in validate(fixed)] == ["search.space.representation"]
+    assert [p.split(":")[0] for p in validate(_set(fixed, "meta.algorithm", "cnp"))] == ["search.space.inner_lr"]
+    assert validate(_set(fixed, "search.space.inner_lr", DELETE)) != []
+    assert validate(_set(_set(fixed, "search.space.inner_lr", DELETE), "meta.algorithm", "cnp")) == []
+    algorithms = {"type": "categorical", "values": ["maml", "cnp"]}
+    assert validate(_set(unread, "search.space.algorithm", algorithms)) == []

@@ -10,7 +10,7 @@ import torch
 
 from metahpo.errors import DivergenceError
 from metahpo.family import family_of, zero_predictor_mse
-from metahpo.learners.memory import largest_setting, meta_step_bytes
+from metahpo.learners.memory import largest_settings, meta_step_bytes
 from metahpo.learners.meta_learner import LearnerConfig
 from metahpo.learners.metatrain import TrainSettings, build_learner, meta_train
 from metahpo.learners.settings import apply_point, default_setting, train_settings
@@ -72,7 +72,7 @@ def test_memory_estimate_follows_the_settings_query(tiny_params):
     few, many = (apply_point(params, {"query": q}) for q in (2, 10))
     assert meta_step_bytes(few, **family.step_shape(few)) < meta_step_bytes(many, **family.step_shape(many))
     space = {"query": {"type": "integer", "low": 1, "high": 8, "prior": "uniform"}}
-    assert largest_setting(default_setting(params), space)["query"] == 8
+    assert [s["query"] for s in largest_settings(default_setting(params), space)] == [8]
 
 
 def test_memory_guard_counts_every_local_worker(tiny_params, monkeypatch):
@@ -211,3 +211,19 @@ def test_merged_trial_fails_at_its_first_failed_training():
     assert merged.objectives == [0.5] and merged.seconds == 4.5 and merged.trial == 3
     ok = merge_results([parts[0], parts[2]])
     assert ok.status == "ok" and ok.objectives == [0.5, 0.7] and ok.objective == pytest.approx(0.6)
+
+
+def test_memory_estimate_grows_with_the_keys_each_algorithm_reads(tiny_params):
+    params = typed(tiny_params)
+    family = family_of(params)
+
+    def need(**point):
+        setting = apply_point(params, point)
+        return meta_step_bytes(setting, **family.step_shape(setting))
+
+    assert need(algorithm="cnp", representation=8) < need(algorithm="cnp", representation=64)
+    assert need(algorithm="learned_optimizer", rule_hidden=4) < need(algorithm="learned_optimizer", rule_hidden=40)
+    assert need(algorithm="maml", rule_hidden=4) == need(algorithm="maml", rule_hidden=40)
+    assert need(algorithm="maml", rule_hidden=4) < need(algorithm="learned_optimizer", rule_hidden=4)
+    space = {"algorithm": {"type": "categorical", "values": ["maml", "cnp"]}}
+    assert [s["algorithm"] for s in largest_settings(default_setting(params), space)] == ["maml", "cnp"]

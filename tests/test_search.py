@@ -13,7 +13,14 @@ import synthetic_trials as st
 from skopt.space import Categorical, Integer, Real
 
 from metahpo.search.driver import Search
-from metahpo.search.proposers import GridProposer, build_space, dimension_grid, make_proposer, to_python
+from metahpo.search.proposers import (
+    GridProposer,
+    build_space,
+    dimension_grid,
+    make_proposer,
+    pin_inactive,
+    to_python,
+)
 from metahpo.search.trial import median_reference
 from metahpo.seeds import trial_seed
 
@@ -150,6 +157,52 @@ def test_grid_covers_the_space_on_the_prior_scale(search_params):
     lr = build_space(search_params["search"]["space"])[0]
     np.testing.assert_allclose(dimension_grid(lr, 3), [0.001, math.sqrt(0.001), 1.0])
     assert len({tuple(p) for p in grid.ask(18, 0)}) == 18
+
+
+def conditional_space(search_params):
+    search_params["search"]["space"] |= {
+        "algorithm": {"type": "categorical", "values": ["maml", "cnp", "learned_optimizer"]},
+        "representation": {"type": "integer", "low": 8, "high": 64, "prior": "uniform"},
+        "rule_hidden": {"type": "integer", "low": 4, "high": 40, "prior": "uniform"},
+    }
+    return typed(search_params).search
+
+
+LOWEST = {"inner_lr": 0.001, "representation": 8, "rule_hidden": 4}
+READ_BY = {"inner_lr": ("maml", "learned_optimizer"), "representation": ("cnp",), "rule_hidden": ("learned_optimizer",)}
+
+
+def assert_pinned(points: list[dict]) -> None:
+    """Dimensions a point's algorithm does not read sit at their lowest value; the ones it reads vary."""
+    for name, users in READ_BY.items():
+        assert all(p[name] == LOWEST[name] for p in points if p["algorithm"] not in users), name
+        free = [p[name] for p in points if p["algorithm"] in users]
+        assert len(free) < 2 or len(set(free)) > 1, name
+
+
+@pytest.mark.parametrize("method", ["gp", "forest", "random"])
+def test_dimensions_an_algorithm_does_not_read_are_pinned(search_params, method):
+    search_params["search"].update(method=method, n_initial_points=8)
+    search = conditional_space(search_params)
+    proposer, names = make_proposer(search, 0), list(search.space)
+    points = proposer.ask(8, 0)
+    proposer.tell(points, [float(i) for i in range(8)])
+    points += proposer.ask(2, 8)
+    assert {p[names.index("algorithm")] for p in points} == {"maml", "cnp", "learned_optimizer"}
+    assert_pinned([dict(zip(names, p)) for p in points])
+
+
+def test_a_conditional_grid_lists_each_distinct_point_once(search_params):
+    search_params["search"].update(method="grid", grid_points=3)
+    search = conditional_space(search_params)
+    grid, names = make_proposer(search, 0), list(search.space)
+    # inner_lr x hidden x (maml: 1 | cnp: 3 representations, inner_lr pinned | learned_optimizer: 3 rule sizes)
+    assert len(grid) == 3 * 3 * 1 + 3 * 3 + 3 * 3 * 3
+    points = grid.ask(len(grid), 0)
+    assert len({tuple(p) for p in points}) == len(grid)
+    assert_pinned([dict(zip(names, p)) for p in points])
+    dims = build_space(search.space)
+    assert pin_inactive(points[0], dims) == points[0]
 
 
 def test_random_points_depend_only_on_the_trial(search_params):

@@ -77,6 +77,7 @@ class ModelParams:
     arch: str
     hidden: int
     layers: int
+    representation: int
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class MetaParams:
     meta_batch_size: int
     query: int
     outer_schedule: str
+    rule_hidden: int
 
 
 @dataclass(frozen=True)

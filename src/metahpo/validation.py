@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from pathlib import PurePosixPath
 
-from metahpo.learners import ALGORITHMS, ARCHITECTURES, OUTER_SCHEDULES
+from metahpo.learners import ALGORITHMS, ARCHITECTURES, OUTER_SCHEDULES, USED_ONLY_BY
 from metahpo.search import ACQ_FUNCS, EXECUTORS, FIDELITIES, METHODS, OBJECTIVES, PRIORS
 from metahpo.tasks import CLASSIFICATION_FAMILIES, FAMILIES, SPLIT_BY
 
@@ -191,6 +191,8 @@ TUNABLE: dict[str, tuple[str, Check]] = {
     "outer_schedule": ("meta", choice(*OUTER_SCHEDULES)),
     "hidden": ("model", integer(1, 4096)),
     "layers": ("model", integer(1, 16)),
+    "representation": ("model", integer(1, 4096)),
+    "rule_hidden": ("meta", integer(1, 1024)),
 }
 REAL_KEYS = ("inner_lr", "outer_lr")
 CATEGORICAL_KEYS = ("algorithm", "outer_schedule")
@@ -344,6 +346,7 @@ def _cross_checks(params: dict) -> list[str]:
             f"got {finetune_steps}"
         )
     problems.extend(_training_query_checks(params))
+    problems.extend(_algorithm_checks(params))
     if search["start_from_default"]:
         problems.extend(_default_outside_space(params))
     return problems + _family_checks(params)
@@ -402,6 +405,31 @@ def _training_query_checks(params: dict) -> list[str]:
         largest = largest_value(dim)
         if largest > limit:
             problems.append(f"search.space.query: values up to {largest} exceed tasks.query ({limit})")
+    return problems
+
+
+def searched_algorithms(params: dict) -> list[str]:
+    """The algorithms a search tries: the values of ``search.space.algorithm``, else ``meta.algorithm``."""
+    dim = params["search"]["space"].get("algorithm")
+    return list(dim["values"]) if dim is not None else [params["meta"]["algorithm"]]
+
+
+def _algorithm_checks(params: dict) -> list[str]:
+    """A CNP on the conv net, and search dimensions that no algorithm of the search reads."""
+    problems, arch = [], params["model"]["arch"]
+    if arch != "mlp":
+        if params["meta"]["algorithm"] == "cnp":
+            problems.append(f"meta.algorithm: cnp needs model.arch: mlp (its encoder and decoder are MLPs), got {arch}")
+        if "cnp" in params["search"]["space"].get("algorithm", {}).get("values", []):
+            problems.append(f"search.space.algorithm: cnp needs model.arch: mlp, got {arch}")
+    tried = searched_algorithms(params)
+    for name in params["search"]["space"]:
+        users = USED_ONLY_BY.get(name, tried)
+        if not set(users) & set(tried):
+            problems.append(
+                f"search.space.{name}: read only by algorithm {', '.join(users)}, which this search never tries "
+                f"({', '.join(tried)}); drop the dimension or add the algorithm to search.space.algorithm"
+            )
     return problems
 
 

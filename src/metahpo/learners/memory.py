@@ -4,6 +4,9 @@ The estimate is simple and errs high: per task and per inner step, second-order 
 the fast weights, their gradients and the update (three copies of the parameters) plus the
 activations, ReLU masks and back-propagated errors of every layer; the query forward keeps its
 activations once more; for the conv net, the activations of a point are every block's feature maps.
+A learned update rule adds, per coordinate and step, its features, hidden units and outputs three
+times over; a CNP takes no inner step and keeps its encoder's and decoder's weights and activations
+(the decoder's once per class) three times over.
 ``benchmarks/README.md`` compares the estimate with the memory autograd really keeps (about 1.5x less
 on the MAML-paper setting).
 """
@@ -14,7 +17,10 @@ import torch
 
 from metahpo.errors import InputError
 from metahpo.family import family_of
+from metahpo.learners import LEARNED_RULE_ALGORITHMS
+from metahpo.learners.cnp import cnp_sizes
 from metahpo.learners.conv import feature_count, feature_side
+from metahpo.learners.learned_rule import FEATURES
 from metahpo.params import Params, SearchParams
 from metahpo.resources import gib, physical_memory, usable_cores
 from metahpo.validation import largest_value
@@ -22,13 +28,24 @@ from metahpo.validation import largest_value
 BYTES_PER_FLOAT = 4
 USABLE_FRACTION = 0.8
 # The meta-hyperparameters that the memory of a meta-step grows with.
-SIZE_KEYS = ("meta_batch_size", "inner_steps", "hidden", "layers", "query")
+SIZE_KEYS = ("meta_batch_size", "inner_steps", "hidden", "layers", "query", "representation", "rule_hidden")
+
+
+def _linear_count(sizes: list[int]) -> int:
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
 def parameter_count(hidden: int, layers: int, in_features: int = 1, out_features: int = 1) -> int:
     """Weights and biases of the MLP."""
-    sizes = [in_features] + [hidden] * layers + [out_features]
-    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    return _linear_count([in_features] + [hidden] * layers + [out_features])
+
+
+def cnp_step_values(setting: dict, points: int, in_features: int, outputs: int) -> int:
+    """Values a CNP's meta-step keeps per task: weights, and the activations of ``points`` points."""
+    hidden, layers, representation = setting["hidden"], setting["layers"], setting["representation"]
+    params = sum(_linear_count(s) for s in cnp_sizes(hidden, layers, representation, in_features, outputs))
+    per_point = hidden * layers + representation + outputs * (hidden * layers + 1)
+    return 3 * (params + points * per_point)
 
 
 def conv_parameter_count(width: int, blocks: int, side: int, outputs: int) -> int:
@@ -55,7 +72,12 @@ def meta_step_bytes(setting: dict, points: int, arch: str = "mlp", side: int = 1
         )
     else:
         params, activations = parameter_count(hidden, layers, side, outputs), points * hidden * layers
-    per_task = setting["inner_steps"] * (3 * params + 3 * activations) + 2 * activations
+    per_step = 3 * params + 3 * activations
+    if setting["algorithm"] in LEARNED_RULE_ALGORITHMS:
+        per_step += 3 * params * (FEATURES + 2 * setting["rule_hidden"] + 2)
+    per_task = setting["inner_steps"] * per_step + 2 * activations
+    if setting["algorithm"] == "cnp":
+        per_task = cnp_step_values(setting, points, side, outputs)
     return BYTES_PER_FLOAT * setting["meta_batch_size"] * per_task
 
 
@@ -71,7 +93,7 @@ def check_fits(setting: dict, params: Params, device: torch.device, keys: str, c
     need = meta_step_bytes(setting, **family_of(params).step_shape(setting))
     have = device_memory(device)
     if copies * need > USABLE_FRACTION * have:
-        shown = ", ".join(f"{k}={setting[k]}" for k in SIZE_KEYS)
+        shown = ", ".join(f"{k}={setting[k]}" for k in ("algorithm", *SIZE_KEYS))
         times = f" times {copies} workers" if copies > 1 else ""
         raise InputError(
             f"params.yaml: {keys}: {shown} needs about {gib(need)} per meta-step (estimate){times}, more than "
@@ -94,10 +116,12 @@ def check_workers(search: SearchParams) -> None:
         )
 
 
-def largest_setting(base: dict, space: dict) -> dict:
-    """The most memory-hungry corner of a search space: the largest value of every size dimension."""
+def largest_settings(base: dict, space: dict) -> list[dict]:
+    """The most memory-hungry corners of a search space: the largest value of every size dimension, one
+    setting per algorithm the search tries (their memory grows with different keys)."""
     largest = dict(base)
     for name, dim in space.items():
         if name in SIZE_KEYS:
             largest[name] = largest_value(dim)
-    return largest
+    algorithms = space["algorithm"]["values"] if "algorithm" in space else [base["algorithm"]]
+    return [{**largest, "algorithm": a} for a in algorithms]

@@ -35,6 +35,8 @@ def learner_config(setting: dict, params: Params) -> LearnerConfig:
         input_shape=family.input_shape,
         outputs=family.outputs,
         loss=family.loss,
+        representation=setting["representation"],
+        rule_hidden=setting["rule_hidden"],
     )
 
 

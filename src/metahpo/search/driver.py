@@ -37,12 +37,12 @@ from metahpo.atomic import write_json
 from metahpo.errors import DivergenceError
 from metahpo.executors import TrialRunner, is_lost_worker
 from metahpo.family import family_of
-from metahpo.learners.memory import check_fits, check_workers, largest_setting, local_workers
+from metahpo.learners.memory import check_fits, check_workers, largest_settings, local_workers
 from metahpo.learners.settings import apply_point, default_setting
 from metahpo.params import Params
 from metahpo.search.class_folds import class_folds
 from metahpo.search.fidelity import RungSchedule
-from metahpo.search.proposers import make_proposer
+from metahpo.search.proposers import build_space, make_proposer, pin_inactive
 from metahpo.search.trial import TrialRequest, TrialResult, median_reference, merge_results, run_trial, split_request
 from metahpo.search.trial_log import FAILED, OK, TrialLog, fingerprint, log_row, told_values
 from metahpo.seeds import trial_seed
@@ -71,7 +71,9 @@ class Search:
         self.proposer = make_proposer(self.search, self.seed, refit=self.search.fidelity != "none")
         # With start_from_default, trial 0 is the untuned setting and the proposer's trials shift by one.
         self.offset = int(self.search.start_from_default)
-        self.default_point = [default_setting(params)[name] for name in self.names]
+        self.default_point = pin_inactive(
+            [default_setting(params)[name] for name in self.names], build_space(self.search.space)
+        )
         # A grid has a size: the most trials a search can run.
         self.most = len(self.proposer) + self.offset if hasattr(self.proposer, "__len__") else None
         self.total = self.search.n_calls if self.most is None else min(self.search.n_calls, self.most)
@@ -197,14 +199,9 @@ def search_stage(params: Params, device: torch.device) -> None:
     check_generated_with(paths.TASKS, params.tasks, params.seed)
     check_workers(params.search)
     copies = local_workers(params.search) if device.type == "cpu" else 1
-    keys = "search.space (largest meta_batch_size, inner_steps, hidden, layers or query)"
-    check_fits(
-        largest_setting(default_setting(params), params.search.space),
-        params,
-        device,
-        keys + (" or search.workers" if copies > 1 else ""),
-        copies=copies,
-    )
+    keys = "search.space (largest meta_batch_size, inner_steps, hidden, layers, query, representation or rule_hidden)"
+    for setting in largest_settings(default_setting(params), params.search.space):
+        check_fits(setting, params, device, keys + (" or search.workers" if copies > 1 else ""), copies=copies)
     family = family_of(params)
     data = {name: load_split(paths.TASKS, name) for name in ("meta_train", "meta_val")}
     floor = family.penalty_floor(data["meta_val"])

@@ -5,6 +5,12 @@ deterministic given the seed and what it has been told, so a search replayed fro
 asks the same points again. The multi-fidelity search instead hands each ask the observations the
 surrogate should fit (``observed``: one rung's points and values), and a :class:`RefitProposer`
 fits a fresh GP or forest on them every time.
+
+Conditional dimensions: scikit-optimize has none, so every dimension is always in the space, and
+each proposer hands out points whose dimensions the point's algorithm does not read (for example
+``inner_lr`` for ``cnp``, ``representation`` for ``maml``) pinned to their lowest value
+(:func:`pin_inactive`). The surrogate is told the pinned points, so it never attributes a score
+to a value that played no part in it; a grid lists each distinct pinned point once.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import numpy as np
 import skopt
 from skopt.space import Categorical, Integer, Real, Space
 
+from metahpo.learners import USED_ONLY_BY
 from metahpo.params import SearchParams
 from metahpo.seeds import trial_seed
 
@@ -39,10 +46,24 @@ def to_python(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _lowest(dim):
+    return dim.categories[0] if isinstance(dim, Categorical) else to_python(dim.low)
+
+
+def pin_inactive(point: list, dims: list) -> list:
+    """``point`` with every dimension its algorithm does not read set to the dimension's lowest value."""
+    names = [d.name for d in dims]
+    if "algorithm" not in names:  # one algorithm: the validator refuses dimensions it does not read
+        return point
+    algorithm = point[names.index("algorithm")]
+    return [_lowest(d) if algorithm not in USED_ONLY_BY.get(d.name, (algorithm,)) else v for d, v in zip(dims, point)]
+
+
 class SkoptProposer:
     """``skopt.Optimizer`` ask/tell; batches use the constant liar (``ask(n_points=k)``)."""
 
     def __init__(self, dims: list, search: SearchParams, seed: int):
+        self.dims = dims
         self.optimizer = skopt.Optimizer(
             dims,
             base_estimator=ESTIMATORS[search.method],
@@ -55,7 +76,7 @@ class SkoptProposer:
     def ask(self, n: int, first_trial: int, observed=None) -> list[list]:
         """``n`` points from the surrogate told so far (``observed`` is for refitted proposers, unused here)."""
         points = [self.optimizer.ask()] if n == 1 else self.optimizer.ask(n_points=n)
-        return [[to_python(v) for v in p] for p in points]
+        return [pin_inactive([to_python(v) for v in p], self.dims) for p in points]
 
     def tell(self, points: list[list], values: list[float]) -> None:
         self.optimizer.tell(points, values)
@@ -65,11 +86,12 @@ class RandomProposer:
     """Independent uniform draws from the space (with its priors); trial ``i`` always gets the same point."""
 
     def __init__(self, dims: list, search: SearchParams, seed: int):
-        self.space, self.seed = Space(dims), seed
+        self.dims, self.space, self.seed = dims, Space(dims), seed
 
     def ask(self, n: int, first_trial: int, observed=None) -> list[list]:
         trials = range(first_trial, first_trial + n)
-        return [[to_python(v) for v in self.space.rvs(1, random_state=trial_seed(self.seed, t))[0]] for t in trials]
+        drawn = (self.space.rvs(1, random_state=trial_seed(self.seed, t))[0] for t in trials)
+        return [pin_inactive([to_python(v) for v in p], self.dims) for p in drawn]
 
     def tell(self, points, values) -> None:
         """Random search learns nothing from results."""
@@ -90,9 +112,10 @@ class GridProposer:
     """The full grid over the space, visited in a seeded random order (the first ``n_calls`` of it run)."""
 
     def __init__(self, dims: list, search: SearchParams, seed: int):
-        grid = list(itertools.product(*(dimension_grid(d, search.grid_points) for d in dims)))
+        full = itertools.product(*(dimension_grid(d, search.grid_points) for d in dims))
+        grid = list(dict.fromkeys(tuple(pin_inactive([to_python(v) for v in p], dims)) for p in full))
         order = np.random.default_rng(seed).permutation(len(grid))
-        self.points = [[to_python(v) for v in grid[i]] for i in order]
+        self.points = [list(grid[i]) for i in order]
 
     def __len__(self) -> int:
         return len(self.points)
@@ -133,7 +156,7 @@ class RefitProposer:
             )
             optimizer.tell([list(p) for p in points], list(values))
             asked = [optimizer.ask()] if len(modelled) == 1 else optimizer.ask(n_points=len(modelled))
-            from_model = dict(zip(modelled, ([to_python(v) for v in p] for p in asked)))
+            from_model = dict(zip(modelled, (pin_inactive([to_python(v) for v in p], self.dims) for p in asked)))
         else:
             from_model = {}
         return [from_model[t] if t in from_model else self.random.ask(1, t)[0] for t in trials]
