@@ -11,7 +11,12 @@ second-order MAML, Adam outer step. Three implementations of the same meta-step:
   tensors instead of module clones (a leaner per-task baseline);
 * ``higher``: ``higher.innerloop_ctx`` with a differentiable SGD inner optimiser, task by task.
 
-Usage: ``python benchmarks/throughput.py [--threads N] [--seconds S]``. Prints markdown tables.
+The conditional neural process and the learned optimizer (second order) are timed the same way against
+``functional loop`` versions of themselves (``--table others``): a CNP of two 1-40-40 MLPs
+(representation 32) and the 1-40-40-1 MLP adapted by a 4-20-2 update rule.
+
+Usage: ``python benchmarks/throughput.py [--threads N] [--seconds S] [--table maml|others|all]``. Prints
+markdown tables.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import time
 
 import torch
 
+from metahpo.learners.learned_rule import preprocess_gradient
 from metahpo.learners.meta_learner import LearnerConfig, MetaLearner
 from metahpo.learners.metatrain import make_optimizer
 
@@ -38,8 +44,8 @@ def sinusoid_batch(n_tasks: int, generator: torch.Generator, shots: int = 10, qu
     return x[:, :shots], y[:, :shots], x[:, shots:], y[:, shots:]
 
 
-def metahpo_step(steps: int):
-    learner = MetaLearner(LearnerConfig("maml", 40, 2, INNER_LR, steps), torch.Generator().manual_seed(0))
+def metahpo_step(steps: int, algorithm: str = "maml"):
+    learner = MetaLearner(LearnerConfig(algorithm, 40, 2, INNER_LR, steps), torch.Generator().manual_seed(0))
     optimizer = make_optimizer(learner, 1e-3)
 
     def step(batch):
@@ -51,10 +57,14 @@ def metahpo_step(steps: int):
     return step
 
 
-def _sequential() -> torch.nn.Module:
+def _sequential(inputs: int = 1, outputs: int = 1) -> torch.nn.Module:
     torch.manual_seed(0)
     return torch.nn.Sequential(
-        torch.nn.Linear(1, 40), torch.nn.ReLU(), torch.nn.Linear(40, 40), torch.nn.ReLU(), torch.nn.Linear(40, 1)
+        torch.nn.Linear(inputs, 40),
+        torch.nn.ReLU(),
+        torch.nn.Linear(40, 40),
+        torch.nn.ReLU(),
+        torch.nn.Linear(40, outputs),
     )
 
 
@@ -141,6 +151,58 @@ def higher_step(steps: int):
     return step
 
 
+def cnp_loop_step(steps: int):
+    """A CNP task by task: encode the support pairs, average, decode each query point."""
+    encoder, decoder = _sequential(2, 32), _sequential(33, 1)
+    optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], 1e-3)
+
+    def step(batch):
+        sx, sy, qx, qy = batch
+        optimizer.zero_grad()
+        total = 0.0
+        for t in range(sx.shape[0]):
+            r = encoder(torch.cat([sx[t], sy[t]], dim=1)).mean(dim=0)
+            prediction = decoder(torch.cat([qx[t], r.expand(len(qx[t]), -1)], dim=1))
+            total = total + torch.nn.functional.mse_loss(prediction, qy[t])
+        (total / sx.shape[0]).backward()
+        optimizer.step()
+
+    return step
+
+
+def rule_loop_step(steps: int):
+    """The learned optimizer task by task and tensor by tensor, second order, with ``functional_call``."""
+    model, rule = _sequential(), torch.nn.Sequential(torch.nn.Linear(4, 20), torch.nn.ReLU(), torch.nn.Linear(20, 2))
+    optimizer = torch.optim.Adam([*model.parameters(), *rule.parameters()], 1e-3)
+    names = [n for n, _ in model.named_parameters()]
+
+    def update(g, w, progress):
+        a, b = rule(torch.stack([*preprocess_gradient(g), w, torch.full_like(w, progress)], dim=-1)).unbind(-1)
+        return INNER_LR * (a * g + b)
+
+    def step(batch):
+        sx, sy, qx, qy = batch
+        optimizer.zero_grad()
+        total = 0.0
+        for t in range(sx.shape[0]):
+            fast = dict(model.named_parameters())
+            for k in range(steps):
+                loss = torch.nn.functional.mse_loss(torch.func.functional_call(model, fast, (sx[t],)), sy[t])
+                grads = torch.autograd.grad(loss, list(fast.values()), create_graph=True)
+                fast = {n: w - update(g, w, k / steps) for n, w, g in zip(names, fast.values(), grads)}
+            total = total + torch.nn.functional.mse_loss(torch.func.functional_call(model, fast, (qx[t],)), qy[t])
+        (total / sx.shape[0]).backward()
+        optimizer.step()
+
+    return step
+
+
+# learner -> (metahpo's batched step, the per-task loop, inner steps timed)
+OTHER_LEARNERS = {
+    "cnp": (lambda steps: metahpo_step(steps, "cnp"), cnp_loop_step, (0,)),
+    "learned_optimizer": (lambda steps: metahpo_step(steps, "learned_optimizer"), rule_loop_step, (1, 5)),
+}
+
 IMPLEMENTATIONS = {
     "metahpo": metahpo_step,
     "l2l loop": l2l_loop_step,
@@ -186,15 +248,42 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the pipeline uses 1 per process)")
     parser.add_argument("--seconds", type=float, default=2.0, help="length of each timed window")
+    parser.add_argument("--table", choices=("maml", "others", "all"), default="all", help="which tables to print")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), second-order MAML, 1-40-40-1 MLP, K=10+10\n")
+    if args.table != "others":
+        maml_tables(args.seconds)
+    if args.table != "maml":
+        other_learners_table(args.seconds)
+
+
+def other_learners_table(seconds: float) -> None:
+    """Tasks per second of the CNP and the learned optimizer, batched and in a per-task loop."""
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), K=10+10\n")
+    print("| learner | meta-batch | inner steps | metahpo tasks/s | per-task loop tasks/s | metahpo / loop |")
+    print("|---|---|---|---|---|---|")
+    for name, (batched, loop, step_counts) in OTHER_LEARNERS.items():
+        for batch_size in (25, 100):
+            for steps in step_counts:
+                ours = tasks_per_second(batched, steps, batch_size, seconds)
+                theirs = tasks_per_second(loop, steps, batch_size, seconds)
+                print(
+                    f"| {name} | {batch_size} | {steps} | {ours:,.0f} | {theirs:,.0f} | {ours / theirs:.1f}x |",
+                    flush=True,
+                )
+
+
+def maml_tables(seconds: float) -> None:
+    """Second-order MAML against the per-task loops and higher; the memory autograd keeps."""
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), second-order MAML, 1-40-40-1 MLP, K=10+10\n"
+    )
     peers = [name for name in IMPLEMENTATIONS if name != "metahpo"]
     print("| meta-batch | inner steps | " + " | ".join(f"{n} tasks/s" for n in IMPLEMENTATIONS) + " | ", end="")
     print(" | ".join(f"metahpo / {n}" for n in peers) + " |")
     print("|---" * (2 + len(IMPLEMENTATIONS) + len(peers)) + "|")
     for batch_size, steps in ((25, 1), (25, 5), (100, 1), (100, 5)):
-        rate = {name: tasks_per_second(f, steps, batch_size, args.seconds) for name, f in IMPLEMENTATIONS.items()}
+        rate = {name: tasks_per_second(f, steps, batch_size, seconds) for name, f in IMPLEMENTATIONS.items()}
         cells = [f"{rate[n]:,.0f}" for n in IMPLEMENTATIONS] + [f"{rate['metahpo'] / rate[n]:.1f}x" for n in peers]
         print(f"| {batch_size} | {steps} | " + " | ".join(cells) + " |", flush=True)
     print("\n| inner steps | metahpo saved for backward | functional loop saved for backward | metahpo vs 1 step |")

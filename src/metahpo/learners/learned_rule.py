@@ -53,6 +53,8 @@ def rule_updates(
     g = torch.cat([t.reshape(tasks, -1) for t in grads], dim=1)
     value = torch.cat([t.reshape(tasks, -1) for t in values], dim=1)
     features = torch.stack([*preprocess_gradient(g), value, torch.full_like(g, progress)], dim=-1)
-    out = torch.relu(features @ rule["w0"] + rule["b0"]) @ rule["w1"] + rule["b1"]
+    # One 2-D matrix product per layer, bias fused (addmm), over every coordinate of every task.
+    hidden = torch.relu(torch.addmm(rule["b0"], features.view(-1, FEATURES), rule["w0"]))
+    out = torch.addmm(rule["b1"], hidden, rule["w1"]).view(tasks, -1, 2)
     step = (out[..., 0] * g + out[..., 1]) * inner_lr
     return [s.view_as(t) for s, t in zip(step.split([t[0].numel() for t in grads], dim=1), grads)]

@@ -10,7 +10,7 @@ from metahpo.evaluation.panels import learner_curve
 from metahpo.learners.artifacts import load_learner
 from metahpo.params import Params
 from metahpo.reporting import published
-from metahpo.reporting.figures import COLORS, LABELS, finetuning_text, save_figure, table
+from metahpo.reporting.figures import COLORS, LABELS, finetuning_text, save_figure, steps_note, table
 from metahpo.tasks.episodes import episode_arrays, select_episodes
 from metahpo.tasks.storage import load_manifest, load_split
 
@@ -132,7 +132,7 @@ with the same CIs. A learner below it has learned no useful features. It takes n
 one value, and the figure draws it as a flat dashed line.
 
 {headline_table(metrics, LEARNERS)}
-
+{steps_note()}
 ![accuracy curves](figures/{figures["accuracy"]})
 
 *meta_test accuracy against adaptation steps, 95% CI shaded; the prototypical network takes no steps.*

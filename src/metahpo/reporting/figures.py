@@ -24,6 +24,7 @@ from skopt.plots import plot_evaluations, plot_objective  # noqa: E402
 
 from metahpo import __version__, paths  # noqa: E402
 from metahpo.atomic import atomic_path  # noqa: E402
+from metahpo.learners import LEARNED_RULE_ALGORITHMS, USED_ONLY_BY  # noqa: E402
 from metahpo.params import Params, SearchParams  # noqa: E402
 from metahpo.search.proposers import build_space  # noqa: E402
 from metahpo.search.rungs import reached, rung_iterations  # noqa: E402
@@ -185,11 +186,38 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
+def _settings(learners: tuple[str, ...]) -> dict[str, dict]:
+    return {n: json.loads((paths.MODELS / n / "config.json").read_text())["setting"] for n in learners}
+
+
+def _setting_cell(setting: dict, key: str) -> str:
+    """A value, marked where the setting's algorithm does not read it (the search pins such values)."""
+    unread = setting["algorithm"] not in USED_ONLY_BY.get(key, (setting["algorithm"],))
+    return f"{setting[key]} (not read by {setting['algorithm']})" if unread else str(setting[key])
+
+
 def setting_table(learners: tuple[str, ...] = ("tuned", "default")) -> str:
     """The tuned and untuned meta-hyperparameters side by side, from the trained models' configs."""
-    configs = {n: json.loads((paths.MODELS / n / "config.json").read_text())["setting"] for n in learners}
-    rows = [[k, str(v), str(configs["default"][k])] for k, v in configs["tuned"].items()]
+    configs = _settings(learners)
+    rows = [[k, *(_setting_cell(configs[n], k) for n in ("tuned", "default"))] for k in configs["tuned"]]
     return table(["meta-hyperparameter", "tuned", "untuned"], rows)
+
+
+def steps_note(learners: tuple[str, ...] = ("tuned", "default")) -> str:
+    """What the step columns mean for a CNP or a learned rule among ``learners`` (empty for the others)."""
+    notes = []
+    for name, setting in _settings(learners).items():
+        if setting["algorithm"] == "cnp":
+            notes.append(
+                f"The {LABELS[name]} learner is a CNP: it adapts by conditioning on the support set, with no inner "
+                "step, so it is scored at 0 steps and every step column repeats that score."
+            )
+        elif setting["algorithm"] in LEARNED_RULE_ALGORITHMS:
+            notes.append(
+                f"The {LABELS[name]} learner's update rule was meta-trained for {setting['inner_steps']} inner "
+                "steps; later steps feed it a step fraction above 1, which it never saw in training."
+            )
+    return "\n" + " ".join(notes) + "\n" if notes else ""
 
 
 def search_options(search: SearchParams, trials: pd.DataFrame) -> str:

@@ -17,7 +17,7 @@ from metahpo.evaluation.task_limit import PHASE_GRID
 from metahpo.learners.artifacts import load_learner
 from metahpo.params import Params
 from metahpo.reporting import published
-from metahpo.reporting.figures import COLORS, LABELS, finetuning_text, save_figure, table
+from metahpo.reporting.figures import COLORS, LABELS, finetuning_text, save_figure, steps_note, table
 from metahpo.tasks.storage import load_split
 
 LEARNERS = ("tuned", "default", "pretrained")
@@ -232,7 +232,7 @@ noise, so two or more points determine a task and the limit is zero up to roundi
 learner and this row is the learner's.
 
 {headline_table(metrics)}
-
+{steps_note()}
 ![adaptation curves](figures/{figures["adaptation"]})
 
 *meta_test MSE against adaptation steps, 95% CI shaded.*
