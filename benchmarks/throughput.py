@@ -108,10 +108,11 @@ def l2l_loop_step(steps: int):
     return step
 
 
-def loop_step(steps: int):
-    """Per-task loop over a dict of tensors with ``functional_call``: adapt, accumulate, one backward."""
-    model = _sequential()
-    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+def functional_loop(model: torch.nn.Module, optimizer, update, steps: int):
+    """Per-task loop over a dict of tensors with ``functional_call``: adapt by ``update``, accumulate, one backward.
+
+    ``update(g, w, progress)`` is the step taken from weight ``w`` with gradient ``g`` at inner step ``progress``.
+    """
     names = [n for n, _ in model.named_parameters()]
 
     def step(batch):
@@ -120,15 +121,21 @@ def loop_step(steps: int):
         total = 0.0
         for t in range(sx.shape[0]):
             fast = dict(model.named_parameters())
-            for _ in range(steps):
+            for k in range(steps):
                 loss = torch.nn.functional.mse_loss(torch.func.functional_call(model, fast, (sx[t],)), sy[t])
                 grads = torch.autograd.grad(loss, list(fast.values()), create_graph=True)
-                fast = {n: w - INNER_LR * g for n, w, g in zip(names, fast.values(), grads)}
+                fast = {n: w - update(g, w, k / steps) for n, w, g in zip(names, fast.values(), grads)}
             total = total + torch.nn.functional.mse_loss(torch.func.functional_call(model, fast, (qx[t],)), qy[t])
         (total / sx.shape[0]).backward()
         optimizer.step()
 
     return step
+
+
+def loop_step(steps: int):
+    """MAML's inner SGD step in :func:`functional_loop`."""
+    model = _sequential()
+    return functional_loop(model, torch.optim.Adam(model.parameters(), 1e-3), lambda g, w, k: INNER_LR * g, steps)
 
 
 def higher_step(steps: int):
@@ -171,30 +178,15 @@ def cnp_loop_step(steps: int):
 
 
 def rule_loop_step(steps: int):
-    """The learned optimizer task by task and tensor by tensor, second order, with ``functional_call``."""
+    """The learned optimizer in :func:`functional_loop`: second order, task by task and tensor by tensor."""
     model, rule = _sequential(), torch.nn.Sequential(torch.nn.Linear(4, 20), torch.nn.ReLU(), torch.nn.Linear(20, 2))
     optimizer = torch.optim.Adam([*model.parameters(), *rule.parameters()], 1e-3)
-    names = [n for n, _ in model.named_parameters()]
 
     def update(g, w, progress):
         a, b = rule(torch.stack([*preprocess_gradient(g), w, torch.full_like(w, progress)], dim=-1)).unbind(-1)
         return INNER_LR * (a * g + b)
 
-    def step(batch):
-        sx, sy, qx, qy = batch
-        optimizer.zero_grad()
-        total = 0.0
-        for t in range(sx.shape[0]):
-            fast = dict(model.named_parameters())
-            for k in range(steps):
-                loss = torch.nn.functional.mse_loss(torch.func.functional_call(model, fast, (sx[t],)), sy[t])
-                grads = torch.autograd.grad(loss, list(fast.values()), create_graph=True)
-                fast = {n: w - update(g, w, k / steps) for n, w, g in zip(names, fast.values(), grads)}
-            total = total + torch.nn.functional.mse_loss(torch.func.functional_call(model, fast, (qx[t],)), qy[t])
-        (total / sx.shape[0]).backward()
-        optimizer.step()
-
-    return step
+    return functional_loop(model, optimizer, update, steps)
 
 
 # learner -> (metahpo's batched step, the per-task loop, inner steps timed)

@@ -8,10 +8,11 @@ Both MLPs have ``layers`` hidden layers of ``hidden`` units; ``r`` has ``represe
 * regression: the encoder reads the pair ``(x, y)`` and ``r`` is the mean over the support set. The
   decoder outputs the predicted mean only and is trained by MSE, that is, the paper's Gaussian
   likelihood with its variance held fixed, so the CNP is scored by the same MSE as the other learners;
-* classification (the paper's Omniglot classification): the encoder reads the image, its
-  representations are averaged per class into ``r_c``, and the decoder scores every pair ``(x, r_c)``
-  with one logit, so the classes compete in a softmax. The label enters through the per-class
-  aggregation, as in the paper; the class scores are not distances (unlike prototypical networks).
+* classification: as in the paper's classification experiment, the representations are aggregated
+  per class, one mean ``r_c`` per class of the images' encodings, so the label enters through the
+  aggregation. The decoder scores every pair ``(x, r_c)`` with one logit, and the classes compete in a
+  softmax; how the decoder combines a query with the class representations is this implementation's
+  choice (the scores are not distances, unlike a prototypical network's).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from metahpo.learners.mlp import Weights, forward, init_weights, layer_sizes
+from metahpo.learners.mlp import Weights, init_weights, layer_sizes, n_layers
 
 
 def cnp_sizes(hidden: int, layers: int, representation: int, in_features: int, outputs: int) -> list[list[int]]:
@@ -48,6 +49,17 @@ def part(weights: Weights, prefix: str) -> Weights:
     return {n.removeprefix(prefix): w for n, w in weights.items() if n.startswith(prefix)}
 
 
+def shared_forward(weights: Weights, x: torch.Tensor) -> torch.Tensor:
+    """An MLP whose weights every task shares, on ``x`` ``[..., in]``: one matrix product per layer over all points."""
+    depth = n_layers(weights)
+    h = x
+    for i in range(depth):
+        h = torch.addmm(weights[f"b{i}"], h.reshape(-1, h.shape[-1]), weights[f"w{i}"]).view(*h.shape[:-1], -1)
+        if i < depth - 1:
+            h = torch.relu(h)
+    return h
+
+
 def class_means(values: torch.Tensor, labels: torch.Tensor, ways: int) -> torch.Tensor:
     """Mean of ``values`` ``[tasks, points, d]`` over the points of each class: ``[tasks, ways, d]``."""
     one_hot = F.one_hot(labels, ways).to(values.dtype)
@@ -57,14 +69,14 @@ def class_means(values: torch.Tensor, labels: torch.Tensor, ways: int) -> torch.
 def cnp_outputs(weights: Weights, support_x, support_y, query_x, ways: int | None = None) -> torch.Tensor:
     """Predictions ``[tasks, query points, 1]`` (regression) or logits ``[tasks, query points, ways]``.
 
-    ``weights`` carry the task dimension like the MLP's (see :func:`metahpo.learners.mlp.expand_to_tasks`).
+    ``weights`` are the shared ones, without a task dimension: a CNP adapts no weight.
     """
     encoder, decoder = part(weights, "enc_"), part(weights, "dec_")
     sx, qx = support_x.flatten(2), query_x.flatten(2)
     tasks, points = qx.shape[:2]
     if ways is None:
-        r = forward(encoder, torch.cat([sx, support_y], dim=-1)).mean(dim=1, keepdim=True)
-        return forward(decoder, torch.cat([qx, r.expand(-1, points, -1)], dim=-1))
-    r = class_means(forward(encoder, sx), support_y, ways)
+        r = shared_forward(encoder, torch.cat([sx, support_y], dim=-1)).mean(dim=1, keepdim=True)
+        return shared_forward(decoder, torch.cat([qx, r.expand(-1, points, -1)], dim=-1))
+    r = class_means(shared_forward(encoder, sx), support_y, ways)
     pairs = torch.cat([qx.unsqueeze(2).expand(-1, -1, ways, -1), r.unsqueeze(1).expand(-1, points, -1, -1)], dim=-1)
-    return forward(decoder, pairs.flatten(1, 2)).view(tasks, points, ways)
+    return shared_forward(decoder, pairs.flatten(1, 2)).view(tasks, points, ways)

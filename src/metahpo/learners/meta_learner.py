@@ -163,8 +163,9 @@ class MetaLearner(torch.nn.Module):
 
     def query_outputs(self, fast: Weights, support_x, support_y, query_x) -> torch.Tensor:
         """Outputs on the query points: the adapted network's, prototype scores for ``protonet``, or the CNP's."""
-        if self.config.algorithm == "cnp":
-            return cnp_outputs(fast, support_x, support_y, query_x, self.config.outputs if self.classifies else None)
+        if self.config.algorithm == "cnp":  # no weight adapts: every task's ``fast`` weights are the shared ones
+            ways = self.config.outputs if self.classifies else None
+            return cnp_outputs(dict(self.weights), support_x, support_y, query_x, ways)
         if self.config.algorithm == "protonet":
             return prototype_logits(
                 self.embed(fast, support_x), support_y, self.embed(fast, query_x), self.config.outputs
