@@ -89,14 +89,19 @@ def test_memory_guard_counts_every_local_worker(tiny_params, monkeypatch):
         memory.check_fits(setting, params, CPU, "search.space or search.workers", copies=2)
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine"])
-def test_same_seed_gives_bit_identical_weights(splits, schedule):
+@pytest.mark.parametrize(
+    ("algorithm", "schedule"),
+    [("metasgd", "constant"), ("metasgd", "cosine"), ("cnp", "constant"), ("learned_optimizer", "constant")],
+)
+def test_same_seed_gives_bit_identical_weights(splits, algorithm, schedule):
     pool = TaskPool.from_split(splits["meta_train"], CPU)
     states = []
     for _ in range(2):
-        learner = build_learner(LearnerConfig("metasgd", 8, 2, 0.01, 2), 7, CPU)
+        learner = build_learner(LearnerConfig(algorithm, 8, 2, 0.01, 2, representation=4, rule_hidden=3), 7, CPU)
+        before = {k: v.clone() for k, v in learner.state_dict().items()}
         meta_train(learner, pool, _settings(schedule=schedule), seed=3)
         states.append(learner.state_dict())
+    assert all(not torch.equal(before[k], v) for k, v in states[0].items())
     for name in states[0]:
         assert torch.equal(states[0][name], states[1][name])
 
