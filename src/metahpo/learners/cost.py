@@ -20,7 +20,9 @@ measured seconds per iteration over a spread of settings.
 
 from __future__ import annotations
 
+from metahpo.family import family_of
 from metahpo.learners.conv import feature_count, feature_side
+from metahpo.params import Params
 
 
 def layer_macs(hidden: int, layers: int, arch: str = "mlp", side: int = 1, outputs: int = 1) -> list[int]:
@@ -54,3 +56,16 @@ def meta_iteration_macs(
         backward = 2 * forward_q if algorithm == "fomaml" else 2 * (inner + forward_q)
         per_task = inner + forward_q + backward
     return setting["meta_batch_size"] * per_task
+
+
+def setting_macs(setting: dict, params: Params) -> int:
+    """Estimated multiply-adds of one meta-iteration of ``setting`` on the task family of ``params``."""
+    shape = family_of(params).step_shape(setting)
+    support = params.tasks.shots * (params.tasks.ways if params.tasks.classification else 1)
+    arch = {k: shape[k] for k in ("arch", "side", "outputs") if k in shape}
+    return meta_iteration_macs(setting, support, shape["points"] - support, **arch)
+
+
+def affordable_iterations(iterations: int, cost: int, baseline: int) -> int:
+    """Iterations at ``cost`` per iteration that take the compute of ``iterations`` at ``baseline`` (at least 1)."""
+    return max(1, iterations * baseline // cost)
