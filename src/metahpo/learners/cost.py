@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from metahpo.family import family_of
 from metahpo.learners.conv import feature_count, feature_side
+from metahpo.learners.memory import SIZE_KEYS
+from metahpo.learners.settings import default_setting
 from metahpo.params import Params
 
 
@@ -69,3 +71,26 @@ def setting_macs(setting: dict, params: Params) -> int:
 def affordable_iterations(iterations: int, cost: int, baseline: int) -> int:
     """Iterations at ``cost`` per iteration that take the compute of ``iterations`` at ``baseline`` (at least 1)."""
     return max(1, iterations * baseline // cost)
+
+
+def trained_iterations(setting: dict, params: Params, budget: int) -> int:
+    """Iterations ``setting`` trains for a budget (a rung, or ``search.iterations``) of ``budget``.
+
+    With ``search.fidelity_unit: iterations`` that is ``budget``; with ``compute`` the budget is the compute of
+    ``budget`` iterations of the untuned setting, so a setting of half its estimated cost trains twice as many.
+    A function of the setting alone, so each rung of a trial is a prefix of its last one.
+    """
+    if params.search.fidelity_unit == "iterations":
+        return budget
+    return affordable_iterations(budget, setting_macs(setting, params), setting_macs(default_setting(params), params))
+
+
+def cheapest_macs(params: Params) -> int:
+    """The lowest estimated cost in ``search.space``: every size at its smallest, the cheapest algorithm."""
+    space, setting = params.search.space, default_setting(params)
+    for name in SIZE_KEYS:
+        if name in space:
+            dim = space[name]
+            setting[name] = min(dim["values"]) if dim["type"] == "categorical" else dim["low"]
+    algorithms = space["algorithm"]["values"] if "algorithm" in space else [setting["algorithm"]]
+    return min(setting_macs({**setting, "algorithm": a}, params) for a in algorithms)

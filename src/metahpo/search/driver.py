@@ -34,10 +34,10 @@ from tqdm import tqdm
 
 from metahpo import paths
 from metahpo.atomic import write_json
-from metahpo.errors import DivergenceError
+from metahpo.errors import DivergenceError, InputError
 from metahpo.executors import TrialRunner, is_lost_worker
 from metahpo.family import family_of
-from metahpo.learners.cost import setting_macs
+from metahpo.learners.cost import cheapest_macs, setting_macs
 from metahpo.learners.memory import check_fits, check_workers, largest_setting, local_workers
 from metahpo.learners.settings import apply_point, default_setting
 from metahpo.params import Params
@@ -221,6 +221,18 @@ def write_best(path: Path, params: Params, best: dict) -> None:
     write_json(path, {**best, "setting": apply_point(params, best["point"])})
 
 
+def check_affordable(params: Params) -> None:
+    """Refuse a ``search.max_cost`` below the cheapest setting of ``search.space``: every trial would be refused."""
+    cap = params.search.max_cost
+    baseline, cheapest = setting_macs(default_setting(params), params), cheapest_macs(params)
+    if cap is not None and cheapest > cap * baseline:
+        raise InputError(
+            f"params.yaml: search.max_cost: {cap:g}x the untuned setting's estimated cost ({baseline:,} multiply-adds "
+            f"per meta-iteration) is below the cheapest setting of search.space ({cheapest / baseline:.2f}x), so "
+            "every trial would be refused; raise it or widen search.space"
+        )
+
+
 def search_stage(params: Params, device: torch.device) -> None:
     """DVC stage ``search``: the trial log and the best setting under ``reports/search``."""
     check_generated_with(paths.TASKS, params.tasks, params.seed)
@@ -234,6 +246,7 @@ def search_stage(params: Params, device: torch.device) -> None:
         keys + (" or search.workers" if copies > 1 else ""),
         copies=copies,
     )
+    check_affordable(params)
     family = family_of(params)
     data = {name: load_split(paths.TASKS, name) for name in ("meta_train", "meta_val")}
     floor = family.penalty_floor(data["meta_val"])

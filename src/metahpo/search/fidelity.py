@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from metahpo.atomic import write_bytes
 from metahpo.executors import TrialRunner
+from metahpo.learners.cost import trained_iterations
 from metahpo.learners.settings import apply_point
 from metahpo.search.rungs import (
     Bracket,
@@ -29,7 +30,6 @@ from metahpo.search.rungs import (
     rung_iterations,
     told_at,
 )
-from metahpo.search.trial import trained_iterations
 from metahpo.search.trial_log import FAILED, OK, PENDING, STOPPED, log_row, told_values
 from metahpo.seeds import trial_seed
 

@@ -17,9 +17,9 @@ import numpy as np
 
 from metahpo.errors import DivergenceError
 from metahpo.family import family_of
-from metahpo.learners.cost import affordable_iterations, setting_macs
+from metahpo.learners.cost import trained_iterations
 from metahpo.learners.metatrain import build_learner, meta_train
-from metahpo.learners.settings import apply_point, default_setting, learner_config, train_settings
+from metahpo.learners.settings import apply_point, learner_config, train_settings
 from metahpo.params import Params
 from metahpo.seeds import trial_seed
 
@@ -115,18 +115,6 @@ def merge_results(parts: list[TrialResult]) -> TrialResult:
         merged.states |= part.states
     merged.objective = statistics.fmean(merged.objectives)
     return merged
-
-
-def trained_iterations(setting: dict, params: Params, budget: int) -> int:
-    """Iterations ``setting`` trains for a budget (a rung, or ``search.iterations``) of ``budget``.
-
-    With ``search.fidelity_unit: iterations`` that is ``budget``; with ``compute`` the budget is the compute of
-    ``budget`` iterations of the untuned setting, so a setting of half its estimated cost trains twice as many.
-    A function of the setting alone, so each rung of a trial is a prefix of its last one.
-    """
-    if params.search.fidelity_unit == "iterations":
-        return budget
-    return affordable_iterations(budget, setting_macs(setting, params), setting_macs(default_setting(params), params))
 
 
 def repeat_seeds(seed: int, repeats: int) -> list[int]:
