@@ -13,14 +13,12 @@ import synthetic_trials as st
 import test_fidelity as tf
 
 from metahpo.errors import InputError
-from metahpo.family import zero_predictor_mse
 from metahpo.learners.cost import cheapest_macs, setting_macs, trained_iterations
 from metahpo.learners.settings import apply_point, default_setting
 from metahpo.learners.timing import predict, seconds_per_mac
 from metahpo.reporting.figures import pareto_front
-from metahpo.search.driver import Search, check_affordable
+from metahpo.search.driver import check_affordable
 from metahpo.search.trial import TrialRequest, run_trial
-from metahpo.tasks.sinusoid import generate_splits
 from metahpo.validation import validate
 
 from conftest import typed
@@ -128,13 +126,7 @@ def test_a_compute_rung_trial_continues_bit_identical_through_the_search(tiny_pa
         "meta_batch_size": {"type": "categorical", "values": [5, 10, 50]},
         "inner_lr": {"type": "real", "low": 0.001, "high": 0.1, "prior": "log-uniform"},
     }
-    params = typed(tiny_params)
-    splits = generate_splits(params.tasks, 0)
-    data = {k: splits[k] for k in ("meta_train", "meta_val")}
-    manifest = tmp_path / "manifest.json"
-    manifest.write_text("{}")
-    best = Search(params, data, zero_predictor_mse(splits["meta_val"]), tmp_path / "s", manifest).run()
-    trials = pd.read_csv(tmp_path / "s/trials.csv")
+    params, data, best, trials = tf.search_real_trials(tiny_params, tmp_path)
     top = trials[trials["iterations"] == 30].iloc[0]
     point = json.loads(top["point"])
     request = TrialRequest(int(top["trial"]), point, int(top["seed"]), params, [(data["meta_train"], data["meta_val"])])
