@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import synthetic_trials as st
@@ -15,7 +16,7 @@ import test_fidelity as tf
 from metahpo.errors import InputError
 from metahpo.learners.cost import cheapest_macs, setting_macs, trained_iterations
 from metahpo.learners.settings import apply_point, default_setting
-from metahpo.learners.timing import predict, seconds_per_mac
+from metahpo.learners.timing import fit_seconds, nonnegative_least_squares, predict
 from metahpo.reporting.figures import pareto_front
 from metahpo.search.driver import check_affordable
 from metahpo.search.trial import TrialRequest, run_trial
@@ -142,27 +143,42 @@ def test_pareto_front_keeps_the_points_nothing_beats_in_cost_and_value():
     assert pareto_front([], []) == []
 
 
+def test_nonnegative_least_squares_keeps_every_coefficient_at_or_above_zero():
+    design = np.array([[1.0, 10, 2e6], [1.0, 30, 1e7], [1.0, 90, 9e6], [1.0, 20, 8e7]])
+    exact = np.array([0.5, 0.01, 1e-9])
+    assert nonnegative_least_squares(design, design @ exact) == pytest.approx(exact, rel=1e-6)
+    fit = nonnegative_least_squares(design, design @ np.array([-0.5, 0.01, 1e-9]))  # unconstrained: below zero
+    assert (fit >= 0).all() and fit[0] == 0
+
+
 def test_training_time_is_predicted_from_the_search_trials(tiny_params, tmp_path, monkeypatch, capsys):
+    """Trials that took 0.5 s + 10 ms per iteration + 1 ns per multiply-add predict the training at that rate."""
     params = typed(tiny_params)
     cost = setting_macs(default_setting(params), params)
     point = json.dumps({name: default_setting(params)[name] for name in params.search.space})
+    trials = [(0, "ok", 15, cost), (1, "failed", 15, cost), (2, "stopped", 5, 3 * cost), (3, "ok", 40, 2 * cost)]
     folder = tmp_path / "reports/search"
     folder.mkdir(parents=True)
     with open(folder / "trials.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["trial", "status", "iterations", "cost_macs", "point"])
-        writer.writerows(
-            [[0, "ok", 15, cost, point], [1, "failed", 15, cost, point], [2, "stopped", 15, 2 * cost, point]]
-        )
-    (folder / "trial_seconds.csv").write_text("trial,seconds\n0,1.5\n1,9.0\n2,3.0\n")
+        writer.writerows([[t, s, i, c, point] for t, s, i, c in trials])
+    took = {t: 0.5 + 0.01 * i + 1e-9 * i * c for t, _, i, c in trials}
+    took[1] = 99.0  # a failed trial's seconds are not training
+    (folder / "trial_seconds.csv").write_text("trial,seconds\n" + "".join(f"{t},{s}\n" for t, s in took.items()))
     monkeypatch.chdir(tmp_path)
-    rate, count = seconds_per_mac(params)
-    assert count == 2 and rate == pytest.approx(4.5 / (15 * cost + 15 * 2 * cost))  # the failed trial is left out
+    fit, count = fit_seconds(params)
+    assert count == 3 and [fit[k] for k in ("per_validation", "per_iteration", "per_mac")] == pytest.approx(
+        [0.5, 0.01, 1e-9], rel=1e-6
+    )
     settings = {"tuned": {**default_setting(params), "hidden": 80}, "default": default_setting(params)}
-    predicted = predict(settings, params)
-    assert predicted["learners"]["default"]["predicted_seconds"] == pytest.approx(20 * cost * rate)
-    assert predicted["learners"]["tuned"]["cost_vs_untuned"] > 3
+    predicted = predict(settings, params)["learners"]
+    validations = params.train.iterations // params.train.log_every
+    assert predicted["default"]["predicted_seconds"] == pytest.approx(
+        0.5 * validations + params.train.iterations * (0.01 + 1e-9 * cost)
+    )
+    assert predicted["tuned"]["cost_vs_untuned"] > 3
     assert "default: predicted about" in capsys.readouterr().err
     (folder / "trial_seconds.csv").unlink()
-    assert seconds_per_mac(params) == (None, 0)
+    assert fit_seconds(params) == (None, 0)
     assert predict(settings, params)["learners"]["tuned"]["predicted_seconds"] is None
