@@ -89,7 +89,8 @@ def cost_figure(trials: pd.DataFrame, objective: str, best_trial: int, baseline:
     front = pareto_front(list(relative[ok]), list(trials.loc[ok, "objective"]))
     if front:
         x, y = relative[ok].to_numpy()[front], trials.loc[ok, "objective"].to_numpy()[front]
-        ax.step(x, y, where="post", color="black", label="Pareto front (finished trials)")
+        ax.plot(x, y, drawstyle="steps-post", marker="o", markersize=11, markerfacecolor="none", color="black",
+                label="Pareto front (finished trials)")  # fmt: skip
     chosen = trials["trial"] == best_trial
     ax.scatter(relative[chosen], trials.loc[chosen, "objective"], marker="*", s=200, color="tab:red", label="chosen")
     ax.axvline(1.0, color="tab:orange", linestyle=":", label="untuned setting's cost")
