@@ -210,7 +210,7 @@ class Search:
         """The finished (not failed, not stopped) trial with the lowest objective."""
         ok = [t for t in sorted(self.rows) if self.rows[t]["status"] == OK]
         if not ok:
-            raise DivergenceError(f"all {len(self.rows)} trials failed or were stopped; see {self.log.log}")
+            raise DivergenceError(f"all {len(self.rows)} trials failed, stopped or were too costly; see {self.log.log}")
         trial = min(ok, key=lambda t: self.rows[t]["objective"])
         row = self.rows[trial]
         return {"trial": trial, "objective": row["objective"], "point": row["point"], "seed": row["seed"]}
