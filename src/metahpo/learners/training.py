@@ -231,6 +231,8 @@ def train_stage(params: Params, device: torch.device) -> None:
     check_fits(settings["tuned"], params, device, f"the setting in {paths.BEST} (search.space)")
     jobs, same_as = distinct_jobs(settings, learners)
     workers = min(params.train.workers, len(jobs))
+    for split in ("meta_train", "meta_val"):  # a bad task file is refused before the prediction is printed
+        load_split(paths.TASKS, split)
     predicted = predict(settings, params)
     with atomic_dir(paths.MODELS) as models, atomic_dir(paths.TRAIN_LOGS) as logs:
         with TrialRunner("local", workers) as runner:
