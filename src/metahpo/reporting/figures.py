@@ -295,8 +295,8 @@ def search_section(params: Params, best: dict, trials: pd.DataFrame, figures: di
     return f"""## Search
 {search.method} search, {len(trials)} trials ({counts.get("ok", 0)} finished,
 {counts.get("stopped", 0)} stopped early, {counts.get("failed", 0)} failed{too_costly}),
-{search.iterations} iterations per {trial}, objective: {objective} after {search.objective_steps} adaptation
-step(s), never meta_test.
+{search.iterations} iterations per {trial},
+objective: {objective} after {search.objective_steps} adaptation step(s), never meta_test.
 {search_options(search, trials)}Best: trial {best["trial"]}, {objective} {best["objective"]:.4f}.
 
 {setting_table()}
