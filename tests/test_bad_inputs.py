@@ -275,6 +275,15 @@ CASES = [
     ("search", params_edit("search.fidelity", "hyperband", search__min_iterations=15), "search.min_iterations"),
     ("search", params_edit("search.fidelity", "successive_halving", search__eta=1), "search.eta"),
     ("search", params_edit("search.fidelity", "asha"), "search.fidelity"),
+    ("search", params_edit("search.fidelity_unit", "flops"), "search.fidelity_unit"),
+    (
+        "search",
+        params_edit("search.fidelity_unit", "compute", search__fidelity="none"),
+        "search.fidelity_unit: compute",
+    ),
+    ("search", params_edit("search.max_cost", -1), "search.max_cost"),
+    ("search", params_edit("search.max_cost", 0.5, search__start_from_default=True), "search.max_cost: 0.5 is below"),
+    ("search", params_edit("search.max_cost", 0.01), "search.max_cost: 0.01x the untuned setting's estimated cost"),
     (
         "search",
         params_edit("search.fidelity", "hyperband", search__median_stop__enabled=True, search__min_iterations=5),

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
+from metahpo.learners.cnp import init_cnp_weights
 from metahpo.learners.conv import feature_count
-from metahpo.learners.cost import layer_macs, meta_iteration_macs
+from metahpo.learners.cost import cnp_macs, layer_macs, meta_iteration_macs, weight_count
 from metahpo.learners.memory import parameter_count
 
-SETTING = {"algorithm": "maml", "hidden": 40, "layers": 2, "inner_steps": 1, "meta_batch_size": 25}
+SETTING = {
+    "algorithm": "maml", "hidden": 40, "layers": 2, "inner_steps": 1, "meta_batch_size": 25,
+    "representation": 32, "rule_hidden": 20,
+}  # fmt: skip
 
 
 def test_layer_counts_match_the_networks_weights():
@@ -36,7 +41,30 @@ def test_cost_scales_with_the_batch_and_the_points():
     assert wide > 3 * base  # the hidden-to-hidden product grows with the square of the width
 
 
-@pytest.mark.parametrize("algorithm", ["maml", "fomaml", "anil", "protonet"])
+def test_a_cnp_costs_its_encoder_on_the_support_and_its_decoder_on_the_queries():
+    weights = init_cnp_weights(40, 2, 32, 1, 1, torch.Generator().manual_seed(0))
+    per_point = {
+        p: sum(w.numel() for n, w in weights.items() if n.startswith(p) and "_w" in n) for p in ("enc_", "dec_")
+    }
+    assert cnp_macs(SETTING, 10, 7) == 10 * per_point["enc_"] + 7 * per_point["dec_"]
+    ways = init_cnp_weights(40, 2, 32, 64, 5, torch.Generator().manual_seed(0))
+    decoder = sum(w.numel() for n, w in ways.items() if n.startswith("dec_w"))
+    assert cnp_macs(SETTING, 5, 5, side=64, outputs=5) - cnp_macs(SETTING, 5, 0, side=64, outputs=5) == 5 * 5 * decoder
+    assert meta_iteration_macs({**SETTING, "algorithm": "cnp"}, 10, 7) == 25 * 3 * cnp_macs(SETTING, 10, 7)
+
+
+def test_a_learned_rule_adds_its_mlp_on_every_weight_at_every_step():
+    for rule, plain in (("learned_optimizer", "maml"), ("learned_optimizer_fo", "fomaml")):
+        for steps in (1, 3):
+            setting = {**SETTING, "inner_steps": steps}
+            extra = meta_iteration_macs({**setting, "algorithm": rule}, 10, 10) - meta_iteration_macs(
+                {**setting, "algorithm": plain}, 10, 10
+            )
+            assert extra == 25 * steps * 3 * weight_count(40, 2) * (4 * 20 + 20 * 2)
+    assert weight_count(40, 2) == 1 * 40 + 40 * 40 + 40 * 1
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "fomaml", "anil", "protonet", "learned_optimizer"])
 def test_every_learner_has_a_positive_whole_cost(algorithm):
     cost = meta_iteration_macs({**SETTING, "algorithm": algorithm}, 5, 10, "conv", 28, 5)
     assert isinstance(cost, int) and cost > 0

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 STAGES = ["generate", "search", "train", "evaluate", "report"]
 LEARNERS = ("tuned", "default", "pretrained")
 KINDS = ("grid", "query")
-FIGURES = ("adaptation", "kshot", "ood", "examples", "search", "objective", "evaluations", "training")
+FIGURES = ("adaptation", "kshot", "ood", "examples", "search", "cost", "objective", "evaluations", "training")
 OUTPUTS = [
     "data/tasks/manifest.json",
     "data/tasks/meta_train.npz",
@@ -35,6 +35,7 @@ OUTPUTS = [
     "reports/search/state.json",
     "reports/train/tuned/plots/metrics/meta_loss.tsv",
     "reports/train/pretrained/plots/metrics/val_grid_mse.tsv",
+    "reports/train/timing.json",
     "reports/metrics.json",
     "reports/metrics_ci95.json",
     "reports/evaluation.json",
@@ -176,6 +177,9 @@ def test_report_links_existing_figures_and_its_numbers_are_the_metrics(project):
         ]
         assert cells == expected
     assert "**published**" in report  # reference rows are labelled as such
+    assert re.search(r"chosen setting [\d.,]+ M, untuned baseline [\d.,]+ M \([\d.]+x\)", report)
+    timing = json.loads((project / "reports/train/timing.json").read_text())
+    assert timing["tuned"]["predicted_seconds"] > 0 and timing["tuned"]["seconds"] > 0 and timing["from_trials"] == 3
     limit_rows = [line for line in report.splitlines() if line.startswith("| task limit")]
     assert len(limit_rows) == 1 + 2 + 1  # headline, K-shot (grid and query), out of distribution
 

@@ -232,18 +232,23 @@ def test_the_surrogate_fits_the_highest_rung_with_enough_trials(rung_params, tmp
     assert asked[:2] == [(0, 0), (9, 3)]
 
 
-def test_real_trials_with_rungs_through_the_search(tiny_params, tmp_path):
-    """The real trial function: rungs of 10, 30 iterations, a repeat each, states through the checkpoints."""
-    tiny_params["search"].update(
-        fidelity="successive_halving", iterations=30, min_iterations=10, eta=3, n_calls=3, repeats=2, workers=1
-    )
-    params = typed(tiny_params)
+def search_real_trials(raw: dict, tmp_path) -> tuple:
+    """``(params, data, best, trials)`` of a search with the real trial function on tiny sinusoid data."""
+    params = typed(raw)
     splits = generate_splits(params.tasks, 0)
     data = {k: splits[k] for k in ("meta_train", "meta_val")}
     manifest = tmp_path / "manifest.json"
     manifest.write_text("{}")
     best = Search(params, data, zero_predictor_mse(splits["meta_val"]), tmp_path / "s", manifest).run()
-    trials = pd.read_csv(tmp_path / "s/trials.csv")
+    return params, data, best, pd.read_csv(tmp_path / "s/trials.csv")
+
+
+def test_real_trials_with_rungs_through_the_search(tiny_params, tmp_path):
+    """The real trial function: rungs of 10, 30 iterations, a repeat each, states through the checkpoints."""
+    tiny_params["search"].update(
+        fidelity="successive_halving", iterations=30, min_iterations=10, eta=3, n_calls=3, repeats=2, workers=1
+    )
+    params, data, best, trials = search_real_trials(tiny_params, tmp_path)
     assert list(trials["iterations"]).count(30) == 1 and len(trials) == 3
     top = trials[trials["iterations"] == 30].iloc[0]
     # The promoted trial, trained 10 + 20 iterations, equals the same trial trained 30 at once.

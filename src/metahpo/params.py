@@ -126,6 +126,8 @@ class SearchParams:
     fidelity: str
     min_iterations: int
     eta: int
+    fidelity_unit: str
+    max_cost: float | None
     space: dict[str, dict]
 
 

@@ -5,10 +5,12 @@ from pathlib import Path
 TASKS = Path("data/tasks")
 SEARCH = Path("reports/search")
 TRIALS = SEARCH / "trials.csv"
+TRIAL_SECONDS = SEARCH / "trial_seconds.csv"  # wall-clock seconds of each trial (not byte-identical)
 BEST = SEARCH / "best.json"
 CHECKPOINTS = Path("cache/search")  # states of a multi-fidelity search's unfinished trials (git-ignored)
 MODELS = Path("models")
 TRAIN_LOGS = Path("reports/train")
+TIMING = "timing.json"  # in TRAIN_LOGS: predicted and measured seconds of the final training (not byte-identical)
 METRICS = Path("reports/metrics.json")  # the headline means (DVC metrics)
 METRICS_CI = Path("reports/metrics_ci95.json")  # their 95% CI half-widths, as <key>_ci95 (DVC metrics)
 EVALUATION = Path("reports/evaluation.json")  # every per-step number, read by the report

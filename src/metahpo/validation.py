@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import PurePosixPath
 
 from metahpo.learners import ALGORITHMS, ARCHITECTURES, OUTER_SCHEDULES, USED_ONLY_BY
-from metahpo.search import ACQ_FUNCS, EXECUTORS, FIDELITIES, METHODS, OBJECTIVES, PRIORS
+from metahpo.search import ACQ_FUNCS, EXECUTORS, FIDELITIES, FIDELITY_UNITS, METHODS, OBJECTIVES, PRIORS
 from metahpo.tasks import CLASSIFICATION_FAMILIES, FAMILIES, SPLIT_BY
 
 RAW_DATA = "data/raw"
@@ -295,6 +295,8 @@ SCHEMA = section(
                 "fidelity": choice(*FIDELITIES),
                 "min_iterations": integer(1, 10_000_000),
                 "eta": integer(2, 100),
+                "fidelity_unit": choice(*FIDELITY_UNITS),
+                "max_cost": optional(number(gt=0, high=1e6)),
                 "space": search_space,
             }
         ),
@@ -337,6 +339,16 @@ def _cross_checks(params: dict) -> list[str]:
             )
     if search["fidelity"] != "none":
         problems.extend(_fidelity_checks(search))
+    elif search["fidelity_unit"] != "iterations":
+        problems.append(
+            f"search.fidelity_unit: {search['fidelity_unit']} measures the rungs of a multi-fidelity search, so it "
+            "needs search.fidelity: successive_halving or hyperband (got none)"
+        )
+    if search["start_from_default"] and search["max_cost"] is not None and search["max_cost"] < 1:
+        problems.append(
+            f"search.max_cost: {search['max_cost']} is below the untuned setting's own cost (1), which "
+            "search.start_from_default runs as trial 0; raise it to at least 1"
+        )
     if search["method"] == "grid":
         problems.extend(_grid_size(search))
     finetune_steps, max_steps = params["train"]["finetune"]["max_steps"], params["evaluate"]["max_steps"]

@@ -11,7 +11,12 @@ of one forward pass over ``P`` points:
   through the inner backward passes), which makes them about twice as costly per step;
 * ANIL runs the body once on the support set and adapts only the head, so its inner steps and their
   second-order backward cost the head's share;
-* a prototypical network embeds support and query once and back-propagates: ``3 (F(S) + F(Q))``.
+* a prototypical network embeds support and query once and back-propagates: ``3 (F(S) + F(Q))``;
+* a conditional neural process encodes the support set and decodes every query (classification: every
+  query against every class representation), then back-propagates: ``3 (E(S) + D(Q))``;
+* a learned update rule costs MAML's (or first-order MAML's) count plus, per inner step, its small MLP
+  on every weight coordinate, forward and backward: ``3 W R`` for ``W`` weights and ``R`` multiply-adds
+  of the rule per coordinate.
 
 Element-wise work (activations, the inner updates, Meta-SGD's rates, batch normalisation, pooling) is
 small beside the matrix products and left out. ``benchmarks/cost_model.py`` compares the estimate with
@@ -20,7 +25,13 @@ measured seconds per iteration over a spread of settings.
 
 from __future__ import annotations
 
+from metahpo.family import family_of
+from metahpo.learners import LEARNED_RULE_ALGORITHMS
 from metahpo.learners.conv import feature_count, feature_side
+from metahpo.learners.learned_rule import FEATURES
+from metahpo.learners.memory import SIZE_KEYS
+from metahpo.learners.settings import default_setting
+from metahpo.params import Params
 
 
 def layer_macs(hidden: int, layers: int, arch: str = "mlp", side: int = 1, outputs: int = 1) -> list[int]:
@@ -36,6 +47,23 @@ def layer_macs(hidden: int, layers: int, arch: str = "mlp", side: int = 1, outpu
     return [a * b for a, b in zip(sizes[:-1], sizes[1:])]
 
 
+def weight_count(hidden: int, layers: int, arch: str = "mlp", side: int = 1, outputs: int = 1) -> int:
+    """Weights of the network (biases left out), the coordinates a learned update rule runs on."""
+    if arch == "conv":
+        blocks = sum(9 * (hidden if b else 1) * hidden for b in range(layers))
+        return blocks + feature_count(hidden, layers, side) * outputs
+    return sum(layer_macs(hidden, layers, arch, side, outputs))
+
+
+def cnp_macs(setting: dict, support: int, query: int, side: int = 1, outputs: int = 1) -> int:
+    """Multiply-adds of a conditional neural process on one task: encode the support, decode the queries."""
+    hidden, layers, representation = setting["hidden"], setting["layers"], setting["representation"]
+    regression = outputs == 1
+    encode = sum(layer_macs(hidden, layers, "mlp", side + (1 if regression else 0), representation))
+    decode = sum(layer_macs(hidden, layers, "mlp", side + representation, 1))
+    return support * encode + query * (1 if regression else outputs) * decode
+
+
 def meta_iteration_macs(
     setting: dict, support: int, query: int, arch: str = "mlp", side: int = 1, outputs: int = 1
 ) -> int:
@@ -46,11 +74,53 @@ def meta_iteration_macs(
     forward_s, forward_q = support * per_point, query * per_point
     if algorithm == "protonet":
         per_task = 3 * (forward_s + forward_q)
+    elif algorithm == "cnp":
+        per_task = 3 * cnp_macs(setting, support, query, side, outputs)
     elif algorithm == "anil":
         inner = support * (per_point - head) + steps * 3 * support * head
         per_task = inner + forward_q + 2 * (inner + forward_q)
     else:
         inner = steps * 3 * forward_s
-        backward = 2 * forward_q if algorithm == "fomaml" else 2 * (inner + forward_q)
+        first_order = algorithm in ("fomaml", "learned_optimizer_fo")
+        backward = 2 * forward_q if first_order else 2 * (inner + forward_q)
         per_task = inner + forward_q + backward
+        if algorithm in LEARNED_RULE_ALGORITHMS:
+            rule = FEATURES * setting["rule_hidden"] + setting["rule_hidden"] * 2
+            per_task += steps * 3 * weight_count(setting["hidden"], setting["layers"], arch, side, outputs) * rule
     return setting["meta_batch_size"] * per_task
+
+
+def setting_macs(setting: dict, params: Params) -> int:
+    """Estimated multiply-adds of one meta-iteration of ``setting`` on the task family of ``params``."""
+    shape = family_of(params).step_shape(setting)
+    support = params.tasks.shots * (params.tasks.ways if params.tasks.classification else 1)
+    arch = {k: shape[k] for k in ("arch", "side", "outputs") if k in shape}
+    return meta_iteration_macs(setting, support, shape["points"] - support, **arch)
+
+
+def affordable_iterations(iterations: int, cost: int, baseline: int) -> int:
+    """Iterations at ``cost`` per iteration that take the compute of ``iterations`` at ``baseline`` (at least 1)."""
+    return max(1, iterations * baseline // cost)
+
+
+def trained_iterations(setting: dict, params: Params, budget: int) -> int:
+    """Iterations ``setting`` trains for a budget (a rung, or ``search.iterations``) of ``budget``.
+
+    With ``search.fidelity_unit: iterations`` that is ``budget``; with ``compute`` the budget is the compute of
+    ``budget`` iterations of the untuned setting, so a setting of half its estimated cost trains twice as many.
+    A function of the setting alone, so each rung of a trial is a prefix of its last one.
+    """
+    if params.search.fidelity_unit == "iterations":
+        return budget
+    return affordable_iterations(budget, setting_macs(setting, params), setting_macs(default_setting(params), params))
+
+
+def cheapest_macs(params: Params) -> int:
+    """The lowest estimated cost in ``search.space``: every size at its smallest, the cheapest algorithm."""
+    space, setting = params.search.space, default_setting(params)
+    for name in SIZE_KEYS:
+        if name in space:
+            dim = space[name]
+            setting[name] = min(dim["values"]) if dim["type"] == "categorical" else dim["low"]
+    algorithms = space["algorithm"]["values"] if "algorithm" in space else [setting["algorithm"]]
+    return min(setting_macs({**setting, "algorithm": a}, params) for a in algorithms)

@@ -24,6 +24,7 @@ from metahpo.learners.finetuning import choose_finetuning
 from metahpo.learners.memory import check_fits
 from metahpo.learners.metatrain import build_learner, meta_train, on_cpu
 from metahpo.learners.settings import apply_point, default_setting, learner_config, train_settings
+from metahpo.learners.timing import predict, timed, write_timing
 from metahpo.params import Params
 from metahpo.tasks.storage import check_generated_with, load_split
 from metahpo.validation import TUNABLE, outside_space, validate_setting
@@ -230,13 +231,19 @@ def train_stage(params: Params, device: torch.device) -> None:
     check_fits(settings["tuned"], params, device, f"the setting in {paths.BEST} (search.space)")
     jobs, same_as = distinct_jobs(settings, learners)
     workers = min(params.train.workers, len(jobs))
+    for split in ("meta_train", "meta_val"):  # a bad task file is refused before the prediction is printed
+        load_split(paths.TASKS, split)
+    predicted = predict(settings, params)
     with atomic_dir(paths.MODELS) as models, atomic_dir(paths.TRAIN_LOGS) as logs:
         with TrialRunner("local", workers) as runner:
             futures = {
-                name: runner.submit(train_job, name, settings[name], params, steps, logs)
+                name: runner.submit(timed, train_job, name, settings[name], params, steps, logs)
                 for name, steps in jobs.items()
             }
-            trained = {name: future.result() for name, future in futures.items()}
+            trained, took = {}, {}
+            for name, future in futures.items():
+                trained[name], took[name] = future.result()
+        write_timing(logs, predicted, took)
         for name, twin in same_as.items():
             print(f"{name}: same setting as {twin}, reusing its weights", file=sys.stderr)
             copy_logs(logs / twin, logs / name)

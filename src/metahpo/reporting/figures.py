@@ -25,6 +25,8 @@ from skopt.plots import plot_evaluations, plot_objective  # noqa: E402
 from metahpo import __version__, paths  # noqa: E402
 from metahpo.atomic import atomic_path  # noqa: E402
 from metahpo.learners import LEARNED_RULE_ALGORITHMS, USED_ONLY_BY  # noqa: E402
+from metahpo.learners.cost import setting_macs  # noqa: E402
+from metahpo.learners.settings import default_setting  # noqa: E402
 from metahpo.params import Params, SearchParams  # noqa: E402
 from metahpo.search.proposers import build_space  # noqa: E402
 from metahpo.search.rungs import reached, rung_iterations  # noqa: E402
@@ -60,16 +62,58 @@ def save_figure(fig, name: str) -> str:
     return name
 
 
+# How trials without a full-length objective are drawn: status, colour, marker.
+UNFINISHED = (("stopped", "tab:purple", "v"), ("failed", "tab:red", "x"), ("too_costly", "tab:gray", "X"))
+
+
+def pareto_front(costs: list[float], values: list[float]) -> list[int]:
+    """Indices of the points no other point beats in both cost and value (lower is better), by rising cost."""
+    front, best = [], math.inf
+    for i in sorted(range(len(costs)), key=lambda i: (costs[i], values[i], i)):
+        if values[i] < best:
+            front.append(i)
+            best = values[i]
+    return front
+
+
+def cost_figure(trials: pd.DataFrame, objective: str, best_trial: int, baseline: int, max_cost: float | None) -> str:
+    """Objective against estimated cost per meta-iteration for every trial, the Pareto front of the finished ones."""
+    relative = trials["cost_macs"] / baseline
+    ok = trials["status"] == "ok"
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.scatter(relative[ok], trials.loc[ok, "objective"], color="tab:blue", label="finished trial")
+    for status, color, marker in UNFINISHED:
+        rows = trials["status"] == status
+        if rows.any():
+            ax.scatter(relative[rows], np.exp(trials.loc[rows, "told"]), color=color, marker=marker,
+                       label=f"{status.replace('_', ' ')} (as told)")  # fmt: skip
+    front = pareto_front(list(relative[ok]), list(trials.loc[ok, "objective"]))
+    if front:
+        x, y = relative[ok].to_numpy()[front], trials.loc[ok, "objective"].to_numpy()[front]
+        ax.plot(x, y, drawstyle="steps-post", marker="o", markersize=11, markerfacecolor="none", color="black",
+                label="Pareto front (finished trials)")  # fmt: skip
+    chosen = trials["trial"] == best_trial
+    ax.scatter(relative[chosen], trials.loc[chosen, "objective"], marker="*", s=200, color="tab:red", label="chosen")
+    ax.axvline(1.0, color="tab:orange", linestyle=":", label="untuned setting's cost")
+    if max_cost is not None:
+        ax.axvline(max_cost, color="tab:gray", linestyle="--", label=f"search.max_cost ({max_cost:g}x)")
+    ax.set(xlabel="estimated cost per meta-iteration (x the untuned setting's)", ylabel=objective, xscale="log",
+           yscale="log", title="objective against cost")  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, "cost.png")
+
+
 def search_figure(trials: pd.DataFrame, objective: str) -> str:
     """Objective of each trial and the best value so far."""
     ok = trials["status"] == "ok"
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.scatter(trials.loc[ok, "trial"], trials.loc[ok, "objective"], color="tab:blue", label="finished trial")
-    for status, color, marker in (("stopped", "tab:purple", "v"), ("failed", "tab:red", "x")):
+    for status, color, marker in UNFINISHED:
         rows = trials["status"] == status
         if rows.any():
             ax.scatter(trials.loc[rows, "trial"], np.exp(trials.loc[rows, "told"]), color=color, marker=marker,
-                       label=f"{status} (as told)")  # fmt: skip
+                       label=f"{status.replace('_', ' ')} (as told)")  # fmt: skip
     ax.step(trials["trial"], trials["best_so_far"], where="post", color="black", label="best so far")
     ax.set(xlabel="trial", ylabel=objective, yscale="log", title="search convergence")
     ax.grid(alpha=0.3)
@@ -230,9 +274,15 @@ def search_options(search: SearchParams, trials: pd.DataFrame) -> str:
             f"Multi-fidelity ({search.fidelity.replace('_', ' ')}): trials train in rungs of "
             f"{', '.join(f'{r:,}' for r in rungs)} iterations; after each rung the best 1/{search.eta} of a "
             f"bracket continue training where they stopped, the others stop there ({reached} of the {len(trials)} "
-            f"trials reached {search.iterations:,} iterations; {int(trials['iterations'].sum()):,} trial-iterations "
-            "in all)."
+            f"trials reached {search.iterations:,} iterations; "
+            f"{int(trials.loc[trials['status'] != 'too_costly', 'iterations'].sum()):,} trial-iterations in all)."
         )
+        if search.fidelity_unit == "compute":
+            parts.append(
+                "Rungs are measured in compute: a rung of n iterations gives each trial the multiply-adds of n "
+                "iterations of the untuned setting, so a cheaper setting trains more iterations and a costlier one "
+                "fewer (the iterations above are in untuned-setting iterations)."
+            )
     if search.repeats > 1:
         parts.append(f"Each trial's objective is the mean over {search.repeats} training seeds.")
     if search.class_folds > 1:
@@ -246,18 +296,46 @@ def search_options(search: SearchParams, trials: pd.DataFrame) -> str:
     return " ".join(parts) + "\n" if parts else ""
 
 
+def cost_text(params: Params, best: dict, trials: pd.DataFrame) -> str:
+    """The chosen setting's estimated cost per meta-iteration beside the untuned baseline's, and the cap."""
+    baseline = setting_macs(default_setting(params), params)
+    chosen = int(trials.loc[trials["trial"] == best["trial"], "cost_macs"].iloc[0])
+    text = (
+        f"Estimated cost per meta-iteration (multiply-adds, `metahpo.learners.cost`): chosen setting "
+        f"{chosen / 1e6:,.2f} M, untuned baseline {baseline / 1e6:,.2f} M ({chosen / baseline:.2f}x)."
+    )
+    cap = params.search.max_cost
+    if cap is not None:
+        refused = int((trials["status"] == "too_costly").sum())
+        text += (
+            f" Settings above {cap:g}x the baseline's cost (`search.max_cost`) were not trained: {refused} of "
+            f"{len(trials)} trials, told the optimizer a failure's penalty."
+        )
+    return text
+
+
 def search_section(params: Params, best: dict, trials: pd.DataFrame, figures: dict, objective: str) -> str:
-    """The report's search section: what ran, the best trial, the settings and the search figures."""
+    """The report's search section: what ran, the best trial, the settings, its cost and the search figures."""
     search = params.search
     counts = trials["status"].value_counts()
     trial = "full trial" if search.fidelity != "none" else "trial"
+    too_costly = f", {counts['too_costly']} too costly" if counts.get("too_costly", 0) else ""
     return f"""## Search
 {search.method} search, {len(trials)} trials ({counts.get("ok", 0)} finished,
-{counts.get("stopped", 0)} stopped early, {counts.get("failed", 0)} failed), {search.iterations} iterations per
-{trial}, objective: {objective} after {search.objective_steps} adaptation step(s), never meta_test.
+{counts.get("stopped", 0)} stopped early, {counts.get("failed", 0)} failed{too_costly}),
+{search.iterations} iterations per {trial},
+objective: {objective} after {search.objective_steps} adaptation step(s), never meta_test.
 {search_options(search, trials)}Best: trial {best["trial"]}, {objective} {best["objective"]:.4f}.
 
 {setting_table()}
+
+{cost_text(params, best, trials)}
+
+![objective against cost](figures/{figures["cost"]})
+
+*Objective of every trial against its estimated cost per meta-iteration, relative to the untuned setting's
+(failed, stopped and too costly trials at the value told to the optimizer); the line is the Pareto front of
+the finished trials, the star the chosen setting.*
 
 ![search convergence](figures/{figures["search"]})
 

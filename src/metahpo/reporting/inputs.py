@@ -24,7 +24,7 @@ from metahpo.validation import TUNABLE, validate_setting
 
 RERUN = "rerun the stage that writes it (dvc repro)"
 TRIAL_COLUMNS = {"trial": True, "status": False, "objective": True, "told": True, "best_so_far": True,
-                 "iterations": True, "rungs": False, "point": False}  # fmt: skip
+                 "iterations": True, "cost_macs": True, "rungs": False, "point": False}  # fmt: skip
 
 
 class Record(dict):

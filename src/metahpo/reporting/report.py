@@ -14,9 +14,12 @@ import torch
 from metahpo import paths
 from metahpo.atomic import atomic_dir, write_text
 from metahpo.family import family_of
+from metahpo.learners.cost import setting_macs
+from metahpo.learners.settings import default_setting
 from metahpo.params import Params
 from metahpo.reporting import classification, regression
 from metahpo.reporting.figures import (
+    cost_figure,
     environment_section,
     figures_into,
     search_figure,
@@ -69,6 +72,9 @@ def report_stage(params: Params, device: torch.device) -> None:
         figures = {
             **MODULES[family.kind].figures(params, device),
             "search": search_figure(trials, objective),
+            "cost": cost_figure(
+                trials, objective, best["trial"], setting_macs(default_setting(params), params), params.search.max_cost
+            ),  # fmt: skip
             "training": training_figure(
                 family.learners, family.val_metric, family.loss_name, f"{family.val_name} after the trained steps"
             ),

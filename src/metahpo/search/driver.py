@@ -34,9 +34,10 @@ from tqdm import tqdm
 
 from metahpo import paths
 from metahpo.atomic import write_json
-from metahpo.errors import DivergenceError
+from metahpo.errors import DivergenceError, InputError
 from metahpo.executors import TrialRunner, is_lost_worker
 from metahpo.family import family_of
+from metahpo.learners.cost import cheapest_macs, setting_macs
 from metahpo.learners.memory import check_fits, check_workers, largest_settings, local_workers
 from metahpo.learners.settings import apply_point, default_setting
 from metahpo.params import Params
@@ -44,7 +45,7 @@ from metahpo.search.class_folds import class_folds
 from metahpo.search.fidelity import RungSchedule
 from metahpo.search.proposers import build_space, make_proposer, pin_inactive
 from metahpo.search.trial import TrialRequest, TrialResult, median_reference, merge_results, run_trial, split_request
-from metahpo.search.trial_log import FAILED, OK, TrialLog, fingerprint, log_row, told_values
+from metahpo.search.trial_log import FAILED, OK, TOO_COSTLY, UNSCORED, TrialLog, fingerprint, log_row, told_values
 from metahpo.seeds import trial_seed
 from metahpo.tasks.storage import check_generated_with, load_split
 
@@ -80,6 +81,30 @@ class Search:
         self.log = TrialLog(directory, self.names, print_fn=lambda m: print(m, file=sys.stderr))
         self.key = fingerprint(params, manifest)
         self.rows: dict[int, dict] = {}
+        self.baseline_cost = setting_macs(default_setting(params), params)
+
+    def cost(self, point: dict) -> int:
+        """Estimated multiply-adds of one meta-iteration of ``point``'s setting."""
+        return setting_macs(apply_point(self.params, point), self.params)
+
+    def too_costly(self, point: dict) -> bool:
+        """Whether ``point`` costs more per meta-iteration than ``search.max_cost`` times the untuned setting."""
+        cap = self.search.max_cost
+        return cap is not None and self.cost(point) > cap * self.baseline_cost
+
+    def refuse(self, trial: int, point: dict, iterations: int) -> None:
+        """Log a setting above ``search.max_cost`` as too costly (at the rung of ``iterations``) without training it.
+
+        It is told a failure's penalty (see :func:`metahpo.search.trial_log.told_values`), so the surrogate
+        learns to avoid the costly region on the scale of the objectives it has seen.
+        """
+        cost = self.cost(point)
+        error = (
+            f"estimated {cost:,} multiply-adds per meta-iteration, {cost / self.baseline_cost:.2f}x the untuned "
+            f"setting's, above search.max_cost ({self.search.max_cost:g}x); not trained"
+        )
+        result = TrialResult(trial, TOO_COSTLY, error=error)
+        self._record(trial, log_row(result, point, trial_seed(self.seed, trial), iterations, cost))
 
     def _record(self, trial: int, row: dict) -> None:
         self.rows[trial] = row
@@ -155,7 +180,7 @@ class Search:
                 # n_calls: a larger n_calls later reuses every trial of this run.
                 asked = self._ask(workers if self.most is None else min(workers, self.most - first), first)
                 points = asked[: self.total - first]
-                curves = [self.rows[t]["curve"] for t in sorted(self.rows) if self.rows[t]["status"] != FAILED]
+                curves = [self.rows[t]["curve"] for t in sorted(self.rows) if self.rows[t]["status"] not in UNSCORED]
                 medians = median_reference(curves, rule.min_trials) if rule.enabled else None
                 requests = {}
                 for trial, x in enumerate(points, start=first):
@@ -163,13 +188,17 @@ class Search:
                     if trial in reusable and reusable[trial]["point"] == point:
                         self.rows[trial] = reusable[trial]
                         bar.update()
+                    elif self.too_costly(point):
+                        self.refuse(trial, point, self.search.iterations)
+                        bar.update()
                     else:
                         requests[trial] = self._request(trial, point, medians)
                 told_values(self.rows, self.floor)
 
                 def done(trial: int, result: TrialResult, requests=requests) -> None:
                     request = requests[trial]
-                    self._record(trial, log_row(result, request.point, request.seed, self.search.iterations))
+                    row = log_row(result, request.point, request.seed, self.search.iterations, self.cost(request.point))
+                    self._record(trial, row)
                     bar.update()
                     bar.set_postfix(best=f"{self.rows[trial]['best_so_far']:.4f}")
 
@@ -183,7 +212,7 @@ class Search:
         """The finished (not failed, not stopped) trial with the lowest objective."""
         ok = [t for t in sorted(self.rows) if self.rows[t]["status"] == OK]
         if not ok:
-            raise DivergenceError(f"all {len(self.rows)} trials failed or were stopped; see {self.log.log}")
+            raise DivergenceError(f"all {len(self.rows)} trials failed, stopped or were too costly; see {self.log.log}")
         trial = min(ok, key=lambda t: self.rows[t]["objective"])
         row = self.rows[trial]
         return {"trial": trial, "objective": row["objective"], "point": row["point"], "seed": row["seed"]}
@@ -194,6 +223,18 @@ def write_best(path: Path, params: Params, best: dict) -> None:
     write_json(path, {**best, "setting": apply_point(params, best["point"])})
 
 
+def check_affordable(params: Params) -> None:
+    """Refuse a ``search.max_cost`` below the cheapest setting of ``search.space``: every trial would be refused."""
+    cap = params.search.max_cost
+    baseline, cheapest = setting_macs(default_setting(params), params), cheapest_macs(params)
+    if cap is not None and cheapest > cap * baseline:
+        raise InputError(
+            f"params.yaml: search.max_cost: {cap:g}x the untuned setting's estimated cost ({baseline:,} multiply-adds "
+            f"per meta-iteration) is below the cheapest setting of search.space ({cheapest / baseline:.2f}x), so "
+            "every trial would be refused; raise it or widen search.space"
+        )
+
+
 def search_stage(params: Params, device: torch.device) -> None:
     """DVC stage ``search``: the trial log and the best setting under ``reports/search``."""
     check_generated_with(paths.TASKS, params.tasks, params.seed)
@@ -202,6 +243,7 @@ def search_stage(params: Params, device: torch.device) -> None:
     keys = "search.space (largest meta_batch_size, inner_steps, hidden, layers, query, representation or rule_hidden)"
     for setting in largest_settings(default_setting(params), params.search.space):
         check_fits(setting, params, device, keys + (" or search.workers" if copies > 1 else ""), copies=copies)
+    check_affordable(params)
     family = family_of(params)
     data = {name: load_split(paths.TASKS, name) for name in ("meta_train", "meta_val")}
     floor = family.penalty_floor(data["meta_val"])

@@ -18,6 +18,8 @@ from tqdm import tqdm
 
 from metahpo.atomic import write_bytes
 from metahpo.executors import TrialRunner
+from metahpo.learners.cost import trained_iterations
+from metahpo.learners.settings import apply_point
 from metahpo.search.rungs import (
     Bracket,
     as_of,
@@ -94,8 +96,11 @@ class RungSchedule:
                 if old is not None and old["point"] == points[trial] and reached(old, iterations):
                     search.rows[trial] = as_of(old, iterations)
                     bar.update(iterations - previous)
+                elif search.too_costly(points[trial]):  # only at the bracket's first rung: it is never promoted
+                    search.refuse(trial, points[trial], iterations)
+                    bar.update(iterations - previous)
                 else:
-                    resume = self._load(trial, previous)
+                    resume = self._load(trial, points[trial], previous)
                     requests[trial] = search._request(trial, points[trial], stop_at=iterations, resume=resume)
 
             def done(trial: int, result, iterations=iterations, previous=previous) -> None:
@@ -117,7 +122,7 @@ class RungSchedule:
     def _record(self, trial: int, result, point: dict, iterations: int) -> None:
         """Log a trial's rung (its earlier rungs and seconds kept) and checkpoint its training states."""
         search = self.search
-        row = log_row(result, point, trial_seed(search.seed, trial), iterations)
+        row = log_row(result, point, trial_seed(search.seed, trial), iterations, search.cost(point))
         if trial in search.rows:
             earlier = search.rows[trial]
             row["rungs"] = {**earlier["rungs"], **row["rungs"]}
@@ -132,17 +137,19 @@ class RungSchedule:
     def _checkpoint(self, trial: int) -> Path:
         return self.search.checkpoints / f"trial-{trial:05d}.pt"
 
-    def _load(self, trial: int, step: int) -> dict | None:
-        """The trial's training states at ``step``, or None to train from the start (same result, more work).
+    def _load(self, trial: int, point: dict, rung: int) -> dict | None:
+        """The trial's training states after ``rung``, or None to train from the start (same result, more work).
 
-        A checkpoint is used only if this search (the same fingerprint) wrote it, at that step.
+        A checkpoint is used only if this search (the same fingerprint) wrote it, at that rung's step.
         """
         path = self._checkpoint(trial)
-        if step == 0 or not path.exists():
+        if rung == 0 or not path.exists():
             return None
+        search = self.search
+        step = trained_iterations(apply_point(search.params, point), search.params, rung)
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
-            states = saved["states"] if saved["search"] == self.search.key else {}
+            states = saved["states"] if saved["search"] == search.key else {}
         except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint only costs retraining
             print(f"search: {path} unreadable ({type(exc).__name__}), trial {trial} trains again", file=sys.stderr)
             return None

@@ -23,7 +23,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from metahpo.search.trial_log import FAILED, OK, PENDING, told_values
+from metahpo.search.trial_log import FAILED, OK, PENDING, UNSCORED, told_values
 
 
 def rung_iterations(iterations: int, min_iterations: int, eta: int) -> list[int]:
@@ -86,8 +86,8 @@ def planned_iterations(plan: list[Bracket], rungs: list[int], eta: int) -> int:
 
 
 def reached(row: dict, iterations: int) -> bool:
-    """Whether a logged trial finished, or failed at, the rung of ``iterations``."""
-    return str(iterations) in row["rungs"] or (row["status"] == FAILED and row["iterations"] == iterations)
+    """Whether a logged trial finished, failed at, or was refused as too costly at, the rung of ``iterations``."""
+    return str(iterations) in row["rungs"] or (row["status"] in UNSCORED and row["iterations"] == iterations)
 
 
 def as_of(row: dict, iterations: int) -> dict:
@@ -104,10 +104,12 @@ def told_at(rows: dict[int, dict], iterations: int, penalty_floor: float) -> tup
     """Points and told values of every trial that finished (or failed at) one rung, in trial order.
 
     The values follow the rule of :func:`metahpo.search.trial_log.told_values` among that rung's trials:
-    the log of the objective, or for a failure the log of the worse of ``penalty_floor`` and the worst
-    value earlier trials reached there.
+    the log of the objective, or for a failure (or a setting too costly to train) the log of the worse of
+    ``penalty_floor`` and the worst value earlier trials reached there.
     """
     at = {t: as_of(row, iterations) for t, row in rows.items() if reached(row, iterations)}
-    rung = {t: {"status": FAILED if r["status"] == FAILED else OK, "objective": r["objective"]} for t, r in at.items()}
+    rung = {
+        t: {"status": FAILED if r["status"] in UNSCORED else OK, "objective": r["objective"]} for t, r in at.items()
+    }
     told_values(rung, penalty_floor)
     return [at[t]["point"] for t in sorted(at)], [rung[t]["told"] for t in sorted(at)]

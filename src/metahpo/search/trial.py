@@ -17,6 +17,7 @@ import numpy as np
 
 from metahpo.errors import DivergenceError
 from metahpo.family import family_of
+from metahpo.learners.cost import trained_iterations
 from metahpo.learners.metatrain import build_learner, meta_train
 from metahpo.learners.settings import apply_point, learner_config, train_settings
 from metahpo.params import Params
@@ -134,7 +135,9 @@ def _train_once(
     params, search = request.params, request.params.search
     family, steps = family_of(params), search.objective_steps
     rule = search.median_stop
-    every = checkpoint_steps(search.iterations, rule.checkpoints) if rule.enabled else 0
+    iterations = trained_iterations(setting, params, search.iterations)
+    stop_at = None if request.stop_at is None else trained_iterations(setting, params, request.stop_at)
+    every = checkpoint_steps(iterations, rule.checkpoints) if rule.enabled else 0
     learner = build_learner(learner_config(setting, params), seed, device)
 
     def checkpoint(step: int, loss: float) -> None:
@@ -142,21 +145,22 @@ def _train_once(
         result.curve.append(value)
         k = len(result.curve) - 1
         medians = request.medians or []
-        if step < search.iterations and k < len(medians) and not value <= medians[k]:
+        if step < iterations and k < len(medians) and not value <= medians[k]:
             raise StopTrial(step, value)
 
-    budget = train_settings(setting, params, search.iterations)
+    budget = train_settings(setting, params, iterations)
     resume = (request.resume or {}).get(index)
-    state = meta_train(
-        learner, pool, budget, seed, every, checkpoint if every else None, stop_at=request.stop_at, state=resume
-    )
-    if request.stop_at is not None and request.stop_at < search.iterations:
+    state = meta_train(learner, pool, budget, seed, every, checkpoint if every else None, stop_at=stop_at, state=resume)
+    if stop_at is not None and stop_at < iterations:
         result.states[index] = state
     return family.objective(learner, val_split, steps, device)
 
 
 def run_trial(request: TrialRequest) -> TrialResult:
     """Meta-train the request's setting for ``search.iterations`` and return its meta_val objective.
+
+    The iterations are those of :func:`trained_iterations` (with ``search.fidelity_unit: compute``, the
+    setting's share of the untuned setting's compute).
 
     The setting is trained ``search.repeats`` times on each fold of the request, every time with the
     next seed of :func:`repeat_seeds` (fold by fold, repeats within a fold), and scored on that fold's

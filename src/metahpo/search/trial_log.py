@@ -1,9 +1,9 @@
 """The durable trial log of a search, and whether an existing one may be reused.
 
 ``trials.csv`` holds one row per trial (point, status, objective and its value for each training,
-what the optimizer was told, best so far, the iterations it trained and its value at every rung it
-reached, where the median rule stopped it, seed, error) and is rewritten atomically each time a trial
-(or a trial's rung) finishes, in trial order. Wall-clock seconds go to
+what the optimizer was told, best so far, the iterations it trained, its estimated multiply-adds per
+meta-iteration, its value at every rung it reached, where the median rule stopped it, seed, error) and is
+rewritten atomically each time a trial (or a trial's rung) finishes, in trial order. Wall-clock seconds go to
 ``trial_seconds.csv`` so that the log itself is byte-identical across reruns. ``state.json`` records
 a fingerprint of everything that determines the trials (params except ``n_calls`` and where trials
 run, the task data, and the source of every module the search runs, found by following its imports):
@@ -31,6 +31,7 @@ COLUMNS = (
     "told",
     "best_so_far",
     "iterations",
+    "cost_macs",
     "rungs",
     "stopped_at",
     "curve",
@@ -38,8 +39,10 @@ COLUMNS = (
     "error",
     "point",
 )
-# A trial is ok (trained in full), pending (between rungs), stopped (early) or failed.
-OK, PENDING, STOPPED, FAILED = "ok", "pending", "stopped", "failed"
+# A trial is ok (trained in full), pending (between rungs), stopped (early), failed, or too costly (above
+# search.max_cost, never trained). A failed and a too costly trial have no objective: both are told a penalty.
+OK, PENDING, STOPPED, FAILED, TOO_COSTLY = "ok", "pending", "stopped", "failed", "too_costly"
+UNSCORED = (FAILED, TOO_COSTLY)
 
 
 # Objectives are told on the log scale; an objective of exactly 0 (perfect accuracy) is told as this.
@@ -52,7 +55,7 @@ def told_values(rows: dict[int, dict], penalty_floor: float) -> None:
     best = math.nan
     for trial in sorted(rows):
         row = rows[trial]
-        if row["status"] == FAILED:
+        if row["status"] in UNSCORED:
             row["told"] = math.log(max([penalty_floor, *finished]))
         else:
             row["told"] = math.log(max(row["objective"], SMALLEST_TOLD))
@@ -62,14 +65,18 @@ def told_values(rows: dict[int, dict], penalty_floor: float) -> None:
         row["best_so_far"] = best
 
 
-def log_row(result, point: dict, seed: int, iterations: int) -> dict:
-    """The log row of a trial result that trained ``iterations`` iterations (or stopped earlier by the median rule)."""
+def log_row(result, point: dict, seed: int, iterations: int, cost: int) -> dict:
+    """The log row of a trial result that trained ``iterations`` iterations (or stopped earlier by the median rule).
+
+    ``cost`` is the setting's estimated multiply-adds per meta-iteration (:func:`metahpo.learners.cost.setting_macs`).
+    """
     return {
         "point": point,
         "status": result.status,
         "objective": result.objective,
         "objectives": result.objectives,
         "iterations": result.stopped_at or iterations,
+        "cost_macs": cost,
         "rungs": {str(iterations): result.objectives} if result.status == OK else {},
         "curve": result.curve,
         "stopped_at": result.stopped_at,
@@ -212,6 +219,7 @@ class TrialLog:
             "objective": float(row["objective"]),
             "objectives": json.loads(row["objectives"]),
             "iterations": int(row["iterations"]),
+            "cost_macs": int(row["cost_macs"]),
             "rungs": json.loads(row["rungs"]),
             "curve": json.loads(row["curve"]),
             "stopped_at": int(row["stopped_at"]),
