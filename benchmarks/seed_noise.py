@@ -49,6 +49,7 @@ def digits_params() -> Params:
     params["tasks"].update(family="digits", shots=1)
     params["model"].update(arch="conv", layers=4, hidden=32)
     params["meta"]["inner_lr"] = 0.4
+    params["search"]["space"]["algorithm"]["values"] = ["maml", "fomaml", "metasgd", "anil"]  # the CNP needs an MLP
     params["device"] = "cpu"
     return Params.from_dict(params)
 

@@ -58,6 +58,7 @@ def image_folder_params(params: dict, root: str) -> dict:
     params["tasks"]["splits"].update(meta_val=6, meta_test=8)
     params["meta"]["query"] = 1  # meta-training episodes draw fewer query images than the stored ones
     params["model"].update(arch="conv", hidden=4, layers=2)
+    params["search"]["space"]["algorithm"]["values"] = ["maml", "fomaml", "metasgd", "anil"]  # the CNP needs an MLP
     params["search"]["space"]["hidden"] = {"type": "integer", "low": 3, "high": 6, "prior": "uniform"}
     params["search"]["objective"] = "accuracy"
     return params

@@ -247,7 +247,7 @@ CASES = [
     ("search", space("algorithm", {"type": "categorical", "values": []}), "search.space.algorithm.values"),
     ("search", space("depth", {"type": "integer", "low": 1, "high": 3, "prior": "uniform"}), "search.space.depth"),
     ("search", space("hidden", {"type": "integer", "low": 8, "high": 4096, "prior": "cubic"}), "hidden.prior"),
-    ("search", space("representation", {"type": "integer", "low": 8, "high": 64, "prior": "uniform"}), "read only by"),
+    ("search", space("rule_hidden", {"type": "integer", "low": 4, "high": 40, "prior": "uniform"}), "read only by"),
     ("search", space("rule_hidden", {"type": "integer", "low": 0, "high": 8, "prior": "uniform"}), "rule_hidden.low"),
     ("search", space("inner_steps", {"type": "integer", "low": 1, "high": 60, "prior": "uniform"}), "inner_steps.high"),
     (

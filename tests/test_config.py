@@ -164,17 +164,21 @@ def test_atomic_writes_get_the_mode_of_any_new_file(tmp_path):
 
 def test_cnp_needs_the_mlp(tiny_params):
     conv = _set(_set(tiny_params, "tasks.family", "digits"), "model.arch", "conv")
+    conv = _set(conv, "search.space.algorithm", {"type": "categorical", "values": ["maml", "anil"]})
+    assert validate(conv) == []
     assert validate(_set(conv, "meta.algorithm", "cnp")) == [
         "meta.algorithm: cnp needs model.arch: mlp (its encoder and decoder are MLPs), got conv"
     ]
     searched = _set(conv, "search.space.algorithm", {"type": "categorical", "values": ["maml", "cnp"]})
-    assert validate(searched) == ["search.space.algorithm: cnp needs model.arch: mlp, got conv"]
+    expected = "search.space.algorithm: cnp needs model.arch: mlp, got conv (remove cnp from its values)"
+    assert validate(searched) == [expected]
     assert validate(_set(_set(tiny_params, "tasks.family", "digits"), "meta.algorithm", "cnp")) == []
 
 
 def test_a_conditional_dimension_is_accepted_once_its_algorithm_is_searched(tiny_params):
     dim = {"type": "integer", "low": 8, "high": 64, "prior": "uniform"}
-    unread = _set(tiny_params, "search.space.representation", dim)
+    gradient_only = {"type": "categorical", "values": ["maml", "fomaml", "metasgd", "anil"]}
+    unread = _set(_set(tiny_params, "search.space.algorithm", gradient_only), "search.space.representation", dim)
     assert [p.split(":")[0] for p in validate(unread)] == ["search.space.representation"]
     fixed = _set(
         tiny_params, "search.space", {"representation": dim, "inner_lr": unread["search"]["space"]["inner_lr"]}

@@ -433,7 +433,9 @@ def _algorithm_checks(params: dict) -> list[str]:
         if params["meta"]["algorithm"] == "cnp":
             problems.append(f"meta.algorithm: cnp needs model.arch: mlp (its encoder and decoder are MLPs), got {arch}")
         if "cnp" in params["search"]["space"].get("algorithm", {}).get("values", []):
-            problems.append(f"search.space.algorithm: cnp needs model.arch: mlp, got {arch}")
+            problems.append(
+                f"search.space.algorithm: cnp needs model.arch: mlp, got {arch} (remove cnp from its values)"
+            )
     tried = searched_algorithms(params)
     for name in params["search"]["space"]:
         users = USED_ONLY_BY.get(name, tried)
