@@ -407,6 +407,11 @@ def largest_value(dim: dict):
     return max(dim["values"]) if dim["type"] == "categorical" else dim["high"]
 
 
+def smallest_value(dim: dict):
+    """The smallest value a (numeric) search dimension can take."""
+    return min(dim["values"]) if dim["type"] == "categorical" else dim["low"]
+
+
 def _training_query_checks(params: dict) -> list[str]:
     """Meta-training query sizes above ``tasks.query``, which sizes the stored data and the image checks."""
     limit, problems = params["tasks"]["query"], []
@@ -420,10 +425,15 @@ def _training_query_checks(params: dict) -> list[str]:
     return problems
 
 
+def space_algorithms(space: dict, fixed: str) -> list[str]:
+    """The algorithms a search over ``space`` tries: its ``algorithm`` values, else the ``fixed`` one."""
+    dim = space.get("algorithm")
+    return list(dim["values"]) if dim is not None else [fixed]
+
+
 def searched_algorithms(params: dict) -> list[str]:
     """The algorithms a search tries: the values of ``search.space.algorithm``, else ``meta.algorithm``."""
-    dim = params["search"]["space"].get("algorithm")
-    return list(dim["values"]) if dim is not None else [params["meta"]["algorithm"]]
+    return space_algorithms(params["search"]["space"], params["meta"]["algorithm"])
 
 
 def _algorithm_checks(params: dict) -> list[str]:

@@ -1,6 +1,8 @@
 """Meta-learners over a batch of tasks: networks, adaptation, meta-training, and trained learners on disk."""
 
 LEARNED_RULE_ALGORITHMS = ("learned_optimizer", "learned_optimizer_fo")
+# The meta-gradient treats the inner gradients as constants (no differentiation through the inner steps).
+FIRST_ORDER_ALGORITHMS = ("fomaml", "learned_optimizer_fo")
 GRADIENT_ALGORITHMS = ("maml", "fomaml", "metasgd", "anil", *LEARNED_RULE_ALGORITHMS)
 ALGORITHMS = (*GRADIENT_ALGORITHMS, "cnp")
 LEARNER_ALGORITHMS = (*ALGORITHMS, "protonet")

@@ -26,12 +26,13 @@ measured seconds per iteration over a spread of settings.
 from __future__ import annotations
 
 from metahpo.family import family_of
-from metahpo.learners import LEARNED_RULE_ALGORITHMS
+from metahpo.learners import FIRST_ORDER_ALGORITHMS, LEARNED_RULE_ALGORITHMS
 from metahpo.learners.conv import feature_count, feature_side
 from metahpo.learners.learned_rule import FEATURES
 from metahpo.learners.memory import SIZE_KEYS
 from metahpo.learners.settings import default_setting
 from metahpo.params import Params
+from metahpo.validation import smallest_value, space_algorithms
 
 
 def layer_macs(hidden: int, layers: int, arch: str = "mlp", side: int = 1, outputs: int = 1) -> list[int]:
@@ -81,8 +82,7 @@ def meta_iteration_macs(
         per_task = inner + forward_q + 2 * (inner + forward_q)
     else:
         inner = steps * 3 * forward_s
-        first_order = algorithm in ("fomaml", "learned_optimizer_fo")
-        backward = 2 * forward_q if first_order else 2 * (inner + forward_q)
+        backward = 2 * forward_q if algorithm in FIRST_ORDER_ALGORITHMS else 2 * (inner + forward_q)
         per_task = inner + forward_q + backward
         if algorithm in LEARNED_RULE_ALGORITHMS:
             rule = FEATURES * setting["rule_hidden"] + setting["rule_hidden"] * 2
@@ -120,7 +120,5 @@ def cheapest_macs(params: Params) -> int:
     space, setting = params.search.space, default_setting(params)
     for name in SIZE_KEYS:
         if name in space:
-            dim = space[name]
-            setting[name] = min(dim["values"]) if dim["type"] == "categorical" else dim["low"]
-    algorithms = space["algorithm"]["values"] if "algorithm" in space else [setting["algorithm"]]
-    return min(setting_macs({**setting, "algorithm": a}, params) for a in algorithms)
+            setting[name] = smallest_value(space[name])
+    return min(setting_macs({**setting, "algorithm": a}, params) for a in space_algorithms(space, setting["algorithm"]))

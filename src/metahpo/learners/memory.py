@@ -23,7 +23,7 @@ from metahpo.learners.conv import feature_count, feature_side
 from metahpo.learners.learned_rule import FEATURES
 from metahpo.params import Params, SearchParams
 from metahpo.resources import gib, physical_memory, usable_cores
-from metahpo.validation import largest_value
+from metahpo.validation import largest_value, space_algorithms
 
 BYTES_PER_FLOAT = 4
 USABLE_FRACTION = 0.8
@@ -64,6 +64,8 @@ def meta_step_bytes(setting: dict, points: int, arch: str = "mlp", side: int = 1
 
     ``side`` is the image side for ``arch: conv`` (the MLP's input size otherwise).
     """
+    if setting["algorithm"] == "cnp":
+        return BYTES_PER_FLOAT * setting["meta_batch_size"] * cnp_step_values(setting, points, side, outputs)
     hidden, layers = setting["hidden"], setting["layers"]
     if arch == "conv":
         params, activations = (
@@ -76,8 +78,6 @@ def meta_step_bytes(setting: dict, points: int, arch: str = "mlp", side: int = 1
     if setting["algorithm"] in LEARNED_RULE_ALGORITHMS:
         per_step += 3 * params * (FEATURES + 2 * setting["rule_hidden"] + 2)
     per_task = setting["inner_steps"] * per_step + 2 * activations
-    if setting["algorithm"] == "cnp":
-        per_task = cnp_step_values(setting, points, side, outputs)
     return BYTES_PER_FLOAT * setting["meta_batch_size"] * per_task
 
 
@@ -123,5 +123,4 @@ def largest_settings(base: dict, space: dict) -> list[dict]:
     for name, dim in space.items():
         if name in SIZE_KEYS:
             largest[name] = largest_value(dim)
-    algorithms = space["algorithm"]["values"] if "algorithm" in space else [base["algorithm"]]
-    return [{**largest, "algorithm": a} for a in algorithms]
+    return [{**largest, "algorithm": a} for a in space_algorithms(space, base["algorithm"])]

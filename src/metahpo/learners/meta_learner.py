@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from metahpo.errors import DivergenceError
-from metahpo.learners import LEARNED_RULE_ALGORITHMS, LEARNER_ALGORITHMS
+from metahpo.learners import FIRST_ORDER_ALGORITHMS, LEARNED_RULE_ALGORITHMS, LEARNER_ALGORITHMS
 from metahpo.learners.cnp import class_means, cnp_outputs, init_cnp_weights
 from metahpo.learners.conv import conv_features, conv_forward, init_conv_weights
 from metahpo.learners.learned_rule import init_rule_weights, rule_updates
@@ -147,7 +147,7 @@ class MetaLearner(torch.nn.Module):
     @property
     def second_order(self) -> bool:
         """Whether the meta-gradient differentiates through the inner updates."""
-        return self.config.algorithm not in ("fomaml", "learned_optimizer_fo")
+        return self.config.algorithm not in FIRST_ORDER_ALGORITHMS
 
     def predict(self, fast: Weights, x: torch.Tensor) -> torch.Tensor:
         """Network outputs ``[tasks, points, outputs]`` with task weights ``fast``."""
