@@ -290,6 +290,7 @@ CASES = [
         "search.median_stop.enabled",
     ),  # fmt: skip
     ("train", params_edit("train.patience", -1), "train.patience"),
+    ("train", params_edit("train.compare_kinds", "yes"), "train.compare_kinds: expected true or false"),
     ("search", params_edit("search.start_from_default", True, meta__inner_lr=5.0), "meta.inner_lr = 5.0"),
     ("generate", image_folder(lambda f: (f[2] / "1.png").write_bytes(b"\x89PNG broken")), "class2/1.png"),
     ("generate", image_folder(lambda f: (f[0].parent / "no_images").mkdir()), "class 'no_images' has no images"),
@@ -312,6 +313,8 @@ CASES = [
     ("evaluate", rewrite_split("meta_test", lambda a: a.pop("query_x")), "meta_test.npz"),
     # model files and the search result
     ("evaluate", remove("models/tuned/model.pt"), "models/tuned/model.pt"),
+    ("evaluate", remove("models/kinds.json"), "models/kinds.json: missing"),
+    ("evaluate", edit_json("models/kinds.json", lambda k: _set(k, "kinds", [])), "models/kinds.json: kinds: expected"),
     ("evaluate", truncate("models/default/model.pt"), "models/default/model.pt"),
     ("evaluate", write("models/tuned/model.pt", pickle.dumps(Evil())), "models/tuned/model.pt"),
     ("evaluate", write("models/tuned/config.json", "not json"), "models/tuned/config.json"),
@@ -358,6 +361,11 @@ CASES = [
     ("report", edit_json("reports/evaluation.json", lambda m: _drop(m, "tuned.test")), "has no entry tuned.test"),
     ("report", edit_json("reports/evaluation.json", lambda m: _set(m["default"], "inner_steps", [1])), "not a number"),
     ("report", edit_json("models/tuned/config.json", lambda c: c.pop("setting")), "config.json: has no entry setting"),
+    (
+        "report",
+        edit_json("reports/evaluation.json", lambda e: _set(e, "kinds", {"cnp": {"learner": "best_cnp"}})),
+        "models/best_cnp/config.json: missing",
+    ),
     ("report", edit_json("models/default/config.json", lambda c: _set(c["setting"], "hidden", 0)), "setting.hidden"),
     ("report", edit_json("models/tuned/config.json", lambda c: _set(c["learner"], "outputs", 5)), "learner.outputs"),
     ("report", append("reports/search/trials.csv", '1,"unclosed\n'), "reports/search/trials.csv"),

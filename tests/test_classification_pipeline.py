@@ -61,6 +61,11 @@ def test_image_folder_runs_end_to_end(tmp_path, layout):
     report = (root / "reports/report.md").read_text()
     assert "2-way 1-shot classification on `data/raw/letters`" in report
     assert len([line for line in report.splitlines() if line.startswith("| task floor")]) == 2  # headline, K-shot
+    metric_based = next(line for line in report.splitlines() if line.startswith("| metric-based"))
+    at_one = metrics["protonet"]["test"]["query"]["k1"]["step1"]
+    assert (
+        f"{100 * at_one['accuracy']:.1f} ± {100 * at_one['ci95']:.1f} %" in metric_based and "baseline" in metric_based
+    )
     for figure in ("accuracy", "episodes", "search", "training", "objective"):
         assert (root / f"reports/figures/{figure}.png").is_file() and f"figures/{figure}.png" in report
     trials = pd.read_csv(root / "reports/search/trials.csv")

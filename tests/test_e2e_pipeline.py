@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import re
 
+import pandas as pd
 import pytest
 import torch
 
 from metahpo.evaluation.panels import learner_curve
 from metahpo.learners.artifacts import load_learner
+from metahpo.reporting.regression import fmt
 
 from project import commit_all, copy_project, dvc, ran_stages, write_params
 
@@ -182,6 +184,24 @@ def test_report_links_existing_figures_and_its_numbers_are_the_metrics(project):
     assert timing["tuned"]["predicted_seconds"] > 0 and timing["tuned"]["seconds"] > 0 and timing["from_trials"] == 3
     limit_rows = [line for line in report.splitlines() if line.startswith("| task limit")]
     assert len(limit_rows) == 1 + 2 + 1  # headline, K-shot (grid and query), out of distribution
+
+
+def test_the_report_sets_each_searched_kind_beside_the_tuned_learner(project):
+    record = json.loads((project / "models/kinds.json").read_text())
+    evaluation = json.loads((project / "reports/evaluation.json").read_text())
+    assert record["compare_kinds"] is True and evaluation["kinds"] == record["kinds"]
+    assert "maml_family" in record["kinds"] or "cnp" in record["kinds"]
+    report = (project / "reports/report.md").read_text()
+    assert "### Kinds of meta-learner side by side" in report
+    for entry in record["kinds"].values():
+        if entry["learner"] is not None:
+            assert (project / "models" / entry["learner"] / "model.pt").exists()
+            row = next(line for line in report.splitlines() if f"`{entry['learner']}`:" in line)
+            assert fmt(evaluation[entry["learner"]]["test"]["grid"]["k10"]["step1"]) in row
+    # The kinds' stand-ins are in the report's table only: the headline and the plots keep their learners.
+    assert list(json.loads((project / "reports/metrics.json").read_text())) == [*LEARNERS, "limit"]
+    panel = pd.read_csv(project / "reports/plots/sinusoid/by_step/meta_test_grid_mse.csv")
+    assert set(panel["learner"]) == {*LEARNERS, "limit"}
 
 
 def sorted_steps(by_step: dict) -> list[dict]:

@@ -148,6 +148,7 @@ class TrainParams:
     log_every: int
     patience: int
     workers: int
+    compare_kinds: bool
     finetune: FinetuneParams
 
 

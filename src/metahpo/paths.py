@@ -10,6 +10,7 @@ BEST = SEARCH / "best.json"
 CHECKPOINTS = Path("cache/search")  # states of a multi-fidelity search's unfinished trials (git-ignored)
 MODELS = Path("models")
 TRAIN_LOGS = Path("reports/train")
+KINDS = "kinds.json"  # in MODELS: which learner stands for each kind of meta-learner the search tried
 TIMING = "timing.json"  # in TRAIN_LOGS: predicted and measured seconds of the final training (not byte-identical)
 METRICS = Path("reports/metrics.json")  # the headline means (DVC metrics)
 METRICS_CI = Path("reports/metrics_ci95.json")  # their 95% CI half-widths, as <key>_ci95 (DVC metrics)

@@ -306,6 +306,7 @@ SCHEMA = section(
                 "log_every": integer(1, 10_000_000),
                 "patience": integer(0, 1_000_000),
                 "workers": integer(1, 64),
+                "compare_kinds": boolean(),
                 "finetune": section(
                     {"lr": rate_range(), "lr_points": integer(1, 1000), "max_steps": TUNABLE["inner_steps"][1]}
                 ),

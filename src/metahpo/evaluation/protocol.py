@@ -17,10 +17,12 @@ import torch
 
 from metahpo import paths
 from metahpo.atomic import atomic_dir, write_json, write_text
+from metahpo.errors import ArtifactError
 from metahpo.evaluation import classification, regression
 from metahpo.evaluation.headline import headline
 from metahpo.evaluation.panels import panel_tables
 from metahpo.family import family_of
+from metahpo.json_files import load_json_object
 from metahpo.learners.adaptation import trained_steps
 from metahpo.learners.artifacts import load_learner
 from metahpo.params import Params
@@ -69,19 +71,43 @@ def each_once(learners: dict, score) -> Iterator[tuple[str, tuple]]:
         yield name, results[name]
 
 
+def read_kinds() -> dict:
+    """``models/kinds.json`` (written by train): the learner that stands for each kind of meta-learner searched."""
+    path = paths.MODELS / paths.KINDS
+    record = load_json_object(path, ArtifactError, "rerun the train stage")
+    kinds = record.get("kinds")
+    if not isinstance(kinds, dict) or not all(
+        isinstance(e, dict) and (e.get("learner") is None or isinstance(e.get("learner"), str)) for e in kinds.values()
+    ):
+        raise ArtifactError(
+            f"{path}: kinds: expected a mapping of kinds to {{learner: name or null}}; rerun the train stage"
+        )
+    return record
+
+
+def compared_learners(kinds: dict | None, family) -> list[str]:
+    """The learners of ``{kind: {learner}}`` trained only to stand for a kind of meta-learner (``best_<kind>``)."""
+    names = [entry["learner"] for entry in (kinds or {}).values()]
+    return [name for name in names if name is not None and name not in family.learners]
+
+
 def evaluate_stage(params: Params, device: torch.device) -> None:
     """Write ``reports/evaluation.json``, the headline metrics and every learner's curves (DVC plots)."""
     check_generated_with(paths.TASKS, params.tasks, params.seed)
     family = family_of(params)
     module = MODULES[family.kind]
     splits = module.load_splits()
-    learners = {name: load_learner(paths.MODELS / name, device, family) for name in family.learners}
+    kinds = read_kinds()
+    compared = compared_learners(kinds["kinds"], family)
+    learners = {name: load_learner(paths.MODELS / name, device, family) for name in (*family.learners, *compared)}
     steps = headline_steps(params.evaluate.max_steps, [trained_steps(learner) for learner in learners.values()])
     metrics: dict = {"protocol": module.protocol(params, splits)}
     scored = each_once(learners, lambda learner: module.learner_results(learner, splits, params, steps, device))
     results = dict([*scored, *module.reference_results(params, splits).items()])
     metrics |= {name: entry for name, (entry, _) in results.items()}
-    plots = {name: plot_data for name, (_, plot_data) in results.items()}
+    metrics["kinds"] = kinds["kinds"] if kinds["compare_kinds"] else None  # the report's side by side
+    # The kinds' stand-ins are compared in the report's table only: the plots keep the learners of every run.
+    plots = {name: plot_data for name, (_, plot_data) in results.items() if name not in compared}
     with atomic_dir(paths.PLOTS) as plot_dir:
         for path, table in panel_tables(params.tasks.family, plots, plot_dir).items():
             write_text(path, table.to_csv(index=False, float_format="%.6g"))

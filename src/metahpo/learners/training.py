@@ -14,7 +14,7 @@ import torch
 from dvclive import Live
 
 from metahpo import paths
-from metahpo.atomic import atomic_dir
+from metahpo.atomic import atomic_dir, write_json
 from metahpo.errors import ArtifactError
 from metahpo.executors import TrialRunner
 from metahpo.family import family_of
@@ -26,6 +26,7 @@ from metahpo.learners.metatrain import build_learner, meta_train, on_cpu
 from metahpo.learners.settings import apply_point, default_setting, learner_config, train_settings
 from metahpo.learners.timing import predict, timed, write_timing
 from metahpo.params import Params
+from metahpo.search.kind_bests import kind_bests, searched_kinds
 from metahpo.tasks.storage import check_generated_with, load_split
 from metahpo.validation import TUNABLE, outside_space, validate_setting
 
@@ -142,6 +143,28 @@ def learner_settings(params: Params) -> dict[str, dict]:
     }
 
 
+def kind_settings(params: Params, tuned: dict) -> tuple[dict[str, dict], dict]:
+    """``(settings, record)`` of the other kinds of meta-learner the search tried, to train beside the tuned one.
+
+    Each kind of ``search.space.algorithm`` (:data:`metahpo.learners.KINDS`) is represented by its best
+    search trial (:func:`metahpo.search.kind_bests.kind_bests`, chosen on meta_val only): the tuned learner
+    for the tuned setting's kind, a learner ``best_<kind>`` for each other kind. ``record`` (written to
+    ``models/kinds.json``) names each kind's learner and trial; ``train.compare_kinds: false`` trains none.
+    """
+    kinds = searched_kinds(params.search.space) if params.train.compare_kinds else []
+    settings, record = {}, {}
+    for kind, best in kind_bests(paths.TRIALS, kinds).items():
+        if "point" not in best:
+            record[kind] = {"learner": None, **best}
+            continue
+        setting = apply_point(params, best["point"])
+        name = "tuned" if setting == tuned else f"best_{kind}"
+        if name != "tuned":
+            settings[name] = setting
+        record[kind] = {"learner": name, **{k: v for k, v in best.items() if k != "point"}, "setting": setting}
+    return settings, {"compare_kinds": params.train.compare_kinds, "kinds": record}
+
+
 def copy_logs(source: Path, target: Path) -> None:
     """The training curves of ``source`` as those of ``target`` (replacing any earlier ones)."""
     shutil.rmtree(target, ignore_errors=True)
@@ -224,16 +247,20 @@ def train_stage(params: Params, device: torch.device) -> None:
     when every learner is saved, so an interrupted run leaves each complete or absent.
     """
     check_generated_with(paths.TASKS, params.tasks, params.seed)
-    learners = family_of(params).learners
     untuned_sizes = "meta.meta_batch_size, meta.inner_steps, meta.query or model.hidden"
     check_fits(default_setting(params), params, device, untuned_sizes)
     settings = learner_settings(params)
     check_fits(settings["tuned"], params, device, f"the setting in {paths.BEST} (search.space)")
+    compared, kinds = kind_settings(params, settings["tuned"])
+    for name, setting in compared.items():
+        check_fits(setting, params, device, f"the setting of {name} in {paths.TRIALS} (search.space)")
+    settings |= compared
+    learners = (*family_of(params).learners, *compared)
     jobs, same_as = distinct_jobs(settings, learners)
     workers = min(params.train.workers, len(jobs))
     for split in ("meta_train", "meta_val"):  # a bad task file is refused before the prediction is printed
         load_split(paths.TASKS, split)
-    predicted = predict(settings, params)
+    predicted = predict(settings, params, ("tuned", "default", *compared))
     with atomic_dir(paths.MODELS) as models, atomic_dir(paths.TRAIN_LOGS) as logs:
         with TrialRunner("local", workers) as runner:
             futures = {
@@ -261,3 +288,4 @@ def train_stage(params: Params, device: torch.device) -> None:
             if name == "pretrained":
                 extra.update(training=family_of(params).pretrained_note, finetuning=finetuning)
             save_learner(learner, models / name, extra)
+        write_json(models / paths.KINDS, kinds)

@@ -11,6 +11,7 @@ from metahpo.learners.artifacts import load_learner
 from metahpo.params import Params
 from metahpo.reporting import published
 from metahpo.reporting.figures import COLORS, LABELS, finetuning_text, save_figure, steps_note, table
+from metahpo.reporting.kinds import kinds_section
 from metahpo.tasks.episodes import episode_arrays, select_episodes
 from metahpo.tasks.storage import load_manifest, load_split
 
@@ -144,6 +145,11 @@ Learners trained at K = {tasks.shots} adapt on the first K support images per cl
 
 For orientation only, **published** Omniglot 5-way 1-shot accuracies ({published.OMNIGLOT_SOURCE}): {omniglot};
 another dataset, not comparable line by line."""
+
+
+def kinds_text(params: Params, metrics: dict) -> str:
+    """The kinds of meta-learner side by side (:mod:`metahpo.reporting.kinds`)."""
+    return kinds_section(params, metrics, accuracy_cell, "query accuracy", "query", higher_is_better=True)
 
 
 def examples_text(figures: dict) -> str:

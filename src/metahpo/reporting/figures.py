@@ -230,7 +230,8 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
-def _settings(learners: tuple[str, ...]) -> dict[str, dict]:
+def trained_settings(learners: tuple[str, ...]) -> dict[str, dict]:
+    """The setting each of ``learners`` was trained with, from its model config."""
     return {n: json.loads((paths.MODELS / n / "config.json").read_text())["setting"] for n in learners}
 
 
@@ -242,7 +243,7 @@ def _setting_cell(setting: dict, key: str) -> str:
 
 def setting_table(learners: tuple[str, ...] = ("tuned", "default")) -> str:
     """The tuned and untuned meta-hyperparameters side by side, from the trained models' configs."""
-    configs = _settings(learners)
+    configs = trained_settings(learners)
     rows = [[k, *(_setting_cell(configs[n], k) for n in ("tuned", "default"))] for k in configs["tuned"]]
     return table(["meta-hyperparameter", "tuned", "untuned"], rows)
 
@@ -250,7 +251,7 @@ def setting_table(learners: tuple[str, ...] = ("tuned", "default")) -> str:
 def steps_note(learners: tuple[str, ...] = ("tuned", "default")) -> str:
     """What the step columns mean for a CNP or a learned rule among ``learners`` (empty for the others)."""
     notes = []
-    for name, setting in _settings(learners).items():
+    for name, setting in trained_settings(learners).items():
         if setting["algorithm"] == "cnp":
             notes.append(
                 f"The {LABELS[name]} learner is a CNP: it adapts by conditioning on the support set, with no inner "

@@ -104,8 +104,9 @@ def read_trials(space: dict) -> pd.DataFrame:
     return trials
 
 
-def check_report_inputs(family) -> None:
-    """Refuse a missing or malformed model config, plot panel or training log of ``family``'s learners."""
+def check_report_inputs(family, compared: list[str]) -> None:
+    """Refuse a missing or malformed model config, plot panel or training log of ``family``'s learners, or
+    model config of the learners ``compared`` beside them (the other kinds', in the report's table only)."""
     load_learner(paths.MODELS / "tuned", torch.device("cpu"), family)  # drawn in the examples figure
     for kind in FAMILY_KINDS[family.kind]:
         for metric in FAMILY_METRICS[family.kind]:
@@ -114,7 +115,7 @@ def check_report_inputs(family) -> None:
             missing = [name for name in family.learners if name not in set(table["learner"])]
             if missing:
                 raise ArtifactError(f"{path}: no rows for learner {missing[0]}; {RERUN}")
-    for name in family.learners:
+    for name in (*family.learners, *compared):
         config = read_json(paths.MODELS / name / "config.json")
         setting = config["setting"]
         if not isinstance(setting, dict):
@@ -126,6 +127,8 @@ def check_report_inputs(family) -> None:
             problems = validate_setting(rest, tuple(k for k in TUNABLE if k != "algorithm"))
         if problems:
             raise ArtifactError(f"{paths.MODELS / name / 'config.json'}: setting.{problems[0]}; {RERUN}")
+        if name in compared:
+            continue
         metrics_dir = paths.training_tsv(name).parent
         for metric in ("meta_loss", family.val_metric):
             read_table(metrics_dir / f"{metric}.tsv", ("step", metric), sep="\t")

@@ -18,6 +18,7 @@ from metahpo.learners.artifacts import load_learner
 from metahpo.params import Params
 from metahpo.reporting import published
 from metahpo.reporting.figures import COLORS, LABELS, finetuning_text, save_figure, steps_note, table
+from metahpo.reporting.kinds import kinds_section
 from metahpo.tasks.storage import load_split
 
 LEARNERS = ("tuned", "default", "pretrained")
@@ -257,6 +258,11 @@ meta_ood tasks have amplitudes and phases outside the training ranges; grid MSE,
 *Grid MSE against adaptation steps, in distribution (solid) and out of distribution (dashed).*
 
 {DIVERGED_NOTE if "diverged" in tables else ""}"""
+
+
+def kinds_text(params: Params, metrics: dict) -> str:
+    """The kinds of meta-learner side by side (:mod:`metahpo.reporting.kinds`)."""
+    return kinds_section(params, metrics, fmt, "grid MSE", "grid", higher_is_better=False)
 
 
 def examples_text(figures: dict) -> str:

@@ -13,6 +13,7 @@ import torch
 
 from metahpo import paths
 from metahpo.atomic import atomic_dir, write_text
+from metahpo.evaluation.protocol import compared_learners
 from metahpo.family import family_of
 from metahpo.learners.cost import setting_macs
 from metahpo.learners.settings import default_setting
@@ -49,7 +50,7 @@ Every learner trains for at most {params.train.iterations} iterations and keeps 
 {search_section(params, best, trials, figures, family.objective_name())}
 ## Held-out results
 {module.results_text(params, metrics, figures)}
-
+{module.kinds_text(params, metrics)}
 ### Examples and training
 {module.examples_text(figures)}
 
@@ -66,7 +67,7 @@ def report_stage(params: Params, device: torch.device) -> None:
     trials = read_trials(params.search.space)
     metrics = read_json(paths.EVALUATION, numbers=True)
     best = read_json(paths.BEST)
-    check_report_inputs(family)
+    check_report_inputs(family, compared_learners(metrics["kinds"], family))
     objective = family.objective_name()
     with atomic_dir(paths.FIGURES) as staging, figures_into(staging):
         figures = {
