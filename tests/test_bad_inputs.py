@@ -314,7 +314,11 @@ CASES = [
     # model files and the search result
     ("evaluate", remove("models/tuned/model.pt"), "models/tuned/model.pt"),
     ("evaluate", remove("models/kinds.json"), "models/kinds.json: missing"),
-    ("evaluate", edit_json("models/kinds.json", lambda k: _set(k, "kinds", [])), "models/kinds.json: kinds: expected"),
+    (
+        "evaluate",
+        edit_json("models/kinds.json", lambda k: _set(k, "kinds", [])),
+        "models/kinds.json: expected compare_kinds and kinds",
+    ),
     ("evaluate", truncate("models/default/model.pt"), "models/default/model.pt"),
     ("evaluate", write("models/tuned/model.pt", pickle.dumps(Evil())), "models/tuned/model.pt"),
     ("evaluate", write("models/tuned/config.json", "not json"), "models/tuned/config.json"),

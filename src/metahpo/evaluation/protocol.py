@@ -4,8 +4,11 @@ Each learner of the family is loaded, adapted with its own inner rule for 0..``e
 steps on every held-out task, and scored by the family's module (:mod:`metahpo.evaluation.regression`
 or :mod:`metahpo.evaluation.classification`). ``reports/evaluation.json`` holds the ``protocol`` and one
 entry per learner at the steps reported, plus the family's reference row (the task's limit, or for
-classification its floor), which is no learner; ``reports/metrics.json`` and ``metrics_ci95.json`` the
-headline (:mod:`metahpo.evaluation.headline`); ``reports/plots/`` the curves (DVC plots).
+classification its floor), which is no learner; it also holds the learners that stand for the other
+kinds of meta-learner the search tried (``best_<kind>``, listed in ``models/kinds.json``) and ``kinds``,
+which names them. ``reports/metrics.json`` and ``metrics_ci95.json`` hold the headline
+(:mod:`metahpo.evaluation.headline`), ``reports/plots/`` the curves (DVC plots); neither has the kinds'
+stand-ins, so their learners stay the same whatever the search tried.
 """
 
 from __future__ import annotations
@@ -76,11 +79,12 @@ def read_kinds() -> dict:
     path = paths.MODELS / paths.KINDS
     record = load_json_object(path, ArtifactError, "rerun the train stage")
     kinds = record.get("kinds")
-    if not isinstance(kinds, dict) or not all(
-        isinstance(e, dict) and (e.get("learner") is None or isinstance(e.get("learner"), str)) for e in kinds.values()
-    ):
+    named = isinstance(kinds, dict) and all(
+        isinstance(entry, dict) and isinstance(entry.get("learner"), str | None) for entry in kinds.values()
+    )
+    if not (named and isinstance(record.get("compare_kinds"), bool)):
         raise ArtifactError(
-            f"{path}: kinds: expected a mapping of kinds to {{learner: name or null}}; rerun the train stage"
+            f"{path}: expected compare_kinds and kinds: {{kind: {{learner: name or null}}}}; rerun train"
         )
     return record
 

@@ -1,4 +1,4 @@
-"""DVC stage ``train``: the tuned learner and the untuned baseline, with the full budget."""
+"""DVC stage ``train``: the tuned learner, the baselines and the other kinds' best settings, with the full budget."""
 
 from __future__ import annotations
 
