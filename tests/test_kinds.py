@@ -113,7 +113,11 @@ def test_the_report_sets_the_kinds_side_by_side(tiny_params, tmp_path, monkeypat
     tiny_params["train"]["finetune"]["max_steps"] = 2
     params = typed(tiny_params)
     monkeypatch.chdir(tmp_path)
-    for name, algorithm in (("tuned", "cnp"), ("best_maml_family", "metasgd")):
+    for name, algorithm in (
+        ("tuned", "cnp"),
+        ("best_maml_family", "metasgd"),
+        ("best_learned_optimizer", "learned_optimizer"),
+    ):
         setting = apply_point(params, {"algorithm": algorithm})
         (paths.MODELS / name).mkdir(parents=True)
         (paths.MODELS / name / "config.json").write_text(json.dumps({"setting": setting}))
@@ -137,6 +141,12 @@ def test_the_report_sets_the_kinds_side_by_side(tiny_params, tmp_path, monkeypat
     assert "does not apply" in rows["metric-based: prototypical network (Snell et al. 2017)"]
     assert "After 1 step the CNP leads the MAML family: their 95% CIs do not overlap." in text
     assert "After 2 steps the MAML family leads the CNP: their 95% CIs overlap." in text
+    assert "learned optimizer's rule was meta-trained" not in text
+    metrics["best_learned_optimizer"] = _learner([3.0, 1.0, 9.0], 0.5)
+    metrics["kinds"]["learned_optimizer"] = _record("best_learned_optimizer", 3)
+    both = kinds_section(params, metrics, fmt, "grid MSE", "grid", higher_is_better=False)
+    assert "rule was meta-trained for 1 inner step(s): past them" in both and "`best_learned_optimizer`" in both
+    del metrics["kinds"]["learned_optimizer"]
     del metrics["kinds"]["maml_family"]
     assert "Only one kind was trained" in kinds_section(params, metrics, fmt, "grid MSE", "grid", False)
     metrics["kinds"] = None

@@ -9,7 +9,7 @@ numbers only where the task and protocol make them comparable.
 
 from __future__ import annotations
 
-from metahpo.learners import KINDS
+from metahpo.learners import KINDS, LEARNED_RULE_ALGORITHMS
 from metahpo.learners.cost import setting_macs
 from metahpo.params import Params
 from metahpo.reporting import published
@@ -95,6 +95,17 @@ def kinds_section(params: Params, metrics: dict, cell, metric: str, kind: str, h
         stats, macs = metrics[name]["test"][kind][k], setting_macs(setting, params)
         rows.append([TITLES[kind_name], f"`{name}`: {algorithm}", where, f"{macs / 1e6:,.2f} M",
                      *(cell(stats[s]) for s in steps), _published(kind_name, tasks.family, tasks.shots)])  # fmt: skip
+    rule = [
+        settings[name]["inner_steps"]
+        for _, name, _ in present
+        if settings[name]["algorithm"] in LEARNED_RULE_ALGORITHMS
+    ]
+    past = (
+        f" The learned optimizer's rule was meta-trained for {rule[0]} inner step(s): past them it reads a step "
+        "fraction above 1, which it never saw in training."
+        if rule
+        else ""
+    )
     verdict = "Only one kind was trained: add kinds to search.space.algorithm to compare them."
     if len(present) > 1:
         verdict = " ".join(
@@ -105,7 +116,7 @@ def kinds_section(params: Params, metrics: dict, cell, metric: str, kind: str, h
     return f"""{heading}
 Each kind the search tried stands here at its best search trial (chosen on meta_val, as the tuned learner was),
 trained with the same budget and scored on the same meta_test {"tasks" if tasks.family == "sinusoid" else "episodes"}:
-{metric} at K = {tasks.shots}, ± 95% CI. A learner without inner steps repeats its one score in every step column.
+{metric} at K = {tasks.shots}, ± 95% CI. A learner without inner steps repeats its one score in every step column.{past}
 
 {table(header, rows)}
 
