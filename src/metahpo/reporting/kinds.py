@@ -127,16 +127,19 @@ trained with the same budget and scored on the same meta_test {"tasks" if tasks.
 def _verdict(metrics: dict, present: list, k: str, kind: str, step: str, higher_is_better: bool) -> str:
     """Which kind leads after ``step`` steps, and whether the 95% CIs separate it from the next."""
     value = "mse" if kind == "grid" else "accuracy"
-    scored = []
+    scored, diverged = [], []
     for kind_name, name, _ in present:
         stat = metrics[name]["test"][kind][k][step]
-        if stat[value] is not None:
+        if stat[value] is None:
+            diverged.append(SHORT[kind_name])
+        else:
             scored.append((stat[value], stat["ci95"], kind_name))
+    steps = step.removeprefix("step")
+    after = f"After {steps} step{'' if steps == '1' else 's'}"
     if len(scored) < 2:
-        return ""
+        only = f" only the {SHORT[scored[0][2]]} has a score:" if scored else ""
+        return f"{after}{only} the {' and the '.join(diverged)} diverged."
     scored.sort(reverse=higher_is_better)
     (first, first_ci, lead), (second, second_ci, runner_up) = scored[:2]
-    gap = abs(first - second)
-    how = "their 95% CIs do not overlap" if gap > first_ci + second_ci else "their 95% CIs overlap"
-    steps = step.removeprefix("step")
-    return f"After {steps} step{'' if steps == '1' else 's'} the {SHORT[lead]} leads the {SHORT[runner_up]}: {how}."
+    how = "their 95% CIs do not overlap" if abs(first - second) > first_ci + second_ci else "their 95% CIs overlap"
+    return f"{after} the {SHORT[lead]} leads the {SHORT[runner_up]}: {how}."
