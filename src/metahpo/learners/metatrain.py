@@ -42,7 +42,8 @@ class FusedAdam(torch.optim.Adam):
     the same kernel with lists kept from the last step, the step counters being views of one tensor that
     a single addition increments. Whenever that does not apply (the first step, after
     ``load_state_dict``, a parameter without a gradient, an option the shortcut does not handle) it
-    takes torch's own step, which updates the same state tensors in place.
+    takes torch's own step, which updates the same state tensors in place. ``zero_grad()`` drops the
+    gradients without torch's bookkeeping for the zeroing it does not do.
     """
 
     def __init__(self, params, lr: float):
@@ -80,6 +81,14 @@ class FusedAdam(torch.optim.Adam):
             [s["step"] for s in states],
             steps,
         )
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        if not set_to_none:
+            super().zero_grad(set_to_none)
+            return
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
 
     @torch.no_grad()
     def step(self, closure=None):
