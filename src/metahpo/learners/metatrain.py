@@ -41,9 +41,9 @@ class FusedAdam(torch.optim.Adam):
     times the kernel for a network of small tensors. Once every parameter has its state, this step calls
     the same kernel with lists kept from the last step, the step counters being views of one tensor that
     a single addition increments. Whenever that does not apply (the first step, after
-    ``load_state_dict``, a parameter without a gradient, an option the shortcut does not handle) it
-    takes torch's own step, which updates the same state tensors in place. ``zero_grad()`` drops the
-    gradients without torch's bookkeeping for the zeroing it does not do.
+    ``load_state_dict``, a parameter without a gradient, a closure, a gradient scaler, an option the
+    shortcut does not handle) it takes torch's own step, which updates the same state tensors in place.
+    ``zero_grad()`` drops the gradients without torch's bookkeeping for the zeroing it does not do.
     """
 
     def __init__(self, params, lr: float):
@@ -92,7 +92,9 @@ class FusedAdam(torch.optim.Adam):
 
     @torch.no_grad()
     def step(self, closure=None):
-        if self._kept is not None and closure is None:
+        # A gradient scaler (mixed precision) hands the kernel its scale through these attributes.
+        scaled = getattr(self, "grad_scale", None) is not None or getattr(self, "found_inf", None) is not None
+        if self._kept is not None and closure is None and not scaled:
             params, exp_avgs, exp_avg_sqs, steps, counter = self._kept
             grads = [p.grad for p in params]
             if all(g is not None for g in grads):
