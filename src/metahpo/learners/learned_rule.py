@@ -33,7 +33,11 @@ def init_rule_weights(hidden: int, generator: torch.Generator, device="cpu") -> 
 
 
 def _preprocess(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`preprocess_gradient`'s features and where the log branch is taken (``|g| >= e^-p``)."""
+    """:func:`preprocess_gradient`'s features and where the log branch is taken (``|g| >= e^-p``).
+
+    Works in place on its own intermediates, which autograd could not differentiate: for
+    :class:`_RuleStep`, whose backward is written out.
+    """
     small = math.exp(-PREPROCESS_P)
     size = g.abs()
     large = size >= small
@@ -91,7 +95,8 @@ class _RuleStep(torch.autograd.Function):
         grad_first = torch.zeros_like(first)
         grad_second = second.new_zeros(second.shape[1], second.shape[0])
         blocks = _blocks(g, first.shape[1])
-        hidden_values, grad_values = (g.new_empty(first.shape[1] * (blocks[0].stop - blocks[0].start)) for _ in "hg")
+        size = first.shape[1] * (blocks[0].stop - blocks[0].start)
+        hidden_values, grad_values = g.new_empty(size), g.new_empty(size)
         for block in blocks:
             f, go = features[:, block], grad_out[:, block]
             hidden = _hidden(first, f, hidden_values)
