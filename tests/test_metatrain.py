@@ -12,7 +12,7 @@ from metahpo.errors import DivergenceError
 from metahpo.family import family_of, zero_predictor_mse
 from metahpo.learners.memory import largest_settings, meta_step_bytes
 from metahpo.learners.meta_learner import LearnerConfig
-from metahpo.learners.metatrain import TrainSettings, build_learner, meta_train
+from metahpo.learners.metatrain import FusedAdam, TrainSettings, build_learner, meta_train, on_cpu
 from metahpo.learners.settings import apply_point, default_setting, train_settings
 from metahpo.search.driver import Search
 from metahpo.search.trial import TrialRequest, TrialResult, merge_results, repeat_seeds, run_trial, split_request
@@ -104,6 +104,42 @@ def test_same_seed_gives_bit_identical_weights(splits, algorithm, schedule):
     assert all(not torch.equal(before[k], v) for k, v in states[0].items())
     for name in states[0]:
         assert torch.equal(states[0][name], states[1][name])
+
+
+def test_fused_adam_is_torchs_fused_adam_bit_for_bit():
+    """Kept lists, a save and load mid-run, a cosine schedule and steps where one tensor has no gradient."""
+
+    def run(kind: str) -> tuple[list[torch.Tensor], dict]:
+        torch.manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(shape)) for shape in ((5, 3), (1, 3), (3, 1))]
+
+        def make() -> torch.optim.Adam:
+            return torch.optim.Adam(params, lr=1e-2, fused=True) if kind == "torch" else FusedAdam(params, 1e-2)
+
+        optimizer = make()
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=20)
+        gradients = torch.Generator().manual_seed(1)
+        for step in range(20):
+            if step == 9:  # stop and continue, as a resumed search does
+                state = on_cpu({"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict()})
+                optimizer = make()
+                schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=20)
+                optimizer.load_state_dict(state["optimizer"])
+                schedule.load_state_dict(state["schedule"])
+            if step == 14:  # a state loaded into an optimizer that has kept its lists
+                optimizer.load_state_dict(on_cpu(optimizer.state_dict()))
+            optimizer.zero_grad()
+            for i, p in enumerate(params):
+                if not (i == 1 and step % 4 == 3):
+                    p.grad = torch.randn(p.shape, generator=gradients)
+            optimizer.step()
+            schedule.step()
+        return [p.detach().clone() for p in params], optimizer.state_dict()
+
+    (expected, expected_state), (got, got_state) = run("torch"), run("kept")
+    assert all(torch.equal(a, b) for a, b in zip(expected, got))
+    for i, state in expected_state["state"].items():
+        assert all(torch.equal(state[k], got_state["state"][i][k]) for k in ("step", "exp_avg", "exp_avg_sq"))
 
 
 def test_training_changes_weights_and_logs(splits):

@@ -9,11 +9,12 @@ import torch
 from test_classification_learners import SIDE, WAYS, episode_batch
 from test_learners import make_batch, vectorised_grads
 
+from metahpo.learners import learned_rule
 from metahpo.learners.adaptation import trained_steps
-from metahpo.learners.learned_rule import preprocess_gradient
+from metahpo.learners.learned_rule import preprocess_gradient, rule_updates
 from metahpo.learners.meta_learner import LearnerConfig, MetaLearner
 
-from reference import per_task_cnp_loss, per_task_learned_rule_loss
+from reference import coordinate_rule, per_task_cnp_loss, per_task_learned_rule_loss
 
 
 def learner(algorithm: str, steps: int = 1, classify: bool = False) -> MetaLearner:
@@ -61,10 +62,13 @@ def test_cnp_ignores_the_order_of_the_support_set_and_takes_no_steps():
     assert trained_steps(cnp) == 0 and not cnp.adapted
 
 
+@pytest.mark.parametrize("blocks", ["one block", "blocks of 7"])
 @pytest.mark.parametrize("steps", [1, 3])
 @pytest.mark.parametrize("algorithm", ["learned_optimizer", "learned_optimizer_fo"])
-def test_learned_optimizer_meta_gradient_matches_per_task_reference(algorithm, steps):
+def test_learned_optimizer_meta_gradient_matches_per_task_reference(algorithm, steps, blocks, monkeypatch):
     optimizer = learner(algorithm, steps)
+    if blocks != "one block":  # the rule network in blocks of 7 coordinates, the last one shorter
+        monkeypatch.setattr(learned_rule, "BLOCK_VALUES", 7 * optimizer.config.rule_hidden)
     batch = make_batch()
     loss, grads = vectorised_grads(optimizer, batch)
     ref = leaves(optimizer)
@@ -96,6 +100,27 @@ def test_trajectory_of_the_learned_optimizer_matches_its_adaptation():
         expected = optimizer.adapt(sx, sy, steps=k)
         for name in fast:
             torch.testing.assert_close(fast[name], expected[name].detach())
+
+
+@pytest.mark.parametrize("block", [1, 4, 1000])
+def test_rule_steps_and_their_gradients_match_the_coordinatewise_rule(block, monkeypatch):
+    """Every branch of the preprocessing (log, linear, zero), in blocks of any size, against autograd."""
+    monkeypatch.setattr(learned_rule, "BLOCK_VALUES", block * 5)
+    gen = torch.Generator().manual_seed(4)
+    rule = {n: torch.randn(s, generator=gen, dtype=torch.float64) for n, s in (("w0", (4, 5)), ("b0", (1, 5)))}
+    rule |= {n: torch.randn(s, generator=gen, dtype=torch.float64) for n, s in (("w1", (5, 2)), ("b1", (1, 2)))}
+    scale = torch.tensor([1.0, 1e-3, 1e-5, 1e-7, 0.0], dtype=torch.float64)
+    g = [torch.randn(3, 5, generator=gen, dtype=torch.float64) * scale, torch.randn(3, 1, 4, generator=gen).double()]
+    w = [torch.randn(t.shape, generator=gen, dtype=torch.float64) for t in g]
+    leaves = [t.requires_grad_(True) for t in (*g, *w, *rule.values())]
+    steps = rule_updates(rule, g, w, 0.5, 0.1)
+    expected = [0.1 * coordinate_rule(rule, gi, wi, 0.5) for gi, wi in zip(g, w)]
+    upstream = [torch.randn(t.shape, generator=gen, dtype=torch.float64) for t in steps]
+    for got, want in zip(steps, expected):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+    grads = torch.autograd.grad(steps, leaves, upstream)
+    for got, want in zip(grads, torch.autograd.grad(expected, leaves, upstream)):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
 def test_gradient_preprocessing_follows_andrychowicz_et_al():

@@ -50,13 +50,17 @@ def part(weights: Weights, prefix: str) -> Weights:
 
 
 def shared_forward(weights: Weights, x: torch.Tensor) -> torch.Tensor:
-    """An MLP whose weights every task shares, on ``x`` ``[..., in]``: one matrix product per layer over all points."""
+    """An MLP whose weights every task shares, on the rows of ``x`` ``[rows, in]``: one matrix product per layer.
+
+    Points of every task are rows of one matrix, so a layer is one ``addmm`` and the graph holds no
+    reshapes. The ReLU works in place: ``addmm``'s backward needs its inputs, not its output.
+    """
     depth = n_layers(weights)
     h = x
     for i in range(depth):
-        h = torch.addmm(weights[f"b{i}"], h.reshape(-1, h.shape[-1]), weights[f"w{i}"]).view(*h.shape[:-1], -1)
+        h = torch.addmm(weights[f"b{i}"], h, weights[f"w{i}"])
         if i < depth - 1:
-            h = torch.relu(h)
+            h = torch.relu_(h)
     return h
 
 
@@ -75,8 +79,12 @@ def cnp_outputs(weights: Weights, support_x, support_y, query_x, ways: int | Non
     sx, qx = support_x.flatten(2), query_x.flatten(2)
     tasks, points = qx.shape[:2]
     if ways is None:
-        r = shared_forward(encoder, torch.cat([sx, support_y], dim=-1)).mean(dim=1, keepdim=True)
-        return shared_forward(decoder, torch.cat([qx, r.expand(-1, points, -1)], dim=-1))
-    r = class_means(shared_forward(encoder, sx), support_y, ways)
+        observations = torch.cat([sx, support_y], dim=-1)
+        encoded = shared_forward(encoder, observations.view(-1, observations.shape[-1]))
+        r = encoded.view(tasks, -1, encoded.shape[-1]).mean(dim=1, keepdim=True)
+        pairs = torch.cat([qx, r.expand(-1, points, -1)], dim=-1)
+        return shared_forward(decoder, pairs.view(tasks * points, -1)).view(tasks, points, 1)
+    encoded = shared_forward(encoder, sx.reshape(-1, sx.shape[-1]))
+    r = class_means(encoded.view(tasks, -1, encoded.shape[-1]), support_y, ways)
     pairs = torch.cat([qx.unsqueeze(2).expand(-1, -1, ways, -1), r.unsqueeze(1).expand(-1, points, -1, -1)], dim=-1)
-    return shared_forward(decoder, pairs.flatten(1, 2)).view(tasks, points, ways)
+    return shared_forward(decoder, pairs.view(tasks * points * ways, -1)).view(tasks, points, ways)

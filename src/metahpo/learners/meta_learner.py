@@ -137,6 +137,10 @@ class MetaLearner(torch.nn.Module):
             for name, w in init_rule_weights(config.rule_hidden, generator, device).items():
                 self.rule[name] = torch.nn.Parameter(w)
 
+    def _shared_weights(self) -> Weights:
+        """The meta-learned weights by name (the module's own table: ``dict(self.weights)`` walks it key by key)."""
+        return dict(self.weights._parameters)
+
     def _adapted_names(self) -> list[str]:
         if self.config.algorithm in ("protonet", "cnp"):
             return []
@@ -165,7 +169,7 @@ class MetaLearner(torch.nn.Module):
         """Outputs on the query points: the adapted network's, prototype scores for ``protonet``, or the CNP's."""
         if self.config.algorithm == "cnp":  # no weight adapts: every task's ``fast`` weights are the shared ones
             ways = self.config.outputs if self.classifies else None
-            return cnp_outputs(dict(self.weights), support_x, support_y, query_x, ways)
+            return cnp_outputs(self._shared_weights(), support_x, support_y, query_x, ways)
         if self.config.algorithm == "protonet":
             return prototype_logits(
                 self.embed(fast, support_x), support_y, self.embed(fast, query_x), self.config.outputs
@@ -187,7 +191,7 @@ class MetaLearner(torch.nn.Module):
         current = [fast[n] for n in self.adapted]
         if self.rule:
             progress = step / self.config.inner_steps
-            steps = rule_updates(dict(self.rule), grads, current, progress, self.config.inner_lr)
+            steps = rule_updates(dict(self.rule._parameters), grads, current, progress, self.config.inner_lr)
             new = torch._foreach_sub(current, steps)
         elif self.inner_lrs:
             steps = torch._foreach_mul(grads, [self.inner_lrs[n] for n in self.adapted])
@@ -199,14 +203,15 @@ class MetaLearner(torch.nn.Module):
     def adapt(self, x: torch.Tensor, y: torch.Tensor, steps: int | None = None) -> Weights:
         """Task-specific weights after ``steps`` inner updates on ``(x, y)``, differentiable for meta-training."""
         steps = self.config.inner_steps if steps is None else steps
-        fast = expand_to_tasks(dict(self.weights), x.shape[0])
+        fast = expand_to_tasks(self._shared_weights(), x.shape[0])
         for step in range(steps):
             fast = self._inner_step(fast, x, y, create_graph=self.second_order, step=step)
         return fast
 
     def meta_loss(self, support_x, support_y, query_x, query_y, steps: int | None = None) -> torch.Tensor:
         """Mean query loss over the task batch after adapting on each task's support set (``steps`` steps)."""
-        fast = self.adapt(support_x, support_y, steps)
+        # A CNP adapts no weight and reads the shared ones: no task copies to make.
+        fast = {} if self.config.algorithm == "cnp" else self.adapt(support_x, support_y, steps)
         outputs = self.query_outputs(fast, support_x, support_y, query_x)
         if self.classifies:
             return task_cross_entropy(outputs, query_y).mean()
