@@ -141,13 +141,16 @@ def test_the_report_sets_the_kinds_side_by_side(tiny_params, tmp_path, monkeypat
     assert "does not apply" in rows["metric-based: prototypical network (Snell et al. 2017)"]
     assert "After 1 step the CNP leads the MAML family: their 95% CIs do not overlap." in text
     assert "After 2 steps the MAML family leads the CNP: their 95% CIs overlap." in text
-    assert "learned optimizer's rule was meta-trained" not in text
+    assert "update rule was meta-trained" not in text
     metrics["best_learned_optimizer"] = _learner([3.0, 1.0, 9.0], 0.5)
     for name in ("best_learned_optimizer", "best_maml_family"):  # both diverge by the last step
         metrics[name]["test"]["grid"]["k10"]["step2"] = _stat(None, None)
     metrics["kinds"]["learned_optimizer"] = _record("best_learned_optimizer", 3)
     both = kinds_section(params, metrics, fmt, "grid MSE", "grid", higher_is_better=False)
-    assert "rule was meta-trained for 1 inner step(s): past them" in both and "`best_learned_optimizer`" in both
+    assert (
+        "The `best_learned_optimizer` learner's update rule was meta-trained for 1 inner steps; later" in both
+        and "`best_learned_optimizer`" in both
+    )
     assert "After 2 steps only the CNP has a score: the MAML family and the learned optimizer diverged." in both
     del metrics["kinds"]["learned_optimizer"]
     del metrics["kinds"]["maml_family"]

@@ -258,11 +258,16 @@ def steps_note(learners: tuple[str, ...] = ("tuned", "default")) -> str:
                 "step, so it is scored at 0 steps and every step column repeats that score."
             )
         elif setting["algorithm"] in LEARNED_RULE_ALGORITHMS:
-            notes.append(
-                f"The {LABELS[name]} learner's update rule was meta-trained for {setting['inner_steps']} inner "
-                "steps; later steps feed it a step fraction above 1, which it never saw in training."
-            )
+            notes.append(rule_note(LABELS[name], setting))
     return "\n" + " ".join(notes) + "\n" if notes else ""
+
+
+def rule_note(label: str, setting: dict) -> str:
+    """What the steps past a learned rule's trained ones mean, for the learner ``label`` trained with ``setting``."""
+    return (
+        f"The {label} learner's update rule was meta-trained for {setting['inner_steps']} inner "
+        "steps; later steps feed it a step fraction above 1, which it never saw in training."
+    )
 
 
 def search_options(search: SearchParams, trials: pd.DataFrame) -> str:

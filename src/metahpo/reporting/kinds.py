@@ -13,7 +13,7 @@ from metahpo.learners import KINDS, LEARNED_RULE_ALGORITHMS
 from metahpo.learners.cost import setting_macs
 from metahpo.params import Params
 from metahpo.reporting import published
-from metahpo.reporting.figures import table, trained_settings
+from metahpo.reporting.figures import rule_note, table, trained_settings
 
 TITLES = {
     "maml_family": "parameter-based: MAML family (MAML, first-order MAML, Meta-SGD, ANIL)",
@@ -95,16 +95,10 @@ def kinds_section(params: Params, metrics: dict, cell, metric: str, kind: str, h
         stats, macs = metrics[name]["test"][kind][k], setting_macs(setting, params)
         rows.append([TITLES[kind_name], f"`{name}`: {algorithm}", where, f"{macs / 1e6:,.2f} M",
                      *(cell(stats[s]) for s in steps), _published(kind_name, tasks.family, tasks.shots)])  # fmt: skip
-    rule = [
-        settings[name]["inner_steps"]
+    past = "".join(
+        f" {rule_note(f'`{name}`', settings[name])}"
         for _, name, _ in present
         if settings[name]["algorithm"] in LEARNED_RULE_ALGORITHMS
-    ]
-    past = (
-        f" The learned optimizer's rule was meta-trained for {rule[0]} inner step(s): past them it reads a step "
-        "fraction above 1, which it never saw in training."
-        if rule
-        else ""
     )
     verdict = "Only one kind was trained: add kinds to search.space.algorithm to compare them."
     if len(present) > 1:

@@ -21,11 +21,6 @@ from metahpo.learners import KINDS
 from metahpo.search.trial_log import OK, STOPPED
 
 
-def kind_of(algorithm: str) -> str:
-    """The kind of meta-learner (a key of :data:`metahpo.learners.KINDS`) an algorithm belongs to."""
-    return next(kind for kind, algorithms in KINDS.items() if algorithm in algorithms)
-
-
 def searched_kinds(space: dict) -> list[str]:
     """The kinds of meta-learner ``search.space.algorithm`` tries, in the order of :data:`KINDS` (none when
     the algorithm is not searched)."""
@@ -34,14 +29,14 @@ def searched_kinds(space: dict) -> list[str]:
     return [kind for kind, members in KINDS.items() if any(a in members for a in algorithms)]
 
 
-def _candidate(row: dict) -> dict:
+def _candidate(row: dict, point: dict) -> dict:
     return {
         "trial": int(row["trial"]),
         "status": row["status"],
         "iterations": int(row["iterations"]),
         "objective": float(row["objective"]),
         "cost_macs": int(row["cost_macs"]),
-        "point": json.loads(row["point"]),
+        "point": point,
         # How far it trained: the highest rung it reached (multi-fidelity; with compute rungs, iterations differ
         # within a rung), else 0 and its iterations (stopped by the median rule).
         "reach": (max(map(int, json.loads(row["rungs"] or "{}")), default=0), int(row["iterations"])),
@@ -58,13 +53,14 @@ def kind_bests(trials: Path, kinds: list[str]) -> dict[str, dict]:
     try:
         with open(trials, encoding="utf-8", newline="") as fh:
             every = list(csv.DictReader(fh))
-        drawn = [json.loads(r["point"]).get("algorithm") for r in every]
-        rows = [_candidate(r) for r in every if r["status"] in (OK, STOPPED)]
+        points = [json.loads(r["point"]) for r in every]
+        drawn = [point.get("algorithm") for point in points]
+        rows = [_candidate(r, p) for r, p in zip(every, points) if r["status"] in (OK, STOPPED)]
     except FileNotFoundError:
         raise ArtifactError(f"{trials}: missing; run the search stage first") from None
     except (ValueError, KeyError, TypeError, AttributeError, csv.Error):
         raise ArtifactError(f"{trials}: not a readable trial log; rerun the search stage") from None
-    rows = [r for r in rows if math.isfinite(r["objective"]) and isinstance(r["point"], dict)]
+    rows = [r for r in rows if math.isfinite(r["objective"])]
     bests: dict[str, dict] = {}
     for kind in kinds:
         mine = [r for r in rows if r["point"].get("algorithm") in KINDS[kind]]
