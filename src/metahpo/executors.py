@@ -2,21 +2,106 @@
 
 All three are ``concurrent.futures``-style executors (``submit`` returns a future), so the search
 loop does not care which one it drives.
+
+What a job hands back crosses to this process as plain data only: the worker turns its value into
+bytes (:func:`call_plain`, ``torch.save``) and this process reads them with ``weights_only=True``,
+which rebuilds dicts, lists, numbers, strings and tensors and refuses anything else, so an object
+whose unpickling would run code is refused instead of run (:class:`RefusedResult`). The Dask client
+also refuses results that arrive pickled (``deserializers=["msgpack"]``). Dask's own messages
+(task errors, the scheduler's replies) are still pickles, so every scheduler and worker of a cluster
+must be trusted: see docs/search.md, "Trust".
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from collections import deque
+from collections.abc import Callable, Hashable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+
+import torch
 
 from metahpo.errors import InputError, first_line
 
 CONNECT_SECONDS = 10  # how long to wait for a Dask scheduler before naming search.address
+
+
+class RefusedResult(RuntimeError):
+    """A worker handed back something other than the plain data a job returns (refused, never unpickled)."""
+
+
+class JobError(RuntimeError):
+    """A job raised in its worker; the message is the first line of the worker's exception."""
+
+
+def call_plain(fn: Callable, *args) -> bytes:
+    """In the worker: ``fn(*args)`` as bytes (``{"value": ...}`` or ``{"error": "one line"}``).
+
+    Never raises, so nothing but bytes comes back: an exception object would be unpickled by the
+    executor in the caller's process.
+    """
+    try:
+        record = {"value": fn(*args)}
+    except Exception as exc:  # noqa: BLE001 - handed back as one line of text
+        record = {"error": f"{type(exc).__name__}: {first_line(exc)}"}
+    buffer = io.BytesIO()
+    try:
+        torch.save(record, buffer)
+    except Exception as exc:  # noqa: BLE001 - a value that cannot even be saved is refused in the caller
+        buffer = io.BytesIO()
+        torch.save({"error": f"result not saveable ({type(exc).__name__})"}, buffer)
+    return buffer.getvalue()
+
+
+def read_plain(blob) -> object:
+    """In this process: the value a :func:`call_plain` job returned, read without running any code.
+
+    Raises :class:`RefusedResult` for anything but bytes of dicts, lists, numbers, strings and tensors,
+    and :class:`JobError` for the job's own exception.
+    """
+    if not isinstance(blob, bytes):
+        raise RefusedResult(f"result refused: expected bytes from the worker, got {type(blob).__name__}")
+    try:
+        record = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - weights_only refuses every global it does not know
+        raise RefusedResult(f"result refused: not plain data ({first_line(exc)[:200]})") from None
+    if not isinstance(record, dict) or len(record) != 1 or not {"value", "error"} & set(record):
+        raise RefusedResult("result refused: expected {value} or {error} from the worker")
+    if "error" in record:
+        raise JobError(str(record["error"]).splitlines()[0] if record["error"] else "error")
+    return record["value"]
+
+
+def _chain(source, decode: Callable) -> Future:
+    """A future of ``decode(source.result())``, failing with ``source``'s exception or ``decode``'s."""
+    target: Future = Future()
+
+    def settle(done) -> None:
+        try:
+            value = decode(done.result())
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
+            target.set_exception(exc)
+        else:
+            target.set_result(value)
+
+    source.add_done_callback(settle)
+    return target
+
+
+class DaskExecutor(Executor):
+    """Jobs on a Dask client, each one's result read with :func:`read_plain` (pickled results are refused)."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        return _chain(self.client.submit(fn, *args, pure=False, **kwargs), lambda value: value)
 
 
 def exit_with_parent(parent: int, every: float = 0.5) -> None:
@@ -44,32 +129,66 @@ class InlineExecutor(Executor):
         return future
 
 
+def security(tls: dict | None):
+    """``distributed.security.Security`` for ``search.tls`` (``{ca_file, cert, key}``), or None without TLS.
+
+    Encryption is required both ways: this client shows ``cert`` and trusts only servers whose
+    certificates ``ca_file`` signed.
+    """
+    if tls is None:
+        return None
+    from distributed.security import Security
+
+    try:
+        return Security(
+            tls_ca_file=tls["ca_file"], tls_client_cert=tls["cert"], tls_client_key=tls["key"],
+            tls_scheduler_cert=tls["cert"], tls_scheduler_key=tls["key"],
+            tls_worker_cert=tls["cert"], tls_worker_key=tls["key"], require_encryption=True,
+        )  # fmt: skip
+    except (OSError, ValueError) as exc:
+        raise InputError(f"params.yaml: search.tls: {first_line(exc)}") from None
+
+
 @contextlib.contextmanager
-def dask_executor(address: str | None, workers: int) -> Iterator[Executor]:
-    """A Dask executor on the scheduler at ``address``, or on a LocalCluster of ``workers`` processes."""
+def dask_executor(address: str | None, workers: int, tls: dict | None = None) -> Iterator[Executor]:
+    """A Dask executor on the scheduler at ``address``, or on a LocalCluster of ``workers`` processes.
+
+    A LocalCluster listens on 127.0.0.1 only; with ``tls`` (see :func:`security`) it speaks TLS too.
+    """
     from distributed import Client, LocalCluster
 
+    secure = security(tls)
     with contextlib.ExitStack() as stack:
         if address is None:
             cluster = stack.enter_context(
-                LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+                LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    host="127.0.0.1",
+                    protocol="tls://" if secure else "tcp://",
+                    security=secure,
+                )  # fmt: skip
             )
             address = cluster.scheduler_address
         try:
-            client = stack.enter_context(Client(address, timeout=CONNECT_SECONDS))
+            client = stack.enter_context(
+                Client(address, timeout=CONNECT_SECONDS, security=secure, deserializers=["msgpack"])
+            )
         except (OSError, TimeoutError, ValueError) as exc:
             raise InputError(
                 f"params.yaml: search.address: no Dask scheduler answered at {address!r} within "
                 f"{CONNECT_SECONDS} s ({first_line(exc)})"
             ) from None
-        yield client.get_executor()
+        yield DaskExecutor(client)
 
 
 class TrialRunner:
     """Owns the executor (``local`` or ``dask``, ``workers`` at once) and can replace a broken one."""
 
-    def __init__(self, executor: str = "local", workers: int = 1, address: str | None = None):
-        self.kind, self.workers, self.address = executor, workers, address
+    def __init__(self, executor: str = "local", workers: int = 1, address: str | None = None, tls: dict | None = None):
+        self.kind, self.workers, self.address, self.tls = executor, workers, address, tls
         self._stack = contextlib.ExitStack()
         self.executor: Executor | None = None
 
@@ -87,7 +206,7 @@ class TrialRunner:
 
     def _start(self) -> None:
         if self.kind == "dask":
-            self.executor = self._stack.enter_context(dask_executor(self.address, self.workers))
+            self.executor = self._stack.enter_context(dask_executor(self.address, self.workers, self.tls))
         elif self.workers == 1:
             self.executor = InlineExecutor()
         else:
@@ -99,10 +218,14 @@ class TrialRunner:
             self.executor = self._stack.enter_context(pool)
 
     def submit(self, fn, *args) -> Future:
-        """Schedule ``fn(*args)``, starting the executor first if this is the first job."""
+        """Schedule ``fn(*args)``, starting the executor first if this is the first job.
+
+        The future's result is ``fn``'s value read back as plain data (:func:`read_plain`), or it fails
+        with :class:`RefusedResult`, :class:`JobError` (``fn`` raised) or the executor's own error.
+        """
         if self.executor is None:
             self._start()
-        return self.executor.submit(fn, *args)
+        return _chain(self.executor.submit(call_plain, fn, *args), read_plain)
 
     def restart(self) -> None:
         """Replace a local process pool after a worker died (Dask reschedules on its own)."""
@@ -124,3 +247,59 @@ def is_lost_worker(exc: BaseException) -> bool:
     except ImportError:  # pragma: no cover - distributed is a dependency
         return False
     return isinstance(exc, KilledWorker | FutureCancelledError)
+
+
+def run_jobs(
+    runner: TrialRunner,
+    jobs: dict[Hashable, tuple],
+    limit: int,
+    retries: int,
+    done: Callable[[Hashable, object, BaseException | None], None],
+) -> None:
+    """Run every ``jobs[key] = (fn, *args)`` on ``runner``, at most ``limit`` at once, in key order.
+
+    ``done(key, value, None)`` is called as each job finishes, or ``done(key, None, exc)`` once it failed
+    for good. A broken local pool is replaced and every job it lost runs again: a job running beside
+    others when the pool broke is not blamed (it reruns alone, as each lost job does, so the next break
+    names its cause); a job lost while it ran alone is, and counts against ``retries``, as a job of a
+    Dask worker that died does.
+    """
+    waiting = deque(jobs)
+    futures: dict[Future, tuple[Hashable, int]] = {}
+    attempts: dict[Hashable, int] = dict.fromkeys(jobs, 0)
+    suspects: set = set()
+    alone: dict[int, bool] = {}  # generation -> whether one job alone was running when its pool broke
+    generation = 0
+    order = {key: i for i, key in enumerate(jobs)}
+    while waiting or futures:
+        while waiting and len(futures) < limit:
+            if futures and (waiting[0] in suspects or any(key in suspects for key, _ in futures.values())):
+                break  # a suspect runs alone
+            key = waiting.popleft()
+            futures[runner.submit(*jobs[key])] = (key, generation)
+        finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+        again = []
+        for future in sorted(finished, key=lambda f: order[futures[f][0]]):
+            key, gen = futures.pop(future)
+            try:
+                value = future.result()
+            except Exception as exc:  # noqa: BLE001 - sorted out below, and handed to done()
+                if isinstance(exc, BrokenProcessPool):
+                    if gen == generation:  # replace a broken pool once, not once per lost future
+                        alone[gen] = not any(g == gen for _, g in futures.values())
+                        runner.restart()
+                        generation += 1
+                    if not alone[gen]:
+                        suspects.add(key)
+                        again.append(key)
+                        continue
+                if is_lost_worker(exc) and attempts[key] < retries:
+                    attempts[key] += 1
+                    again.append(key)
+                    continue
+                suspects.discard(key)
+                done(key, None, exc)
+                continue
+            suspects.discard(key)
+            done(key, value, None)
+        waiting.extendleft(reversed(again))

@@ -120,6 +120,7 @@ class SearchParams:
     workers: int
     executor: str
     address: str | None
+    tls: dict[str, str] | None
     retries: int
     grid_points: int
     median_stop: MedianStop

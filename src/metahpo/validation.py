@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from metahpo.learners import ALGORITHMS, ARCHITECTURES, OUTER_SCHEDULES, USED_ONLY_BY
 from metahpo.search import ACQ_FUNCS, EXECUTORS, FIDELITIES, FIDELITY_UNITS, METHODS, OBJECTIVES, PRIORS
@@ -81,6 +81,27 @@ def address() -> Check:
         if v is None or (isinstance(v, str) and ":" in v and " " not in v):
             return []
         return [f"{path}: expected null or a scheduler address like tcp://host:8786, got {v!r}"]
+
+    return check
+
+
+def tls_files() -> Check:
+    """``null`` or ``{ca_file, cert, key}``: PEM files of the CA, and of this client's certificate and key."""
+    keys = ("ca_file", "cert", "key")
+
+    def check(v, path):
+        if v is None:
+            return []
+        if not isinstance(v, dict) or set(v) != set(keys):
+            return [f"{path}: expected null or a mapping with keys {', '.join(keys)}, got {v!r}"]
+        problems = []
+        for key in keys:
+            file = v[key]
+            if not isinstance(file, str) or not file.strip():
+                problems.append(f"{path}.{key}: expected the path of a PEM file, got {file!r}")
+            elif not Path(file).is_file():
+                problems.append(f"{path}.{key}: {file} is not a file")
+        return problems
 
     return check
 
@@ -287,6 +308,7 @@ SCHEMA = section(
                 "workers": integer(1, 1024),
                 "executor": choice(*EXECUTORS),
                 "address": address(),
+                "tls": tls_files(),
                 "retries": integer(0, 10),
                 "grid_points": integer(2, 100),
                 "median_stop": section(
@@ -332,6 +354,8 @@ def _cross_checks(params: dict) -> list[str]:
         )
     if search["executor"] == "local" and search["address"] is not None:
         problems.append(f"search.address: only used with search.executor: dask, got {search['address']!r}")
+    if search["executor"] == "local" and search["tls"] is not None:
+        problems.append("search.tls: only used with search.executor: dask")
     for key in ("repeats", "class_folds"):
         if search[key] > 1 and search["median_stop"]["enabled"]:
             problems.append(

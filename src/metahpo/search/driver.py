@@ -25,8 +25,7 @@ than the baseline.
 from __future__ import annotations
 
 import sys
-from collections import Counter, defaultdict, deque
-from concurrent.futures import FIRST_COMPLETED, wait
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import torch
@@ -34,8 +33,8 @@ from tqdm import tqdm
 
 from metahpo import paths
 from metahpo.atomic import write_json
-from metahpo.errors import DivergenceError, InputError
-from metahpo.executors import TrialRunner, is_lost_worker
+from metahpo.errors import DivergenceError, InputError, first_line
+from metahpo.executors import TrialRunner, is_lost_worker, run_jobs
 from metahpo.family import family_of
 from metahpo.learners.cost import cheapest_macs, setting_macs
 from metahpo.learners.memory import check_fits, check_workers, largest_settings, local_workers
@@ -44,7 +43,15 @@ from metahpo.params import Params
 from metahpo.search.class_folds import class_folds
 from metahpo.search.fidelity import RungSchedule
 from metahpo.search.proposers import build_space, make_proposer, pin_inactive
-from metahpo.search.trial import TrialRequest, TrialResult, median_reference, merge_results, run_trial, split_request
+from metahpo.search.trial import (
+    TrialRequest,
+    TrialResult,
+    median_reference,
+    merge_results,
+    plain_trial,
+    run_trial,
+    split_request,
+)
 from metahpo.search.trial_log import FAILED, OK, TOO_COSTLY, UNSCORED, TrialLog, fingerprint, log_row, told_values
 from metahpo.seeds import trial_seed
 from metahpo.tasks.storage import check_generated_with, load_split
@@ -131,39 +138,30 @@ class Search:
         A trial of several trainings (folds, repeats) is submitted as one unit per training, so the
         batch's trainings share the workers instead of each worker waiting for the slowest trial. At most
         ``search.workers`` units are in flight, so each finished one is recorded before the next starts
-        (with one worker, in this process, a kill loses only the unit that was running).
+        (with one worker, in this process, a kill loses only the unit that was running). What a worker
+        hands back is checked as plain data (:meth:`TrialResult.from_plain`); anything else fails the trial.
         """
         units = {(t, j): unit for t, r in requests.items() for j, unit in enumerate(split_request(r))}
         expected = Counter(t for t, _ in units)
-        waiting = deque(units)
         parts: dict[int, dict[int, TrialResult]] = defaultdict(dict)
-        attempts: dict[tuple[int, int], int] = defaultdict(int)
-        generation = 0
-        futures: dict = {}
-        while waiting or futures:
-            while waiting and len(futures) < self.search.workers:
-                key = waiting.popleft()
-                futures[runner.submit(self.trial_fn, units[key])] = (key, generation)
-            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
-            for future in finished:
-                key, gen = futures.pop(future)
-                trial, part = key
+
+        def finished(key, value, exc) -> None:
+            trial, part = key
+            if exc is None:
                 try:
-                    result = future.result()
-                except Exception as exc:  # noqa: BLE001 - the worker, not the trial, failed
-                    lost = is_lost_worker(exc)
-                    if lost and gen == generation:  # replace a broken pool once, not once per lost future
-                        runner.restart()
-                        generation += 1
-                    if lost and attempts[key] < self.search.retries:
-                        attempts[key] += 1
-                        futures[runner.submit(self.trial_fn, units[key])] = (key, generation)
-                        continue
-                    result = TrialResult(trial, FAILED, error=f"worker lost: {type(exc).__name__}: {exc}")
-                parts[trial][part] = result
-                if len(parts[trial]) < expected[trial]:
-                    continue
+                    result = TrialResult.from_plain(value, trial)
+                except ValueError as refused:
+                    result = TrialResult(trial, FAILED, error=str(refused))
+            elif is_lost_worker(exc):
+                result = TrialResult(trial, FAILED, error=f"worker lost: {type(exc).__name__}: {first_line(exc)}")
+            else:
+                result = TrialResult(trial, FAILED, error=first_line(exc))
+            parts[trial][part] = result
+            if len(parts[trial]) == expected[trial]:
                 done(trial, merge_results([parts[trial][j] for j in sorted(parts[trial])]))
+
+        jobs = {key: (plain_trial, self.trial_fn, unit) for key, unit in units.items()}
+        run_jobs(runner, jobs, self.search.workers, self.search.retries, finished)
 
     def run(self) -> dict:
         """Run (or resume) every trial; return the best finished one."""
@@ -174,7 +172,7 @@ class Search:
             print(f"search: {len(reusable)} finished trials in {self.log.log} can be reused", file=sys.stderr)
         rule, workers = self.search.median_stop, self.search.workers
         bar = tqdm(total=self.total, desc="search", unit="trial", file=sys.stderr)
-        with TrialRunner(self.search.executor, workers, self.search.address) as runner:
+        with TrialRunner(self.search.executor, workers, self.search.address, self.search.tls) as runner:
             for first in range(0, self.total, workers):
                 # A whole batch is asked even where n_calls ends inside it, so the trials do not depend on
                 # n_calls: a larger n_calls later reuses every trial of this run.

@@ -66,7 +66,8 @@ class RungSchedule:
             print(f"search: {len(reusable)} trials in {search.log.log} can be reused", file=sys.stderr)
         print(f"search: {self.describe()}", file=sys.stderr)
         bar = tqdm(total=self.total, desc="search", unit="it", unit_scale=True, file=sys.stderr, mininterval=1.0)
-        with TrialRunner(search.search.executor, search.search.workers, search.search.address) as runner:
+        settings = search.search
+        with TrialRunner(settings.executor, settings.workers, settings.address, settings.tls) as runner:
             for bracket in self.plan:
                 self._bracket(runner, bracket, reusable, bar)
         bar.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
@@ -56,6 +56,38 @@ class TrialResult:
     seconds: float = 0.0
     error: str = ""
     states: dict[int, dict] = field(default_factory=dict)  # training index -> state at ``stop_at``
+
+    @classmethod
+    def from_plain(cls, record, trial: int) -> TrialResult:
+        """The result of trial ``trial`` from a worker's plain record (:func:`plain_trial`), checked field by field.
+
+        Raises ``ValueError`` naming the first field that is missing or of the wrong type.
+        """
+        if not isinstance(record, dict) or set(record) != {f.name for f in fields(cls)}:
+            raise ValueError("result refused: not a trial result's fields")
+        number = (int, float)
+        checks = {
+            "trial": lambda v: type(v) is int and v == trial,
+            "status": lambda v: v in ("ok", "stopped", "failed"),
+            "objective": lambda v: isinstance(v, number) and not isinstance(v, bool),
+            "objectives": lambda v: isinstance(v, list) and all(isinstance(x, number) for x in v),
+            "curve": lambda v: isinstance(v, list) and all(isinstance(x, number) for x in v),
+            "stopped_at": lambda v: type(v) is int,
+            "seconds": lambda v: isinstance(v, number) and not isinstance(v, bool),
+            "error": lambda v: isinstance(v, str),
+            "states": lambda v: (
+                isinstance(v, dict) and all(type(k) is int and isinstance(x, dict) for k, x in v.items())
+            ),
+        }
+        for name, check in checks.items():
+            if not check(record[name]):
+                raise ValueError(f"result refused: field {name} has the wrong type or value")
+        return cls(**{**record, "error": record["error"].splitlines()[0] if record["error"] else ""})
+
+
+def plain_trial(trial_fn, request: TrialRequest) -> dict:
+    """In the worker: ``trial_fn(request)``'s :class:`TrialResult` as a plain dict (read by ``from_plain``)."""
+    return asdict(trial_fn(request))
 
 
 class StopTrial(Exception):

@@ -86,7 +86,7 @@ def log_row(result, point: dict, seed: int, iterations: int, cost: int) -> dict:
     }
 
 
-NOT_FINGERPRINTED = ("n_calls", "executor", "address", "retries")
+NOT_FINGERPRINTED = ("n_calls", "executor", "address", "tls", "retries")
 # The search stage's code: every module the search loop imports, and so every module a trial runs.
 SEARCH_CODE = "metahpo.search.driver"
 
