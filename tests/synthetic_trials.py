@@ -96,3 +96,59 @@ class Interrupt:
             raise KeyboardInterrupt("killed")
         self.jobs -= 1
         return rung_bowl(request)
+
+
+class Evil:
+    """An object whose unpickling would create the file ``path``: what a hostile worker would hand back."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+class EvilError(Exception):
+    """An exception whose unpickling would create the file ``path``."""
+
+    def __init__(self, path: str):
+        super().__init__(f"evil {path}")
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def evil_path() -> str:
+    return str(Path(os.environ[MARKER_DIR]) / "pwned")
+
+
+def returns_evil_on_trial_1(request: TrialRequest):
+    """Hands back an :class:`Evil` object for trial 1, the bowl for the others."""
+    return Evil(evil_path()) if request.trial == 1 else bowl(request)
+
+
+def evil_state_on_trial_1(request: TrialRequest):
+    """A proper result for trial 1 whose training state hides an :class:`Evil` object."""
+    result = bowl(request)
+    if request.trial == 1:
+        result.states = {0: {"step": 1, "weights": Evil(evil_path())}}
+    return result
+
+
+def raises_evil_on_trial_1(request: TrialRequest):
+    if request.trial == 1:
+        raise EvilError(evil_path())
+    return bowl(request)
+
+
+def kills_its_worker_once_on_trial_1(request: TrialRequest) -> TrialResult:
+    """Trial 1 kills its worker the first time; trial 0 waits for that, so the pool breaks under both."""
+    marker = Path(os.environ[MARKER_DIR]) / "died"
+    if request.trial == 1 and not marker.exists():
+        time.sleep(0.5)
+        marker.touch()
+        os._exit(1)
+    if request.trial == 0 and not marker.exists():
+        time.sleep(3)
+    return bowl(request)

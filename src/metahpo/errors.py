@@ -29,3 +29,7 @@ class DivergenceError(RuntimeError):
 
 class OutputError(RuntimeError):
     """An output could not be written (disk full, file-size limit, permissions): exit code 1."""
+
+
+class WorkerError(RuntimeError):
+    """A job failed, was lost or handed back something refused in a worker process: exit code 1."""

@@ -27,17 +27,26 @@ from concurrent.futures.process import BrokenProcessPool
 
 import torch
 
-from metahpo.errors import InputError, first_line
+from metahpo import errors
+from metahpo.errors import InputError, WorkerError, first_line
 
 CONNECT_SECONDS = 10  # how long to wait for a Dask scheduler before naming search.address
 
 
-class RefusedResult(RuntimeError):
+class RefusedResult(WorkerError):
     """A worker handed back something other than the plain data a job returns (refused, never unpickled)."""
 
 
-class JobError(RuntimeError):
+class JobError(WorkerError):
     """A job raised in its worker; the message is the first line of the worker's exception."""
+
+
+# A job's exception of one of these types is raised again as the same type (the stages know them).
+KNOWN_ERRORS = {
+    cls.__name__: cls
+    for cls in (errors.InputError, errors.ConfigError, errors.TaskDataError, errors.ArtifactError,
+                errors.DivergenceError, errors.OutputError)
+}  # fmt: skip
 
 
 def call_plain(fn: Callable, *args) -> bytes:
@@ -49,13 +58,13 @@ def call_plain(fn: Callable, *args) -> bytes:
     try:
         record = {"value": fn(*args)}
     except Exception as exc:  # noqa: BLE001 - handed back as one line of text
-        record = {"error": f"{type(exc).__name__}: {first_line(exc)}"}
+        record = {"error": [type(exc).__name__, first_line(exc)]}
     buffer = io.BytesIO()
     try:
         torch.save(record, buffer)
     except Exception as exc:  # noqa: BLE001 - a value that cannot even be saved is refused in the caller
         buffer = io.BytesIO()
-        torch.save({"error": f"result not saveable ({type(exc).__name__})"}, buffer)
+        torch.save({"error": ["RefusedResult", f"result not saveable ({type(exc).__name__})"]}, buffer)
     return buffer.getvalue()
 
 
@@ -74,7 +83,13 @@ def read_plain(blob) -> object:
     if not isinstance(record, dict) or len(record) != 1 or not {"value", "error"} & set(record):
         raise RefusedResult("result refused: expected {value} or {error} from the worker")
     if "error" in record:
-        raise JobError(str(record["error"]).splitlines()[0] if record["error"] else "error")
+        error = record["error"]
+        if not (isinstance(error, list) and len(error) == 2 and all(isinstance(e, str) for e in error)):
+            raise RefusedResult("result refused: expected [type, message] as a job's error")
+        kind, message = error[0], (error[1].splitlines() or [""])[0]
+        if kind in KNOWN_ERRORS:
+            raise KNOWN_ERRORS[kind](message)
+        raise JobError(f"{kind}: {message}")
     return record["value"]
 
 
@@ -101,7 +116,18 @@ class DaskExecutor(Executor):
         self.client = client
 
     def submit(self, fn, /, *args, **kwargs) -> Future:
-        return _chain(self.client.submit(fn, *args, pure=False, **kwargs), lambda value: value)
+        source, target = self.client.submit(fn, *args, pure=False, **kwargs), Future()
+
+        def settle(done) -> None:
+            try:
+                target.set_result(done.result())
+            except TypeError as exc:  # the client's deserializers refused what a worker sent
+                target.set_exception(RefusedResult(f"result refused: a Dask worker sent {first_line(exc)}"))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
+                target.set_exception(exc)
+
+        source.add_done_callback(settle)
+        return target
 
 
 def exit_with_parent(parent: int, every: float = 0.5) -> None:

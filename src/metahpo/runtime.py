@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-from metahpo.errors import ConfigError, DivergenceError, InputError, OutputError
+from metahpo.errors import ConfigError, DivergenceError, InputError, OutputError, WorkerError
 from metahpo.params import Params, load_params
 
 
@@ -62,6 +62,9 @@ def run_stage(name: str, work: Callable[[Params, torch.device | None], None], us
         sys.exit(1)
     except OutputError as exc:
         print(f"error: {name}: {exc}; nothing half-written was kept", file=sys.stderr)
+        sys.exit(1)
+    except WorkerError as exc:
+        print(f"error: {name}: {exc}", file=sys.stderr)
         sys.exit(1)
     except OSError as exc:  # a write outside the atomic writer (e.g. DVCLive's logs)
         where = f"{exc.filename}: " if exc.filename else ""

@@ -16,7 +16,7 @@ from dvclive import Live
 from metahpo import paths
 from metahpo.atomic import atomic_dir, write_json
 from metahpo.errors import ArtifactError
-from metahpo.executors import TrialRunner
+from metahpo.executors import RefusedResult, TrialRunner, WorkerError, is_lost_worker, run_jobs
 from metahpo.family import family_of
 from metahpo.json_files import load_json_object
 from metahpo.learners.artifacts import save_learner
@@ -240,6 +240,23 @@ def tune_pretrained(weights: dict, setting: dict, params: Params, device: torch.
     return tuned, record, weights
 
 
+TRAIN_RETRIES = 1  # reruns of a learner whose worker died while it trained alone (see run_jobs)
+
+
+def checked_result(name: str, value) -> tuple[tuple[dict, dict], float]:
+    """A training worker's ``((weights, summary), seconds)``, checked as plain data of that shape."""
+    ok = (
+        isinstance(value, tuple | list) and len(value) == 2 and isinstance(value[1], float)
+        and isinstance(value[0], tuple | list) and len(value[0]) == 2 and isinstance(value[0][1], dict)
+        and isinstance(value[0][0], dict)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value[0][0].items())
+    )  # fmt: skip
+    if not ok:
+        raise RefusedResult(f"result refused: the worker training {name} handed back no (weights, summary)")
+    (weights, summary), seconds = value
+    return (weights, summary), seconds
+
+
 def train_stage(params: Params, device: torch.device) -> None:
     """Train every learner of the task family, ``train.workers`` at a time; save them once all trained.
 
@@ -262,14 +279,19 @@ def train_stage(params: Params, device: torch.device) -> None:
         load_split(paths.TASKS, split)
     predicted = predict(settings, params, ("tuned", "default", *compared))
     with atomic_dir(paths.MODELS) as models, atomic_dir(paths.TRAIN_LOGS) as logs:
+        trained, took = {}, {}
+
+        def finished(name: str, value, exc: BaseException | None) -> None:
+            if exc is None:
+                trained[name], took[name] = checked_result(name, value)
+            elif is_lost_worker(exc):
+                raise WorkerError(f"the worker training {name} was lost ({type(exc).__name__}) twice, running alone")
+            else:
+                raise exc
+
         with TrialRunner("local", workers) as runner:
-            futures = {
-                name: runner.submit(timed, train_job, name, settings[name], params, steps, logs)
-                for name, steps in jobs.items()
-            }
-            trained, took = {}, {}
-            for name, future in futures.items():
-                trained[name], took[name] = future.result()
+            work = {name: (timed, train_job, name, settings[name], params, steps, logs) for name, steps in jobs.items()}
+            run_jobs(runner, work, workers, TRAIN_RETRIES, finished)
         write_timing(logs, predicted, took)
         for name, twin in same_as.items():
             print(f"{name}: same setting as {twin}, reusing its weights", file=sys.stderr)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -87,7 +87,10 @@ class TrialResult:
 
 def plain_trial(trial_fn, request: TrialRequest) -> dict:
     """In the worker: ``trial_fn(request)``'s :class:`TrialResult` as a plain dict (read by ``from_plain``)."""
-    return asdict(trial_fn(request))
+    result = trial_fn(request)
+    if not isinstance(result, TrialResult):
+        return result  # refused by the caller unless it is plain data, and then by from_plain
+    return {f.name: getattr(result, f.name) for f in fields(result)}  # not asdict: no deep copy of the states
 
 
 class StopTrial(Exception):
