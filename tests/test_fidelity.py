@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import synthetic_trials as st
+import torch
 
 from metahpo.family import zero_predictor_mse
 from metahpo.search.driver import Search
@@ -271,3 +272,51 @@ def test_a_checkpoint_of_another_search_is_never_continued(rung_params, tmp_path
     continued = {int(p.stem.split("-")[1]) for p in stale}
     after = jobs(tmp_path)[10:]
     assert all(start == 0 for trial, start, _ in after if trial in continued)
+
+
+def test_a_checkpoint_of_another_trial_is_never_continued(rung_params, tmp_path, monkeypatch, capsys):
+    """A mix-up puts one trial's checkpoint in every other trial's place: they train again, same log."""
+    reference, stale = interrupted_with_checkpoints(rung_params, tmp_path, monkeypatch)
+    assert len(stale) > 1
+    for path in stale[1:]:
+        path.write_bytes(stale[0].read_bytes())
+    _, resumed = run(rung_params, tmp_path, name="s")
+    pd.testing.assert_frame_equal(resumed, reference)
+    assert f"{stale[1]} is another trial's or search's" in capsys.readouterr().err
+    mixed = {int(p.stem.split("-")[1]) for p in stale[1:]}
+    assert all(start == 0 for trial, start, _ in jobs(tmp_path)[10:] if trial in mixed)
+
+
+def other_setting_weights(state, params, tiny_params):
+    """The weights of a wider network: right keys, wrong shapes."""
+    from metahpo.learners.metatrain import build_learner
+    from metahpo.learners.settings import apply_point, learner_config
+
+    wide = apply_point(params, {"algorithm": "metasgd", "hidden": 7})
+    return {**state, "weights": build_learner(learner_config(wide, params), 0, torch.device("cpu")).state_dict()}
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        other_setting_weights,
+        lambda state, *_: {**state, "optimizer": {}},
+        lambda state, *_: {**state, "optimizer": {**state["optimizer"], "state": {0: {"exp_avg": torch.zeros(3)}}}},
+        lambda state, *_: {**state, "running": "x"},
+        lambda state, *_: {**state, "generator": torch.zeros(3)},
+        lambda state, *_: {**state, "since": -1},
+        lambda state, *_: {k: v for k, v in state.items() if k != "weights"},
+    ],
+)
+def test_a_malformed_state_of_the_right_step_means_training_from_the_start(tiny_params, corrupt):
+    tiny_params["search"].update(iterations=20)
+    params = typed(tiny_params)
+    splits = generate_splits(params.tasks, 0)
+    data = [(splits["meta_train"], splits["meta_val"])]
+    point = {"algorithm": "metasgd", "outer_lr": 0.01}
+    whole = run_trial(TrialRequest(0, point, 5, params, data))
+    first = run_trial(TrialRequest(0, point, 5, params, data, stop_at=8))
+    bad = {0: corrupt(first.states[0], params, tiny_params)}
+    rest = run_trial(TrialRequest(0, point, 5, params, data, stop_at=20, resume=bad))
+    assert rest.status == "ok", rest.error
+    assert rest.objectives == whole.objectives  # trained 20 iterations from the start

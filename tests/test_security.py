@@ -12,7 +12,7 @@ import synthetic_trials as st
 import torch
 
 from metahpo.errors import DivergenceError, OutputError
-from metahpo.executors import JobError, RefusedResult, TrialRunner, read_plain
+from metahpo.executors import JobError, RefusedResult, TrialRunner, read_plain, security
 from metahpo.search.driver import Search
 from metahpo.search.trial import TrialResult
 
@@ -179,8 +179,12 @@ def test_trials_run_through_a_tls_cluster_that_refuses_plain_clients(tmp_path, m
         value = runner.submit(st.bowl_value, {"inner_lr": 0.03, "hidden": 50}).result()
         address = runner.executor.client.scheduler.address
         assert value == pytest.approx(0.01) and address.startswith("tls://127.0.0.1:")
+        with pytest.raises(TypeError, match="TLS expects"):
+            Client(address, timeout=3)  # no certificate at all: Dask will not even try
+        (tmp_path / "other").mkdir()
+        stranger = security(make_certificates(tmp_path / "other"))  # a certificate from another CA
         with pytest.raises((OSError, TimeoutError)):
-            Client(address, timeout=3)  # no certificate: not let in
+            Client(address, timeout=3, security=stranger)
 
 
 PRELOAD = """
@@ -206,7 +210,8 @@ def test_a_dask_worker_that_sends_a_pickle_runs_nothing_here(search_params, tmp_
     preload.write_text(PRELOAD.format(target=str(target)))
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
                       host="127.0.0.1", preload=[str(preload)]) as cluster:  # fmt: skip
-        search_params["search"].update(executor="dask", address=cluster.scheduler_address, n_calls=2)
+        address = cluster.scheduler_address
+        search_params["search"].update(executor="dask", address=address, n_calls=2, n_initial_points=2)
         with pytest.raises(DivergenceError, match="all 2 trials failed"):
             run(search_params, tmp_path, st.bowl)
     trials = pd.read_csv(tmp_path / "s" / "trials.csv")

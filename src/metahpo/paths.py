@@ -23,3 +23,22 @@ REPORT = Path("reports/report.md")
 def training_tsv(learner: str) -> Path:
     """DVCLive's meta-loss history of one learner."""
     return TRAIN_LOGS / learner / "plots" / "metrics" / "meta_loss.tsv"
+
+
+def inside(folder: Path, name: object, source: Path, key: str) -> Path:
+    """``folder / name`` for a ``name`` read from the file ``source`` (at ``key``), refused unless it stays inside.
+
+    A name is one plain entry of ``folder``: not absolute, no ``..``, no separator, and where it already
+    exists, it resolves (symlinks followed) inside ``folder``. Raises :class:`metahpo.errors.ArtifactError`.
+    """
+    from metahpo.errors import ArtifactError
+
+    plain = isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
+    path = Path(folder) / name if plain else None
+    if (
+        path is not None
+        and "\0" not in name
+        and (not path.exists() or path.resolve().is_relative_to(Path(folder).resolve()))
+    ):
+        return path
+    raise ArtifactError(f"{source}: {key}: {name!r} is not an entry of {folder}/; rerun the stage that wrote it")

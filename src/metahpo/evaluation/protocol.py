@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
@@ -89,10 +90,25 @@ def read_kinds() -> dict:
     return record
 
 
-def compared_learners(kinds: dict | None, family) -> list[str]:
-    """The learners of ``{kind: {learner}}`` trained only to stand for a kind of meta-learner (``best_<kind>``)."""
-    names = [entry["learner"] for entry in (kinds or {}).values()]
-    return [name for name in names if name is not None and name not in family.learners]
+def compared_learners(kinds: dict | None, family, source: Path) -> list[str]:
+    """The learners of ``{kind: {learner}}`` trained only to stand for a kind of meta-learner (``best_<kind>``).
+
+    Each is a folder of ``models/`` (:func:`metahpo.paths.inside`); ``source`` is the file ``kinds`` came from.
+    """
+    if not isinstance(kinds, dict | None) or not all(
+        isinstance(e, dict) and "learner" in e for e in (kinds or {}).values()
+    ):
+        raise ArtifactError(
+            f"{source}: kinds: expected {{kind: {{learner: name or null}}}}; rerun the stage that wrote it"
+        )
+    names = []
+    for kind, entry in (kinds or {}).items():
+        name = entry["learner"]
+        if name is not None:
+            paths.inside(paths.MODELS, name, source, f"kinds.{kind}.learner")
+            if name not in family.learners:
+                names.append(name)
+    return names
 
 
 def evaluate_stage(params: Params, device: torch.device) -> None:
@@ -102,7 +118,7 @@ def evaluate_stage(params: Params, device: torch.device) -> None:
     module = MODULES[family.kind]
     splits = module.load_splits()
     kinds = read_kinds()
-    compared = compared_learners(kinds["kinds"], family)
+    compared = compared_learners(kinds["kinds"], family, paths.MODELS / paths.KINDS)
     learners = {name: load_learner(paths.MODELS / name, device, family) for name in (*family.learners, *compared)}
     steps = headline_steps(params.evaluate.max_steps, [trained_steps(learner) for learner in learners.values()])
     metrics: dict = {"protocol": module.protocol(params, splits)}

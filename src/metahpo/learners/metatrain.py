@@ -152,13 +152,7 @@ def meta_train(
     running = torch.zeros((), device=next(learner.parameters()).device)
     since, first = 0, 1
     if state is not None:
-        learner.load_state_dict(state["weights"])
-        optimizer.load_state_dict(state["optimizer"])
-        if schedule is not None:
-            schedule.load_state_dict(state["schedule"])
-        generator.set_state(state["generator"])
-        running.copy_(state["running"])
-        since, first = state["since"], state["step"] + 1
+        since, first = _restore(state, learner, optimizer, schedule, generator, running)
     last = settings.iterations if stop_at is None else stop_at
     bar = tqdm(range(first, last + 1), desc=progress, disable=progress is None, mininterval=1.0, leave=False)
     for step in bar:
@@ -194,6 +188,37 @@ def meta_train(
             "since": since,
         }
     )
+
+
+class StateError(ValueError):
+    """A training state to continue from does not fit the learner (another setting's, or malformed)."""
+
+
+def _restore(state, learner, optimizer, schedule, generator, running) -> tuple[int, int]:
+    """Load ``state`` into the training's objects; ``(since, first step)``. Raises :class:`StateError`.
+
+    Shapes are checked here because loading does not: an optimiser state of other shapes would only
+    fail (or broadcast) at the next step.
+    """
+    try:
+        learner.load_state_dict(state["weights"])
+        optimizer.load_state_dict(state["optimizer"])
+        for param in learner.parameters():
+            for value in optimizer.state.get(param, {}).values():
+                if isinstance(value, torch.Tensor) and value.dim() and value.shape != param.shape:
+                    raise ValueError(f"optimiser state of shape {tuple(value.shape)} for {tuple(param.shape)}")
+        if schedule is not None:
+            schedule.load_state_dict(state["schedule"])
+        generator.set_state(state["generator"])
+        if not (isinstance(state["running"], torch.Tensor) and state["running"].numel() == 1):
+            raise ValueError("running loss is not one number")
+        running.copy_(state["running"].reshape(()))
+        since, step = state["since"], state["step"]
+        if not (type(since) is int and type(step) is int and since >= 0 and step >= 0):
+            raise ValueError("since and step must be counts")
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, the state is not this training's
+        raise StateError(f"training state does not fit ({type(exc).__name__}: {str(exc)[:200]})") from None
+    return since, step + 1
 
 
 def on_cpu(value):

@@ -67,7 +67,7 @@ def report_stage(params: Params, device: torch.device) -> None:
     trials = read_trials(params.search.space)
     metrics = read_json(paths.EVALUATION, numbers=True)
     best = read_json(paths.BEST)
-    check_report_inputs(family, compared_learners(metrics["kinds"], family))
+    check_report_inputs(family, compared_learners(metrics["kinds"], family, paths.EVALUATION))
     objective = family.objective_name()
     with atomic_dir(paths.FIGURES) as staging, figures_into(staging):
         figures = {

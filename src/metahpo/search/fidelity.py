@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from metahpo.atomic import write_bytes
+from metahpo.errors import first_line
 from metahpo.executors import TrialRunner
 from metahpo.learners.cost import trained_iterations
 from metahpo.learners.settings import apply_point
@@ -129,11 +130,14 @@ class RungSchedule:
             row["rungs"] = {**earlier["rungs"], **row["rungs"]}
             row["seconds"] = round(earlier["seconds"] + result.seconds, 3)
         row["status"] = PENDING if result.status == OK else FAILED
+        search._record(trial, row)  # the log first: a checkpoint that cannot be written only costs retraining
         if result.states:
-            buffer = io.BytesIO()  # a failed write is then a plain OSError, named by write_bytes
-            torch.save({"search": search.key, "states": result.states}, buffer)
-            write_bytes(self._checkpoint(trial), buffer.getvalue())
-        search._record(trial, row)
+            buffer = io.BytesIO()
+            torch.save({"search": search.key, "trial": trial, "point": point, "states": result.states}, buffer)
+            try:
+                write_bytes(self._checkpoint(trial), buffer.getvalue())
+            except OSError as exc:
+                print(f"search: {first_line(exc)}; trial {trial}'s next rung trains from the start", file=sys.stderr)
 
     def _checkpoint(self, trial: int) -> Path:
         return self.search.checkpoints / f"trial-{trial:05d}.pt"
@@ -141,17 +145,31 @@ class RungSchedule:
     def _load(self, trial: int, point: dict, rung: int) -> dict | None:
         """The trial's training states after ``rung``, or None to train from the start (same result, more work).
 
-        A checkpoint is used only if this search (the same fingerprint) wrote it, at that rung's step.
+        A checkpoint is used only if this search (the same fingerprint) wrote it for this trial and point,
+        with one state per training at that rung's step; a state that still does not fit the learner is
+        discarded by the worker (:class:`metahpo.learners.metatrain.StateError`).
         """
         path = self._checkpoint(trial)
         if rung == 0 or not path.exists():
             return None
         search = self.search
         step = trained_iterations(apply_point(search.params, point), search.params, rung)
+        trainings = range(len(search.folds) * search.params.search.repeats)
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
-            states = saved["states"] if saved["search"] == search.key else {}
+            mine = saved["search"] == search.key and saved["trial"] == trial and saved["point"] == point
+            states = saved["states"] if mine else None
+            if mine and not (
+                isinstance(states, dict)
+                and set(states) == set(trainings)
+                and all(
+                    isinstance(s, dict) and type(s.get("step")) is int and s["step"] == step for s in states.values()
+                )
+            ):
+                raise ValueError("states of other trainings or steps")
         except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint only costs retraining
             print(f"search: {path} unreadable ({type(exc).__name__}), trial {trial} trains again", file=sys.stderr)
             return None
-        return states if states and all(state["step"] == step for state in states.values()) else None
+        if not mine:
+            print(f"search: {path} is another trial's or search's, trial {trial} trains again", file=sys.stderr)
+        return states

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field, fields, replace
 
@@ -18,7 +19,7 @@ import numpy as np
 from metahpo.errors import DivergenceError
 from metahpo.family import family_of
 from metahpo.learners.cost import trained_iterations
-from metahpo.learners.metatrain import build_learner, meta_train
+from metahpo.learners.metatrain import StateError, build_learner, meta_train
 from metahpo.learners.settings import apply_point, learner_config, train_settings
 from metahpo.params import Params
 from metahpo.seeds import trial_seed
@@ -185,7 +186,14 @@ def _train_once(
 
     budget = train_settings(setting, params, iterations)
     resume = (request.resume or {}).get(index)
-    state = meta_train(learner, pool, budget, seed, every, checkpoint if every else None, stop_at=stop_at, state=resume)
+    try:
+        state = meta_train(
+            learner, pool, budget, seed, every, checkpoint if every else None, stop_at=stop_at, state=resume
+        )
+    except StateError as exc:  # a checkpoint that is not this training's: start again (same result, more work)
+        print(f"trial {request.trial}: {exc}; training from the start", file=sys.stderr)
+        learner = build_learner(learner_config(setting, params), seed, device)
+        state = meta_train(learner, pool, budget, seed, every, checkpoint if every else None, stop_at=stop_at)
     if stop_at is not None and stop_at < iterations:
         result.states[index] = state
     return family.objective(learner, val_split, steps, device)
