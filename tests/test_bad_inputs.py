@@ -159,6 +159,18 @@ def link_out(path: Path) -> None:
     path.symlink_to(outside.resolve(), target_is_directory=outside.is_dir())
 
 
+def kinds_name(name: str):
+    """``models/kinds.json`` naming ``name`` as the learner of the maml kind."""
+    return edit_json("models/kinds.json", lambda k: _set(k["kinds"], "maml", {"learner": name}))
+
+
+def learner_linked_out(root: Path) -> None:
+    """A learner folder outside ``models/``, reached through a symbolic link that kinds.json names."""
+    shutil.copytree(root / "models/tuned", root / "outside-tuned")
+    (root / "models/best_out").symlink_to((root / "outside-tuned").resolve(), target_is_directory=True)
+    kinds_name("best_out")(root)
+
+
 def write_dup_nested(root: Path, section: str, key: str) -> None:
     """Give ``section.key`` twice: once as written, once more at the top of the section."""
     text = (root / "params.yaml").read_text()
@@ -282,6 +294,15 @@ CASES = [
         "search.fidelity_unit: compute",
     ),
     ("search", params_edit("search.max_cost", -1), "search.max_cost"),
+    ("search", params_edit("search.tls", {"ca_file": "ca.pem", "cert": "c.pem", "key": "k.pem"}), "search.tls"),
+    (
+        "search",
+        params_edit(
+            "search.tls", {"ca_file": "params.yaml", "cert": "params.yaml", "key": "no.pem"}, search__executor="dask"
+        ),
+        "search.tls.key: no.pem is not a file",
+    ),
+    ("search", params_edit("search.tls", {"ca_file": "params.yaml"}, search__executor="dask"), "search.tls: expected"),
     ("search", params_edit("search.max_cost", 0.5, search__start_from_default=True), "search.max_cost: 0.5 is below"),
     ("search", params_edit("search.max_cost", 0.01), "search.max_cost: 0.01x the untuned setting's estimated cost"),
     (
@@ -320,6 +341,16 @@ CASES = [
         "models/kinds.json: expected compare_kinds and kinds",
     ),
     ("evaluate", truncate("models/default/model.pt"), "models/default/model.pt"),
+    ("evaluate", lambda root: kinds_name(str((root / "models/tuned").resolve()))(root), "kinds.maml.learner"),
+    ("evaluate", kinds_name("../models/tuned"), "models/kinds.json: kinds.maml.learner: '../models/tuned' is not"),
+    ("evaluate", kinds_name(".."), "kinds.maml.learner"),
+    ("evaluate", learner_linked_out, "models/kinds.json: kinds.maml.learner: 'best_out' is not an entry of models/"),
+    (
+        "report",
+        edit_json("reports/evaluation.json", lambda e: _set(e, "kinds", {"cnp": {"learner": "../../params.yaml"}})),
+        "reports/evaluation.json: kinds.cnp.learner",
+    ),
+    ("report", edit_json("reports/evaluation.json", lambda e: _set(e, "kinds", {"cnp": 3})), "evaluation.json: kinds"),
     ("evaluate", write("models/tuned/model.pt", pickle.dumps(Evil())), "models/tuned/model.pt"),
     ("evaluate", write("models/tuned/config.json", "not json"), "models/tuned/config.json"),
     ("evaluate", edit_json("models/tuned/config.json", lambda c: _set(c["learner"], "algorithm", "x")), "config.json"),

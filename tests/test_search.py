@@ -331,3 +331,14 @@ def test_an_unreachable_scheduler_is_named_and_needed_only_for_new_trials(search
     with pytest.raises(InputError, match=r"search.address: no Dask scheduler answered at 'tcp://127.0.0.1:9'"):
         run(search_params, tmp_path)
     assert len(pd.read_csv(tmp_path / "s/trials.csv")) == 4
+
+
+def test_every_trial_too_costly_names_search_max_cost_not_a_divergence(search_params, tmp_path):
+    from metahpo.errors import DivergenceError, InputError
+
+    search_params["search"].update(n_calls=3, n_initial_points=3, max_cost=1e-6)
+    with pytest.raises(InputError, match=r"^params.yaml: search.max_cost: all 3 trials were above it"):
+        run(search_params, tmp_path)
+    search_params["search"]["max_cost"] = 1.2  # some settings fit, and those fail
+    with pytest.raises(DivergenceError, match=r"under search.max_cost \(\d+ (failed|too_costly), \d+ "):
+        run(search_params, tmp_path, trial_fn=st.always_fails, name="mixed")

@@ -210,7 +210,16 @@ class Search:
         """The finished (not failed, not stopped) trial with the lowest objective."""
         ok = [t for t in sorted(self.rows) if self.rows[t]["status"] == OK]
         if not ok:
-            raise DivergenceError(f"all {len(self.rows)} trials failed, stopped or were too costly; see {self.log.log}")
+            counts = Counter(self.rows[t]["status"] for t in sorted(self.rows))
+            if set(counts) == {TOO_COSTLY}:
+                raise InputError(
+                    f"params.yaml: search.max_cost: all {len(self.rows)} trials were above it, so none was trained; "
+                    "raise it or narrow search.space"
+                )
+            each = ", ".join(f"{n} {status}" for status, n in counts.items())
+            costly = " under search.max_cost" if TOO_COSTLY in counts else ""
+            raise DivergenceError(f"all {len(self.rows)} trials failed, stopped or were too costly{costly} ({each}); "
+                                  f"see {self.log.log}")  # fmt: skip
         trial = min(ok, key=lambda t: self.rows[t]["objective"])
         row = self.rows[trial]
         return {"trial": trial, "objective": row["objective"], "point": row["point"], "seed": row["seed"]}
