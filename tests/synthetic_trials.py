@@ -152,3 +152,22 @@ def kills_its_worker_once_on_trial_1(request: TrialRequest) -> TrialResult:
     if request.trial == 0 and not marker.exists():
         time.sleep(3)
     return bowl(request)
+
+
+def sleep_then(seconds: float, value):
+    """``value`` after ``seconds`` (a healthy job beside one that kills its worker)."""
+    time.sleep(seconds)
+    return value
+
+
+def die_once(marker: str, value):
+    """Kills its worker the first time (``marker`` remembers), then returns ``value``."""
+    if not Path(marker).exists():
+        time.sleep(0.5)
+        Path(marker).touch()
+        os._exit(1)
+    return value
+
+
+def always_die():
+    os._exit(1)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from project import commit_all, copy_project, env_for, run, write_params
+from project import commit_all, copy_project, dvc, env_for, run, write_params
 
 STAGE_OUTPUTS = ("data/tasks", "models", "reports/train", "reports/plots", "reports/figures")
 
@@ -128,3 +128,35 @@ def test_a_killed_train_stage_leaves_the_previous_outputs_whole(project, tiny_pa
     run(project, sys.executable, "stages/train.py")  # the next run clears what kill -9 left
     assert not _leftovers(project)
     assert _tree(project, "models") != before["models"] and (project / "reports/train/tuned").is_dir()
+
+
+@pytest.mark.e2e
+def test_dvc_repro_keeps_the_previous_outputs_of_a_stage_that_fails_or_is_killed(project, tiny_params):
+    """Under `dvc repro`, a stage refused by bad params, or killed with -9, leaves every previous output whole."""
+    dvc(project, "repro")
+    outputs = ("data/tasks", "models", "reports")
+    before = {rel: _tree(project, rel) for rel in outputs}
+    assert before["reports"]["evaluation.json"] and before["reports"]["metrics.json"]
+    tiny_params["evaluate"]["task_chunk"] = 0
+    write_params(project, tiny_params)
+    failed = dvc(project, "repro", check=False)
+    assert failed.returncode != 0 and "evaluate.task_chunk" in failed.stderr + failed.stdout
+    assert {rel: _tree(project, rel) for rel in outputs} == before
+    assert "evaluate:" in dvc(project, "status").stdout  # the old outputs are not taken for new ones
+
+    tiny_params["evaluate"]["task_chunk"] = 64
+    tiny_params["train"].update(iterations=20_000, log_every=10)
+    write_params(project, tiny_params)
+    proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "train"], cwd=project, env=env_for(project),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    logged = project / "reports/.train.partial/tuned/plots/metrics/meta_loss.tsv"
+    deadline = time.monotonic() + 300
+    while not logged.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert logged.exists(), "training should have started logging"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    after = {rel: _tree(project, rel) for rel in outputs}
+    train_outputs = [k for k in before["reports"] if k.startswith(("train/", "evaluation", "metrics", "plots/"))]
+    assert after["models"] == before["models"] and after["data/tasks"] == before["data/tasks"]
+    assert {k: after["reports"].get(k) for k in train_outputs} == {k: before["reports"][k] for k in train_outputs}

@@ -218,3 +218,23 @@ def test_a_dask_worker_that_sends_a_pickle_runs_nothing_here(search_params, tmp_
     assert not target.exists()
     assert (trials["status"] == "failed").all()
     assert trials["error"].str.startswith("result refused: a Dask worker sent").all()
+
+
+def test_run_jobs_reruns_every_job_a_broken_pool_lost_and_blames_only_a_job_alone(tmp_path):
+    from concurrent.futures.process import BrokenProcessPool
+
+    from metahpo.executors import run_jobs
+
+    outcomes = {}
+
+    def done(key, value, exc):
+        outcomes[key] = (value, type(exc).__name__ if exc else None)
+
+    jobs = {
+        "healthy": (st.sleep_then, 3, "h"),
+        "dies": (st.die_once, str(tmp_path / "died"), "d"),
+        "doomed": (st.always_die,),
+    }
+    with TrialRunner("local", 2) as runner:
+        run_jobs(runner, jobs, 2, 1, done)
+    assert outcomes == {"healthy": ("h", None), "dies": ("d", None), "doomed": (None, BrokenProcessPool.__name__)}
