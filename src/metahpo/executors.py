@@ -127,6 +127,7 @@ class DaskExecutor(Executor):
                 target.set_exception(exc)
 
         source.add_done_callback(settle)
+        target.dask_future = source  # held while the caller waits: Dask cancels a task whose future is dropped
         return target
 
 
