@@ -320,3 +320,12 @@ def test_a_malformed_state_of_the_right_step_means_training_from_the_start(tiny_
     rest = run_trial(TrialRequest(0, point, 5, params, data, stop_at=20, resume=bad))
     assert rest.status == "ok", rest.error
     assert rest.objectives == whole.objectives  # trained 20 iterations from the start
+
+
+def test_an_unwritable_checkpoint_folder_costs_retraining_not_the_finished_rungs(rung_params, tmp_path, capsys):
+    _, reference = run(rung_params, tmp_path, name="reference")
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s/checkpoints").write_text("a file where the folder should be")
+    _, trials = run(rung_params, tmp_path, name="s")
+    pd.testing.assert_frame_equal(trials, reference)
+    assert "s/checkpoints/trial-00000.pt: cannot write" in capsys.readouterr().err

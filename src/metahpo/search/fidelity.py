@@ -8,6 +8,7 @@ search resumes without rerunning a finished rung.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shutil
 import sys
@@ -17,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from metahpo.atomic import write_bytes
-from metahpo.errors import first_line
+from metahpo.errors import OutputError, first_line
 from metahpo.executors import TrialRunner
 from metahpo.learners.cost import trained_iterations
 from metahpo.learners.settings import apply_point
@@ -116,7 +117,8 @@ class RungSchedule:
                 if row["status"] == PENDING:
                     row["status"] = OK if k == top else PENDING if trial in keep else STOPPED
                 if row["status"] != PENDING:
-                    self._checkpoint(trial).unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):  # an unwritable cache/ holds no checkpoint to remove
+                        self._checkpoint(trial).unlink(missing_ok=True)
             told_values(search.rows, search.floor)
             search.log.write(search.rows, search.key, search.search.n_calls)
             alive = keep
@@ -136,7 +138,7 @@ class RungSchedule:
             torch.save({"search": search.key, "trial": trial, "point": point, "states": result.states}, buffer)
             try:
                 write_bytes(self._checkpoint(trial), buffer.getvalue())
-            except OSError as exc:
+            except (OSError, OutputError) as exc:
                 print(f"search: {first_line(exc)}; trial {trial}'s next rung trains from the start", file=sys.stderr)
 
     def _checkpoint(self, trial: int) -> Path:
