@@ -238,3 +238,22 @@ def test_run_jobs_reruns_every_job_a_broken_pool_lost_and_blames_only_a_job_alon
     with TrialRunner("local", 2) as runner:
         run_jobs(runner, jobs, 2, 1, done)
     assert outcomes == {"healthy": ("h", None), "dies": ("d", None), "doomed": (None, BrokenProcessPool.__name__)}
+
+
+def test_a_name_read_from_a_file_stays_inside_its_folder(tmp_path):
+    from metahpo.errors import ArtifactError
+    from metahpo.paths import inside
+
+    models, outside = tmp_path / "models", tmp_path / "elsewhere"
+    (models / "tuned").mkdir(parents=True)
+    outside.mkdir()
+    (models / "out").symlink_to(outside, target_is_directory=True)
+    (models / "twin").symlink_to(models / "tuned", target_is_directory=True)
+    source = tmp_path / "kinds.json"
+    assert inside(models, "tuned", source, "k") == models / "tuned"
+    assert inside(models, "twin", source, "k") == models / "twin"  # a link that stays inside
+    assert inside(models, "best_cnp", source, "k") == models / "best_cnp"  # not there yet: named when read
+    for name in (str(outside), "/etc", "..", "../elsewhere", "tuned/../../elsewhere", "a/b", "out", "", ".", 3, None,
+                 "a\0b", "..\\x"):  # fmt: skip
+        with pytest.raises(ArtifactError, match=r"kinds.json: k: .* is not an entry of"):
+            inside(models, name, source, "k")
