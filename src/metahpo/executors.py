@@ -50,7 +50,7 @@ KNOWN_ERRORS = {
 
 
 def call_plain(fn: Callable, *args) -> bytes:
-    """In the worker: ``fn(*args)`` as bytes (``{"value": ...}`` or ``{"error": "one line"}``).
+    """In the worker: ``fn(*args)`` as bytes (``{"value": ...}``, or ``{"error": [type name, first line]}``).
 
     Never raises, so nothing but bytes comes back: an exception object would be unpickled by the
     executor in the caller's process.
@@ -110,7 +110,7 @@ def _chain(source, decode: Callable) -> Future:
 
 
 class DaskExecutor(Executor):
-    """Jobs on a Dask client, each one's result read with :func:`read_plain` (pickled results are refused)."""
+    """Jobs on a Dask client; a result that arrives pickled is refused (:class:`RefusedResult`), never unpickled."""
 
     def __init__(self, client):
         self.client = client
