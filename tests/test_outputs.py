@@ -160,3 +160,39 @@ def test_dvc_repro_keeps_the_previous_outputs_of_a_stage_that_fails_or_is_killed
     train_outputs = [k for k in before["reports"] if k.startswith(("train/", "evaluation", "metrics", "plots/"))]
     assert after["models"] == before["models"] and after["data/tasks"] == before["data/tasks"]
     assert {k: after["reports"].get(k) for k in train_outputs} == {k: before["reports"][k] for k in train_outputs}
+
+
+def _pool_workers(pid: int) -> list[int]:
+    """The process-pool workers (spawned) among ``pid``'s live children, from /proc."""
+    workers = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z" and b"spawn_main" in cmdline:
+            workers.append(int(stat.parent.name))
+    return workers
+
+
+@pytest.mark.e2e
+def test_a_train_worker_killed_mid_training_is_replaced_and_its_learners_retrained(project, tiny_params):
+    """kill -9 of one of train's pool workers: the pool is replaced, the lost learners rerun, the stage succeeds."""
+    tiny_params["train"].update(iterations=3000, log_every=10, workers=2)
+    write_params(project, tiny_params)
+    for stage in ("generate", "search"):
+        run(project, sys.executable, f"stages/{stage}.py")
+    proc = subprocess.Popen([sys.executable, "stages/train.py"], cwd=project, env=env_for(project),
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    logged = project / "reports/.train.partial/tuned/plots/metrics/meta_loss.tsv"
+    deadline = time.monotonic() + 300
+    while not (logged.exists() and _pool_workers(proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    victim = _pool_workers(proc.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=900)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert (project / "models/tuned/model.pt").exists() and (project / "models/kinds.json").exists()
+    assert (project / "reports/train/tuned/plots/metrics/meta_loss.tsv").exists() and not _leftovers(project)
