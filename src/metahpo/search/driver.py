@@ -4,12 +4,13 @@ Each trial meta-trains a setting for ``search.iterations`` iterations and is sco
 (never meta_test): the grid MSE (classification: cross-entropy or error rate) after
 ``search.objective_steps`` adaptation steps, averaged over ``search.repeats`` training seeds (one by
 default) and, for classification, over ``search.class_folds`` class folds (the stored meta_val
-first; see :mod:`metahpo.search.class_folds`). The proposer is
-told ``log(MSE)``: MSEs span orders of magnitude, and a surrogate fitted on the log scale models the
-good region instead of the outliers. A failed trial (NaN/inf, an exception, a worker lost twice)
-is told a penalty, the log of the worse of the zero predictor's MSE and the worst finished earlier
-trial, so the surrogate learns to avoid the region without being swamped. A trial stopped by the
-median rule is told the value at which it stopped. Neither can be the best setting.
+first; see :mod:`metahpo.search.class_folds`). The proposer is told ``log(MSE)``: MSEs span orders
+of magnitude, and a surrogate fitted on the log scale models the good region instead of the
+outliers. A failed trial (NaN/inf, an exception, a result that is not plain data, its worker lost
+alone more than ``search.retries`` times) is told a penalty, the log of the worse of the zero
+predictor's MSE and the worst finished earlier trial, so the surrogate learns to avoid the region
+without being swamped. A trial stopped by the median rule is told the value at which it stopped.
+Neither can be the best setting.
 
 ``search.workers`` trials are asked at once (skopt's constant liar for ``gp`` and ``forest``) and
 told back in ask order once all of them finish, so the trials depend only on the params, never on
