@@ -21,6 +21,7 @@ from image_folders import image_folder_params, make_flat
 
 from metahpo.evaluation.protocol import evaluate_stage
 from metahpo.learners.training import train_stage
+from metahpo.params import read_params_file
 from metahpo.reporting.report import report_stage
 from metahpo.runtime import run_stage
 from metahpo.search.driver import search_stage
@@ -65,7 +66,7 @@ def params_edit(dotted: str, value, **more):
     edits = {dotted: value, **{k.replace("__", "."): v for k, v in more.items()}}
 
     def apply(root: Path):
-        params = yaml.safe_load((root / "params.yaml").read_text())
+        params = read_params_file(root / "params.yaml")
         for key_path, new in edits.items():
             set_dotted(params, key_path, DELETE if new is None else new)
         (root / "params.yaml").write_text(yaml.safe_dump(params))
@@ -79,7 +80,7 @@ def image_folder(mutate=lambda folders: None, classes: int = 8):
     def apply(root: Path):
         folders = make_flat(root / "data/raw/imgs", classes=classes)
         mutate(folders)
-        params = image_folder_params(yaml.safe_load((root / "params.yaml").read_text()), "data/raw/imgs")
+        params = image_folder_params(read_params_file(root / "params.yaml"), "data/raw/imgs")
         (root / "params.yaml").write_text(yaml.safe_dump(params))
 
     return apply
@@ -162,7 +163,7 @@ def link_out(path: Path) -> None:
 def write_dup_nested(root: Path, section: str, key: str) -> None:
     """Give ``section.key`` twice: once as written, once more at the top of the section."""
     text = (root / "params.yaml").read_text()
-    value = yaml.safe_load(text)[section][key]
+    value = read_params_file(root / "params.yaml")[section][key]
     (root / "params.yaml").write_text(text.replace(f"{section}:\n", f"{section}:\n  {key}: {value}\n", 1))
 
 
