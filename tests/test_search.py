@@ -348,7 +348,7 @@ def test_a_bad_row_in_the_middle_reruns_that_trial_only(search_params, tmp_path,
     ids=["huge integer", "deep", "not UTF-8"],
 )
 def test_an_unreadable_state_is_not_reused(search_params, tmp_path, capsys, state):
-    search_params["search"]["n_calls"] = 4
+    search_params["search"].update(n_calls=4, n_initial_points=3)
     _, clean = run(search_params, tmp_path)
     path = tmp_path / "s/state.json"
     path.write_bytes(state if isinstance(state, bytes) else state.encode())
