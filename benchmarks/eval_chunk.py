@@ -19,12 +19,11 @@ from unittest import mock
 
 import torch
 import torch.nn.functional as F
-import yaml
 
 from metahpo.learners import conv
 from metahpo.learners.adaptation import classification_scores
 from metahpo.learners.meta_learner import LearnerConfig, MetaLearner
-from metahpo.params import Params, TaskParams
+from metahpo.params import Params, TaskParams, read_params_file
 from metahpo.tasks.episodes import episode_arrays, generate_episode_splits, select_episodes
 from metahpo.tasks.images import digits_classes
 
@@ -34,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def digits_tasks() -> TaskParams:
     """params.yaml's tasks as 5-way 1-shot digits with 600 stored meta_test episodes."""
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = read_params_file(ROOT / "params.yaml")
     raw["tasks"].update(family="digits", shots=1, eval_shots=[1])
     raw["tasks"]["splits"].update(meta_val=10, meta_test=600)
     return Params.from_dict(raw).tasks

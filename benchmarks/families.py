@@ -20,14 +20,13 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 from search_common import benchmark_params, timed_search
 
 from metahpo.family import family_of
 from metahpo.learners.adaptation import adaptation_errors, classification_scores, summarize, summarize_accuracy
 from metahpo.learners.metatrain import build_learner, meta_train
 from metahpo.learners.settings import apply_point, learner_config, train_settings
-from metahpo.params import Params
+from metahpo.params import Params, read_params_file
 from metahpo.tasks.episodes import generate_episode_splits
 from metahpo.tasks.images import load_classes
 from metahpo.tasks.sinusoid import generate_splits
@@ -41,7 +40,7 @@ LEARNERS = {
 
 
 def family_params(family: str) -> Params:
-    params = copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    params = copy.deepcopy(read_params_file(ROOT / "params.yaml"))
     params["device"] = "cpu"
     if family == "sinusoid":
         params["tasks"]["splits"].update(meta_train=5000, meta_val=100)

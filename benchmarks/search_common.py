@@ -7,10 +7,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from metahpo.family import zero_predictor_mse
-from metahpo.params import Params
+from metahpo.params import Params, read_params_file
 from metahpo.search.driver import Search
 from metahpo.tasks.sinusoid import generate_splits
 from metahpo.tasks.storage import save_splits
@@ -20,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def benchmark_params(iterations: int, n_calls: int, workers: int) -> dict:
     """params.yaml with smaller task splits and the given search budget (single fidelity)."""
-    params = copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    params = copy.deepcopy(read_params_file(ROOT / "params.yaml"))
     params["tasks"]["splits"].update(meta_train=5000, meta_val=100)
     params["search"].update(iterations=iterations, n_calls=n_calls, workers=workers, executor="local", address=None)
     params["search"]["fidelity"] = "none"  # these benchmarks measure full-length trials

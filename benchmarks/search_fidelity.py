@@ -39,13 +39,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from metahpo.family import zero_predictor_mse
 from metahpo.learners.adaptation import validation_mse
 from metahpo.learners.metatrain import build_learner, meta_train
 from metahpo.learners.settings import apply_point, learner_config, train_settings
-from metahpo.params import Params
+from metahpo.params import Params, read_params_file
 from metahpo.search import rungs as fidelity
 from metahpo.search.driver import Search
 from metahpo.search.trial import run_trial
@@ -59,7 +58,7 @@ METHODS = ("gp", "gp + successive halving", "gp + hyperband", "random + hyperban
 
 def bench_params(args, seed: int, method: str) -> Params:
     """params.yaml with the benchmark's task sizes, search budget and ``method``."""
-    raw = copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    raw = copy.deepcopy(read_params_file(ROOT / "params.yaml"))
     raw.update(seed=seed, device="cpu", threads=1)
     raw["tasks"]["splits"].update(meta_train=5000, meta_val=100, meta_test=600)
     raw["search"].update(

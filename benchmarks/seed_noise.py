@@ -19,13 +19,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
-import yaml
 
 from metahpo.family import family_of
 from metahpo.learners.adaptation import classification_scores
 from metahpo.learners.metatrain import build_learner, meta_train
 from metahpo.learners.settings import apply_point, learner_config, train_settings
-from metahpo.params import Params
+from metahpo.params import Params, read_params_file
 from metahpo.tasks.episodes import generate_episode_splits
 from metahpo.tasks.images import load_classes
 
@@ -45,7 +44,7 @@ SETTINGS = {
 
 def digits_params() -> Params:
     """params.yaml with the README's digits command applied (10 training queries per class, the default)."""
-    params = copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    params = copy.deepcopy(read_params_file(ROOT / "params.yaml"))
     params["tasks"].update(family="digits", shots=1)
     params["model"].update(arch="conv", layers=4, hidden=32)
     params["meta"]["inner_lr"] = 0.4

@@ -6,16 +6,15 @@ import copy
 from pathlib import Path
 
 import pytest
-import yaml
 
-from metahpo.params import Params, TaskParams
+from metahpo.params import Params, TaskParams, read_params_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_default_params() -> dict:
-    """The committed params.yaml."""
-    return yaml.safe_load((ROOT / "params.yaml").read_text())
+    """The committed params.yaml, read as DVC and the stages read it."""
+    return read_params_file(ROOT / "params.yaml")
 
 
 def shrink(params: dict) -> dict:

@@ -21,6 +21,7 @@ from image_folders import image_folder_params, make_flat
 
 from metahpo.evaluation.protocol import evaluate_stage
 from metahpo.learners.training import train_stage
+from metahpo.params import read_params_file
 from metahpo.reporting.report import report_stage
 from metahpo.runtime import run_stage
 from metahpo.search.driver import search_stage
@@ -65,7 +66,7 @@ def params_edit(dotted: str, value, **more):
     edits = {dotted: value, **{k.replace("__", "."): v for k, v in more.items()}}
 
     def apply(root: Path):
-        params = yaml.safe_load((root / "params.yaml").read_text())
+        params = read_params_file(root / "params.yaml")
         for key_path, new in edits.items():
             set_dotted(params, key_path, DELETE if new is None else new)
         (root / "params.yaml").write_text(yaml.safe_dump(params))
@@ -79,7 +80,7 @@ def image_folder(mutate=lambda folders: None, classes: int = 8):
     def apply(root: Path):
         folders = make_flat(root / "data/raw/imgs", classes=classes)
         mutate(folders)
-        params = image_folder_params(yaml.safe_load((root / "params.yaml").read_text()), "data/raw/imgs")
+        params = image_folder_params(read_params_file(root / "params.yaml"), "data/raw/imgs")
         (root / "params.yaml").write_text(yaml.safe_dump(params))
 
     return apply
@@ -103,6 +104,28 @@ def append(rel: str, data: str | bytes):
         path.write_bytes(path.read_bytes() + (data if isinstance(data, bytes) else data.encode()))
 
     return apply
+
+
+def replace_text(rel: str, old: str, new: str):
+    """Replace the first ``old`` in a file's text (values no JSON or YAML writer would produce)."""
+
+    def apply(root: Path):
+        text = (root / rel).read_text()
+        assert old in text, f"{old!r} not in {rel}"
+        (root / rel).write_text(text.replace(old, new, 1))
+
+    return apply
+
+
+def laughs(levels: int = 9) -> str:
+    """Billion-laughs YAML: ``levels`` anchors, each nine aliases of the one before."""
+    lines = ["lol0: &lol0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"lol{i}: &lol{i} [{', '.join([f'*lol{i - 1}'] * 9)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def deep(levels: int = 3000) -> str:
+    return "[" * levels + "]" * levels
 
 
 def truncate(rel: str):
@@ -174,7 +197,7 @@ def learner_linked_out(root: Path) -> None:
 def write_dup_nested(root: Path, section: str, key: str) -> None:
     """Give ``section.key`` twice: once as written, once more at the top of the section."""
     text = (root / "params.yaml").read_text()
-    value = yaml.safe_load(text)[section][key]
+    value = read_params_file(root / "params.yaml")[section][key]
     (root / "params.yaml").write_text(text.replace(f"{section}:\n", f"{section}:\n  {key}: {value}\n", 1))
 
 
@@ -185,6 +208,12 @@ class Evil:
 
 def _set(d, k, v):
     d[k] = v
+
+
+def _at(d, dotted):
+    for key in dotted.split("."):
+        d = d[key]
+    return d
 
 
 def _drop(d, dotted):
@@ -252,6 +281,12 @@ CASES = [
         ),
         "rule_hidden) or search.workers: algorithm=learned_optimizer, meta_batch_size=10000",
     ),
+    # params.yaml that would hang or crash a YAML reader
+    ("generate", append("params.yaml", laughs()), "lol5: its aliases expand to more than 100,000 values"),
+    ("search", append("params.yaml", "zz: &r [1, *r]\n"), "zz[1]: an alias to itself or a key above it"),
+    ("train", append("params.yaml", f"zz: {deep()}\n"), "params.yaml: nested more than 100 levels deep"),
+    ("evaluate", replace_text("params.yaml", "seed: 0", "seed: " + "1" * 5000), "seed: an integer of 5,000 digits"),
+    ("report", append("params.yaml", "zz:\n  a: 1\n  a: 2\n"), "zz.a: given twice"),
     # search spaces
     ("search", params_edit("search.space", {}), "search.space"),
     ("search", space("inner_lr", {"type": "real", "low": 1.0, "high": 0.1, "prior": "log-uniform"}), "inner_lr"),
@@ -338,7 +373,7 @@ CASES = [
     (
         "evaluate",
         edit_json("models/kinds.json", lambda k: _set(k, "kinds", [])),
-        "models/kinds.json: expected compare_kinds and kinds",
+        "models/kinds.json: kinds: expected a JSON object, got list",
     ),
     ("evaluate", truncate("models/default/model.pt"), "models/default/model.pt"),
     ("evaluate", lambda root: kinds_name(str((root / "models/tuned").resolve()))(root), "kinds.maml.learner"),
@@ -363,6 +398,25 @@ CASES = [
     ),
     ("train", write("reports/search/best.json", "[]"), "reports/search/best.json"),
     ("train", edit_json("reports/search/best.json", lambda b: _set(b["setting"], "inner_lr", -1)), "best.json"),
+    # JSON inputs with the wrong structure, or that would crash a JSON reader
+    ("search", edit_json("data/tasks/manifest.json", lambda m: _set(m, "splits", list(m["splits"]))), "splits: exp"),
+    ("train", edit_json("data/tasks/manifest.json", lambda m: _set(m["splits"]["meta_val"], "sha256", 5)), "sha256"),
+    (
+        "evaluate",
+        edit_json("data/tasks/manifest.json", lambda m: _set(m["splits"]["meta_test"]["arrays"], "support_x", {})),
+        "manifest.json: splits.meta_test.arrays.support_x: expected a list",
+    ),
+    ("search", edit_json("data/tasks/manifest.json", lambda m: _set(m, "seed", float("inf"))), "seed: inf is not a"),
+    ("evaluate", replace_text("models/kinds.json", '"trials_of_kind": 3', '"trials_of_kind": ' + "1" * 5000), "digits"),
+    ("evaluate", write("models/kinds.json", f'{{"kinds": {deep()}}}'), "kinds.json: not valid JSON (nested more"),
+    ("evaluate", edit_json("models/kinds.json", lambda k: _set(k["kinds"]["maml_family"], "learner", 5)), "learner"),
+    ("evaluate", edit_json("models/tuned/config.json", lambda c: _set(c["learner"], "inner_lr", float("nan"))), "nan"),
+    ("evaluate", replace_text("models/tuned/config.json", '"hidden": ', '"hidden": ' + "7" * 4000), "digits (at most"),
+    ("train", edit_json("reports/search/best.json", lambda b: _set(b, "trial", 999)), "trial 999 is not in reports/"),
+    ("report", edit_json("reports/search/best.json", lambda b: _set(b, "trial", 999)), "best.json: trial 999 is not"),
+    ("train", edit_json("reports/search/best.json", lambda b: _set(b, "trial", "2")), "best.json: trial: expected"),
+    ("train", edit_json("reports/search/best.json", lambda b: _set(b, "point", [[[0]] * 2] * 2)), "point: expected"),
+    ("train", write("reports/search/best.json", f'{{"point": {deep(150)}}}'), "best.json: nested more than 100"),
     # values a float32 task array or the squared error cannot hold, and sizes nothing can allocate
     ("generate", params_edit("tasks.amplitude", [0.1, 1.0e39]), "tasks.amplitude: expected values within"),
     ("generate", params_edit("tasks.x_range", [-1.0e7, 5.0]), "tasks.x_range: expected values within"),
@@ -394,8 +448,40 @@ CASES = [
     # the report stage's inputs
     ("report", truncate("reports/evaluation.json"), "reports/evaluation.json: not valid JSON"),
     ("report", edit_json("reports/evaluation.json", lambda m: _drop(m, "tuned.test")), "has no entry tuned.test"),
-    ("report", edit_json("reports/evaluation.json", lambda m: _set(m["default"], "inner_steps", [1])), "not a number"),
+    ("report", edit_json("reports/evaluation.json", lambda m: _set(m["default"], "inner_steps", [1])), "inner_steps: "),
     ("report", edit_json("models/tuned/config.json", lambda c: c.pop("setting")), "config.json: has no entry setting"),
+    (
+        "report",
+        edit_json("reports/evaluation.json", lambda m: _set(_at(m, "tuned.test.grid.k10.step1"), "mse", float("nan"))),
+        "reports/evaluation.json: tuned.test.grid.k10.step1.mse: nan is not a finite number",
+    ),
+    (
+        "report",
+        edit_json("reports/evaluation.json", lambda m: _set(_at(m, "tuned.test.grid.k10.step1"), "mse", "0.1")),
+        "reports/evaluation.json: tuned.test.grid.k10.step1.mse: expected a number or null, got '0.1'",
+    ),
+    (
+        "report",
+        edit_json("reports/evaluation.json", lambda m: _set(_at(m, "default.test.grid.k10"), "stepX", 0.1)),
+        "default.test.grid.k10.stepX: not a step",
+    ),
+    (
+        "report",
+        edit_json("reports/evaluation.json", lambda m: _set(m["kinds"]["maml_family"], "iterations", "many")),
+        "evaluation.json: kinds.maml_family.iterations: expected an integer",
+    ),
+    ("report", replace_text("reports/evaluation.json", '"mse": ', '"mse": 1e999, "was": '), "inf is not a finite"),
+    ("report", write("reports/evaluation.json", f'{{"tuned": {deep(101)}}}'), "evaluation.json: nested more than"),
+    (
+        "report",
+        edit_json("models/pretrained/config.json", lambda c: _set(c["finetuning"], "inner_lr", "0.01")),
+        "models/pretrained/config.json: finetuning.inner_lr: expected a number",
+    ),
+    (
+        "report",
+        csv_edit("reports/search/trials.csv", lambda t: _set(t, "point", '{"inner_lr": ' + deep(2000)[1:-1] + "}")),
+        "row 2: rungs or point",
+    ),
     (
         "report",
         edit_json("reports/evaluation.json", lambda e: _set(e, "kinds", {"cnp": {"learner": "best_cnp"}})),

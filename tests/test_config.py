@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import time
 
 import pytest
 import yaml
 
 from metahpo.errors import ConfigError
-from metahpo.params import load_params
+from metahpo.params import load_params, read_params_file
 from metahpo.validation import validate
 
 from conftest import DELETE, set_dotted
@@ -115,6 +116,68 @@ def test_unreadable_params_file(tmp_path, text, message):
         path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_params(path)
+
+
+# Texts that YAML 1.1 (PyYAML) and YAML 1.2 (ruamel.yaml, which DVC uses) read differently, and plain ones.
+DVC_READS = [
+    "seed: 010\n",
+    "a: 1e-3\nb: 1.5e+2\n",
+    "a: 0o17\nb: 0x1f\nc: 1_000\n",
+    "a: yes\nb: off\nc: ~\n",
+    "a: [1, 2]\nb: {c: .inf}\n",
+    "%YAML 1.1\n---\nseed: 010\n",
+    "base: &b {x: 1}\nmore: {<<: *b, y: 2}\n",
+]
+
+
+@pytest.mark.parametrize("text", DVC_READS, ids=range(len(DVC_READS)))
+def test_params_are_read_as_dvc_reads_them(tmp_path, text):
+    from dvc.utils.serialize import parse_yaml
+
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    assert read_params_file(path) == parse_yaml(text, str(path))
+
+
+def test_a_leading_zero_is_decimal_as_for_dvc(tiny_params, tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(tiny_params).replace("\nseed: 0\n", "\nseed: 010\n"))
+    assert "seed: 010" in path.read_text()
+    assert load_params(path).seed == 10  # YAML 1.1 (PyYAML) would read 8: DVC and the stages would disagree
+
+
+def _laughs(levels: int, key: str = "lol") -> str:
+    lines = [f"{key}0: &{key}0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"{key}{i}: &{key}{i} [{', '.join([f'*{key}{i - 1}'] * 9)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+HOSTILE_YAML = [
+    (_laughs(9), "lol5: its aliases expand to more than 100,000 values"),
+    ("search:\n  space:\n" + "".join("    " + line + "\n" for line in _laughs(12, "x").splitlines()), "aliases expand"),
+    ("a: &r [1, *r]\n", "a[1]: an alias to itself or a key above it"),
+    ("a: &r {b: {c: *r}}\n", "a.b.c: an alias to itself"),
+    ("a: " + "[" * 3000 + "]" * 3000 + "\n", "nested more than 100 levels deep (line 1)"),
+    ("a: " + "{b: " * 3000 + "1" + "}" * 3000 + "\n", "nested more than 100 levels deep"),
+    ("".join("  " * i + f"k{i}:\n" for i in range(150)) + "  " * 150 + "x: 1\n", "nested more than 100 levels"),
+    ("seed: " + "1" * 5000 + "\n", "seed: an integer of 5,000 digits, more than 100 (line 1)"),
+    ("tasks:\n  splits:\n    meta_train: " + "9" * 200 + "\n", "tasks.splits.meta_train: an integer of 200 digits"),
+    ("search:\n  space: {a: 1, a: 2}\n", "search.space.a: given twice (lines 2 and 2)"),
+    ("seed: !!python/object/apply:os.system [echo unsafe]\n", "not valid YAML (could not determine a constructor"),
+    ("a: 1\n---\nb: 2\n", "not valid YAML (but found another document, line 2)"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), HOSTILE_YAML, ids=[m[:40] for _, m in HOSTILE_YAML])
+def test_hostile_yaml_is_refused_in_one_line_and_quickly(tmp_path, text, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    started = time.process_time()
+    with pytest.raises(ConfigError) as info:
+        load_params(path)
+    assert time.process_time() - started < 2.0  # billion laughs: linear in the file, not in its expansion
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value), str(info.value)
+    assert len(str(info.value).splitlines()) == 1 and len(str(info.value)) < 300
 
 
 def test_repeats_cannot_be_combined_with_the_median_rule(tiny_params, tmp_path):

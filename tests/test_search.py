@@ -301,6 +301,62 @@ def test_a_damaged_log_reuses_its_good_rows_and_names_the_bad(search_params, tmp
     assert (_seconds(tmp_path)[:5] == before[:5]).all()  # only what the damage touched ran again
 
 
+def _with_row(index: int, change):
+    """Damage one data row (``index`` from 0) of a log's text with ``change(line)``."""
+
+    def damage(text: str) -> str:
+        lines = text.split("\n")
+        lines[index + 1] = change(lines[index + 1])
+        return "\n".join(lines)
+
+    return damage
+
+
+def _point_cell(line: str, cell: str) -> str:
+    return line[: line.rindex(',"')] + f',"{cell}"'
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        (_with_row(2, lambda line: '"' + "x" * 200_000 + '"' + line[line.index(",") :]), "field larger than"),
+        (_with_row(2, lambda line: _point_cell(line, "[" * 5000 + "]" * 5000)), "nested more than 100 levels"),
+        (_with_row(2, lambda line: _point_cell(line, '{""inner_lr"": ' + "1" * 5000 + "}")), "an integer of 5,000"),
+        (_with_row(2, lambda line: line.replace(",", ",\x00", 1)), "trial 2 was changed after it was written"),
+    ],
+    ids=["200 KB cell", "deep point", "huge integer", "NUL byte"],
+)
+def test_a_bad_row_in_the_middle_reruns_that_trial_only(search_params, tmp_path, capsys, damage, named):
+    """Every row after a damaged one is still read and reused: only the damaged trial runs again."""
+    search_params["search"]["n_calls"] = 6
+    _, clean = run(search_params, tmp_path)
+    before = _seconds(tmp_path)
+    log = tmp_path / "s/trials.csv"
+    log.write_text(damage(log.read_text()))
+    _, rerun = run(search_params, tmp_path)
+    err = capsys.readouterr().err
+    assert f"{log} row 4: " in err and named in err, err
+    assert err.count("runs again") == 1, err
+    pd.testing.assert_frame_equal(rerun, clean)
+    kept = [t for t in before.index if t != 2]
+    assert (_seconds(tmp_path)[kept] == before[kept]).all()
+
+
+@pytest.mark.parametrize(
+    "state",
+    ['{"fingerprint": ' + "1" * 5000 + "}", '{"rows": ' + "[" * 5000 + "]" * 5000 + "}", b'{"a": "\xe9"}'],
+    ids=["huge integer", "deep", "not UTF-8"],
+)
+def test_an_unreadable_state_is_not_reused(search_params, tmp_path, capsys, state):
+    search_params["search"].update(n_calls=4, n_initial_points=3)
+    _, clean = run(search_params, tmp_path)
+    path = tmp_path / "s/state.json"
+    path.write_bytes(state if isinstance(state, bytes) else state.encode())
+    _, rerun = run(search_params, tmp_path)
+    assert f"not reusing {tmp_path / 's/trials.csv'}: unreadable" in capsys.readouterr().err
+    pd.testing.assert_frame_equal(rerun, clean)
+
+
 def test_a_hand_edited_objective_is_named_and_rerun(search_params, tmp_path, capsys):
     search_params["search"]["n_calls"] = 6
     _, clean = run(search_params, tmp_path)

@@ -15,11 +15,10 @@ import dataclasses
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-import yaml
-
-from metahpo.errors import ConfigError, first_line
+from metahpo.errors import ConfigError
 from metahpo.tasks import CLASSIFICATION_FAMILIES, DIGITS_SIDE
 from metahpo.validation import validate
+from metahpo.yaml_files import load_yaml
 
 DEFAULT_PATH = "params.yaml"
 
@@ -216,32 +215,13 @@ SECTIONS = {
 
 
 def load_params(path: str | Path = DEFAULT_PATH) -> Params:
-    """Read and validate params.yaml; raise :class:`ConfigError` listing every problem, each with the file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-        _refuse_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), path)
-        raw = yaml.safe_load(text)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({first_line(exc)})") from None
-    return Params.from_dict(raw, str(path))
+    """Read params.yaml as DVC does, then validate it; :class:`ConfigError` lists every problem, each with the file."""
+    return Params.from_dict(read_params_file(path), str(path))
 
 
-def _refuse_duplicate_keys(node, path: Path, where: str = "") -> None:
-    """Refuse a key given twice in one mapping: plain YAML would silently keep the last."""
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key, value in node.value:
-            name = f"{where}.{key.value}" if where else str(key.value)
-            line = key.start_mark.line + 1
-            if name in seen:
-                raise ConfigError(f"{path}: {name}: given twice (lines {seen[name]} and {line})")
-            seen[name] = line
-            _refuse_duplicate_keys(value, path, name)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _refuse_duplicate_keys(item, path, f"{where}[{i}]")
+def read_params_file(path: str | Path = DEFAULT_PATH):
+    """The plain data of ``path`` read exactly as DVC reads it (YAML 1.2), before validation.
+
+    Test helpers and benchmarks that edit params use this too, so that they see the values the stages see.
+    """
+    return load_yaml(path, ConfigError)

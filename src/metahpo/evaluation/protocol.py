@@ -26,13 +26,27 @@ from metahpo.evaluation import classification, regression
 from metahpo.evaluation.headline import headline
 from metahpo.evaluation.panels import panel_tables
 from metahpo.family import family_of
-from metahpo.json_files import load_json_object
+from metahpo.json_files import BOOLEAN, INTEGER, NULL, NUMBER, OBJECT, TEXT, Each, Optional, load_json_object
 from metahpo.learners.adaptation import trained_steps
 from metahpo.learners.artifacts import load_learner
 from metahpo.params import Params
 from metahpo.tasks.storage import check_generated_with
 
 MODULES = {"regression": regression, "classification": classification}
+
+# One kind's entry in kinds.json (and in evaluation.json): a kind without a scored trial has no learner and
+# at most ``trials_of_kind``; the rest describe the search trial its learner was trained from.
+KIND_ENTRY = {
+    "learner": (TEXT, NULL),
+    "trials_of_kind": Optional(INTEGER),
+    "trial": Optional(INTEGER),
+    "status": Optional(TEXT),
+    "iterations": Optional(INTEGER),
+    "objective": Optional(NUMBER),
+    "cost_macs": Optional(INTEGER),
+    "setting": Optional(OBJECT),
+}
+KINDS_RECORD = {"compare_kinds": BOOLEAN, "kinds": Each(KIND_ENTRY)}
 
 
 def headline_steps(max_steps: int, trained: list[int]) -> list[int]:
@@ -77,17 +91,7 @@ def each_once(learners: dict, score) -> Iterator[tuple[str, tuple]]:
 
 def read_kinds() -> dict:
     """``models/kinds.json`` (written by train): the learner that stands for each kind of meta-learner searched."""
-    path = paths.MODELS / paths.KINDS
-    record = load_json_object(path, ArtifactError, "rerun the train stage")
-    kinds = record.get("kinds")
-    named = isinstance(kinds, dict) and all(
-        isinstance(entry, dict) and isinstance(entry.get("learner"), str | None) for entry in kinds.values()
-    )
-    if not (named and isinstance(record.get("compare_kinds"), bool)):
-        raise ArtifactError(
-            f"{path}: expected compare_kinds and kinds: {{kind: {{learner: name or null}}}}; rerun train"
-        )
-    return record
+    return load_json_object(paths.MODELS / paths.KINDS, ArtifactError, "rerun the train stage", KINDS_RECORD)
 
 
 def compared_learners(kinds: dict | None, family, source: Path) -> list[str]:

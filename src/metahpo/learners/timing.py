@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import json
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 
 from metahpo import paths
 from metahpo.atomic import write_json
+from metahpo.json_files import parse_json
 from metahpo.learners.cost import setting_macs, trained_iterations
 from metahpo.learners.settings import apply_point, default_setting
 from metahpo.params import Params
@@ -44,10 +44,10 @@ def fit_seconds(params: Params, trials: Path = paths.TRIALS, seconds: Path = pat
         trainings = params.search.repeats * params.search.class_folds
         design, spent = [], []
         for r in rows:
-            iterations = trained_iterations(apply_point(params, json.loads(r["point"])), params, int(r["iterations"]))
+            iterations = trained_iterations(apply_point(params, parse_json(r["point"])), params, int(r["iterations"]))
             design.append([1.0, iterations, iterations * int(r["cost_macs"])])
             spent.append(took[int(r["trial"])] / trainings)
-    except (OSError, ValueError, KeyError, TypeError, csv.Error):  # an old or damaged log only costs the prediction
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, csv.Error):  # a damaged log: no prediction
         return None, 0
     if not rows:
         return None, 0

@@ -18,7 +18,6 @@ from metahpo.atomic import atomic_dir, write_json
 from metahpo.errors import ArtifactError
 from metahpo.executors import RefusedResult, TrialRunner, WorkerError, is_lost_worker, run_jobs
 from metahpo.family import family_of
-from metahpo.json_files import load_json_object
 from metahpo.learners.artifacts import save_learner
 from metahpo.learners.finetuning import choose_finetuning
 from metahpo.learners.memory import check_fits
@@ -27,15 +26,14 @@ from metahpo.learners.settings import apply_point, default_setting, learner_conf
 from metahpo.learners.timing import predict, timed, write_timing
 from metahpo.params import Params
 from metahpo.search.kind_bests import kind_bests, searched_kinds
+from metahpo.search.trial_log import load_best
 from metahpo.tasks.storage import check_generated_with, load_split
 from metahpo.validation import TUNABLE, outside_space, validate_setting
 
 
 def read_best(params: Params) -> dict:
     """The tuned setting from the search stage's ``best.json``, checked against the tunable keys."""
-    setting = load_json_object(paths.BEST, ArtifactError, "run the search stage first").get("setting")
-    if not isinstance(setting, dict):
-        raise ArtifactError(f"{paths.BEST}: setting: expected a mapping of meta-hyperparameters; rerun the search")
+    setting = load_best(paths.BEST, paths.TRIALS)["setting"]
     problems = validate_setting(setting)
     if problems:
         raise ArtifactError(f"{paths.BEST}: setting.{problems[0]}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import json
 import math
 import platform
 import statistics
@@ -24,6 +23,8 @@ from skopt.plots import plot_evaluations, plot_objective  # noqa: E402
 
 from metahpo import __version__, paths  # noqa: E402
 from metahpo.atomic import atomic_path  # noqa: E402
+from metahpo.errors import ArtifactError  # noqa: E402
+from metahpo.json_files import load_json_object, parse_json  # noqa: E402
 from metahpo.learners import LEARNED_RULE_ALGORITHMS, USED_ONLY_BY  # noqa: E402
 from metahpo.learners.cost import setting_macs  # noqa: E402
 from metahpo.learners.settings import default_setting  # noqa: E402
@@ -130,7 +131,7 @@ def surrogate_data(trials: pd.DataFrame, search: SearchParams) -> tuple[list[lis
     """
     names = list(search.space)
     rows = {
-        int(r.trial): {"point": json.loads(r.point), "rungs": json.loads(r.rungs), "status": r.status,
+        int(r.trial): {"point": parse_json(r.point), "rungs": parse_json(r.rungs, finite=False), "status": r.status,
                        "iterations": int(r.iterations), "told": float(r.told)}
         for r in trials.itertuples()
     }  # fmt: skip
@@ -212,7 +213,7 @@ def training_figure(learners: tuple[str, ...], val_metric: str, loss_name: str, 
 
 def finetuning_text() -> str:
     """How the pretrained network fine-tunes, and how that was chosen, from its config (a sentence)."""
-    record = json.loads((paths.MODELS / "pretrained" / "config.json").read_text(encoding="utf-8"))["finetuning"]
+    record = _config("pretrained")["finetuning"]
     grid = record["grid"]
     rates, steps, rules = grid["inner_lr"], grid["inner_steps"], len(grid["val_score"])
     choice = f"{rules} rules (which weights adapt) × " if rules > 1 else ""
@@ -232,7 +233,12 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 def trained_settings(learners: tuple[str, ...]) -> dict[str, dict]:
     """The setting each of ``learners`` was trained with, from its model config."""
-    return {n: json.loads((paths.MODELS / n / "config.json").read_text())["setting"] for n in learners}
+    return {n: _config(n)["setting"] for n in learners}
+
+
+def _config(name: str) -> dict:
+    """A model's config (the report's inputs check each one before anything is drawn)."""
+    return load_json_object(paths.MODELS / name / "config.json", ArtifactError, "rerun the train stage")
 
 
 def _setting_cell(setting: dict, key: str) -> str:

@@ -8,7 +8,6 @@ drawn; :class:`Record` names the file and key of an entry that a nested lookup d
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -18,13 +17,37 @@ import torch
 from metahpo import paths
 from metahpo.errors import ArtifactError, first_line
 from metahpo.evaluation.panels import FAMILY_KINDS, FAMILY_METRICS, KINDS, panel_path
-from metahpo.json_files import load_json_object
+from metahpo.evaluation.protocol import KIND_ENTRY
+from metahpo.json_files import (
+    INTEGER,
+    NUMBER,
+    OBJECT,
+    TEXT,
+    Each,
+    ListOf,
+    load_json_object,
+    parse_json,
+    schema_problem,
+)
 from metahpo.learners.artifacts import load_learner
 from metahpo.validation import TUNABLE, validate_setting
 
 RERUN = "rerun the stage that writes it (dvc repro)"
 TRIAL_COLUMNS = {"trial": True, "status": False, "objective": True, "told": True, "best_so_far": True,
                  "iterations": True, "cost_macs": True, "rungs": False, "point": False}  # fmt: skip
+
+
+# How the pretrained baseline fine-tunes, as its config records it (the report quotes it).
+FINETUNED = {
+    "finetuning": {
+        "adapts": TEXT,
+        "inner_lr": NUMBER,
+        "inner_steps": INTEGER,
+        "score": TEXT,
+        "val_score": NUMBER,
+        "grid": {"inner_lr": ListOf(NUMBER), "inner_steps": ListOf(INTEGER), "val_score": OBJECT},
+    }
+}
 
 
 class Record(dict):
@@ -47,24 +70,41 @@ def _wrap(value, source: Path, where: str):
     return value
 
 
-def _not_number(value, where: str) -> list[str]:
-    """Entries below ``where`` that are neither a number, null (a diverged step) nor a text (a description)."""
-    if isinstance(value, dict):
-        return [p for k, v in value.items() for p in _not_number(v, f"{where}.{k}" if where else k)]
-    ok = (
-        value is None
-        or isinstance(value, str)
-        or (isinstance(value, int | float) and not isinstance(value, bool) and not math.isinf(value))
-    )
-    return [] if ok else [where]
+def _evaluation_problem(metrics: dict) -> str:
+    """Where ``evaluation.json`` holds what the report cannot format, as ``"key.path: ..."``; else ``""``.
+
+    Every entry is a number or null (a diverged step), except a reference's ``method`` (its description)
+    and ``kinds`` (the kinds side by side, null when not compared); a step level is ``step<number>``.
+    """
+    kinds = metrics.get("kinds")
+    if kinds is not None:
+        problem = schema_problem(kinds, Each(KIND_ENTRY), "kinds")
+        if problem:
+            return problem
+    stack = [(value, key) for key, value in metrics.items() if key != "kinds"]
+    while stack:
+        value, where = stack.pop()
+        last = where.rsplit(".", 1)[-1]
+        if last.startswith("step") and not last.removeprefix("step").isdigit():
+            return f"{where}: not a step (step0, step1, ...)"
+        if isinstance(value, dict):
+            stack.extend((v, f"{where}.{k}") for k, v in value.items())
+        elif not (
+            value is None
+            or (isinstance(value, int | float) and not isinstance(value, bool))
+            or (isinstance(value, str) and where.count(".") == 1 and last == "method")
+        ):
+            return f"{where}: expected a number or null, got {value!r:.40}"
+    return ""
 
 
-def read_json(path: Path, numbers: bool = False) -> Record:
-    """A JSON object from ``path`` as a :class:`Record`; with ``numbers``, every entry a number, null or text."""
-    data = load_json_object(path, ArtifactError, RERUN)
-    bad = _not_number(data, "") if numbers else []
-    if bad:
-        raise ArtifactError(f"{path}: {bad[0]} is not a number or null; {RERUN}")
+def read_json(path: Path, numbers: bool = False, schema=None) -> Record:
+    """A JSON object from ``path`` (with the keys and types of ``schema``) as a :class:`Record`; with
+    ``numbers`` (``evaluation.json``), every entry a number or null, as :func:`_evaluation_problem` says."""
+    data = load_json_object(path, ArtifactError, RERUN, schema)
+    problem = _evaluation_problem(data) if numbers else ""
+    if problem:
+        raise ArtifactError(f"{path}: {problem}; {RERUN}")
     return Record(data, path)
 
 
@@ -92,7 +132,7 @@ def read_trials(space: dict) -> pd.DataFrame:
     trials = read_table(paths.TRIALS, TRIAL_COLUMNS)
     for row, (rungs, point, told) in enumerate(zip(trials["rungs"], trials["point"], trials["told"]), start=2):
         try:
-            rungs, point = json.loads(rungs), json.loads(point)
+            rungs, point = parse_json(rungs, finite=False), parse_json(point)
             if not (isinstance(rungs, dict) and isinstance(point, dict) and set(space) <= set(point)):
                 raise ValueError
         except (TypeError, ValueError):
@@ -116,7 +156,7 @@ def check_report_inputs(family, compared: list[str]) -> None:
             if missing:
                 raise ArtifactError(f"{path}: no rows for learner {missing[0]}; {RERUN}")
     for name in (*family.learners, *compared):
-        config = read_json(paths.MODELS / name / "config.json")
+        config = read_json(paths.MODELS / name / "config.json", schema=FINETUNED if name == "pretrained" else None)
         setting = config["setting"]
         if not isinstance(setting, dict):
             problems = [": not a mapping"]

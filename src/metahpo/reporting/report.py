@@ -28,7 +28,8 @@ from metahpo.reporting.figures import (
     surrogate_figures,
     training_figure,
 )
-from metahpo.reporting.inputs import check_report_inputs, read_json, read_trials
+from metahpo.reporting.inputs import Record, check_report_inputs, read_json, read_trials
+from metahpo.search.trial_log import load_best
 
 MODULES = {"regression": regression, "classification": classification}
 
@@ -66,7 +67,7 @@ def report_stage(params: Params, device: torch.device) -> None:
     family = family_of(params)
     trials = read_trials(params.search.space)
     metrics = read_json(paths.EVALUATION, numbers=True)
-    best = read_json(paths.BEST)
+    best = Record(load_best(paths.BEST, paths.TRIALS), paths.BEST)
     check_report_inputs(family, compared_learners(metrics["kinds"], family, paths.EVALUATION))
     objective = family.objective_name()
     with atomic_dir(paths.FIGURES) as staging, figures_into(staging):

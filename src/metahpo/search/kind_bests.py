@@ -12,11 +12,11 @@ whose every trial failed or was too costly has no best.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 
 from metahpo.errors import ArtifactError
+from metahpo.json_files import parse_json
 from metahpo.learners import KINDS
 from metahpo.search.trial_log import OK, STOPPED
 
@@ -39,7 +39,7 @@ def _candidate(row: dict, point: dict) -> dict:
         "point": point,
         # How far it trained: the highest rung it reached (multi-fidelity; with compute rungs, iterations differ
         # within a rung), else 0 and its iterations (stopped by the median rule).
-        "reach": (max(map(int, json.loads(row["rungs"] or "{}")), default=0), int(row["iterations"])),
+        "reach": (max(map(int, parse_json(row["rungs"] or "{}", finite=False)), default=0), int(row["iterations"])),
     }
 
 
@@ -53,7 +53,7 @@ def kind_bests(trials: Path, kinds: list[str]) -> dict[str, dict]:
     try:
         with open(trials, encoding="utf-8", newline="") as fh:
             every = list(csv.DictReader(fh))
-        points = [json.loads(r["point"]) for r in every]
+        points = [parse_json(r["point"]) for r in every]
         drawn = [point.get("algorithm") for point in points]
         rows = [_candidate(r, p) for r, p in zip(every, points) if r["status"] in (OK, STOPPED)]
     except FileNotFoundError:

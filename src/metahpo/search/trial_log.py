@@ -20,7 +20,8 @@ import math
 from pathlib import Path
 
 from metahpo.atomic import write_json, write_text
-from metahpo.errors import first_line
+from metahpo.errors import ArtifactError, first_line
+from metahpo.json_files import INTEGER, NUMBER, OBJECT, load_json_object, parse_json
 from metahpo.params import Params
 from metahpo.sources import import_closure
 
@@ -124,19 +125,57 @@ def row_digest(cells: dict) -> str:
 
 
 def _read_rows(text: str) -> tuple[list[str] | None, list[tuple[int, dict | None, str]]]:
-    """The header and ``(line, cells or None, problem)`` of every row of CSV ``text``."""
-    reader = csv.DictReader(io.StringIO(text))
+    """The header and ``(line, cells or None, problem)`` of every row of CSV ``text``.
+
+    A row the CSV reader refuses (a NUL byte, a cell over its size limit) is that row only: reading goes
+    on at the next line, so the rows after it are still found.
+    """
+    consumed = 0
+
+    def lines():
+        nonlocal consumed
+        for line in io.StringIO(text):
+            consumed += 1
+            yield line
+
+    reader = csv.DictReader(lines())
     found = []
     while True:
         try:
             cells = next(reader)
         except StopIteration:
             break
-        except csv.Error as exc:  # a NUL byte, say: the rest of the file is not rows
-            found.append((reader.line_num, None, str(exc)))
-            break
-        found.append((reader.line_num, cells, ""))
+        except csv.Error as exc:
+            found.append((consumed, None, str(exc)))
+            continue
+        found.append((consumed, cells, ""))
     return reader.fieldnames, found
+
+
+# What ``best.json`` holds (written by the search stage, read by train and report).
+BEST = {"trial": INTEGER, "objective": NUMBER, "point": OBJECT, "seed": INTEGER, "setting": OBJECT}
+
+
+def load_best(best: Path, log: Path) -> dict:
+    """The search's ``best.json``, refused unless it names a finished (ok) trial of the trial log ``log``."""
+    record = load_json_object(best, ArtifactError, "run the search stage first", BEST)
+    try:
+        text = Path(log).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ArtifactError(f"{log}: missing; run the search stage first") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{log}: unreadable ({first_line(exc)}); rerun the search stage") from None
+    statuses = {}
+    for _, cells, _ in _read_rows(text)[1]:
+        try:
+            statuses[int(cells["trial"])] = cells["status"]
+        except (KeyError, TypeError, ValueError):
+            continue
+    trial = record["trial"]
+    if statuses.get(trial) != OK:
+        where = f"{statuses[trial]} in {log}, not a finished trial" if trial in statuses else f"not in {log}"
+        raise ArtifactError(f"{best}: trial {trial} is {where}; rerun the search stage (dvc repro search)")
+    return record
 
 
 class TrialLog:
@@ -166,7 +205,7 @@ class TrialLog:
         if not (self.log.exists() and self.state.exists()):
             return {}
         try:
-            state = json.loads(self.state.read_text(encoding="utf-8"))
+            state = parse_json(self.state.read_bytes())
             text = self.log.read_text(encoding="utf-8")
         except (OSError, ValueError) as exc:
             self.print(f"not reusing {self.log}: unreadable ({exc})")
@@ -214,14 +253,14 @@ class TrialLog:
     @staticmethod
     def _parse(row: dict) -> dict:
         return {
-            "point": json.loads(row["point"]),
+            "point": parse_json(row["point"]),
             "status": row["status"],
             "objective": float(row["objective"]),
-            "objectives": json.loads(row["objectives"]),
+            "objectives": parse_json(row["objectives"], finite=False),
             "iterations": int(row["iterations"]),
             "cost_macs": int(row["cost_macs"]),
-            "rungs": json.loads(row["rungs"]),
-            "curve": json.loads(row["curve"]),
+            "rungs": parse_json(row["rungs"], finite=False),
+            "curve": parse_json(row["curve"], finite=False),
             "stopped_at": int(row["stopped_at"]),
             "seed": int(row["seed"]),
             "error": row["error"],

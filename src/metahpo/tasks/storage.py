@@ -17,11 +17,28 @@ import numpy as np
 
 from metahpo.atomic import atomic_path, write_json
 from metahpo.errors import TaskDataError
-from metahpo.json_files import load_json_object
+from metahpo.json_files import INTEGER, OBJECT, TEXT, Each, ListOf, Optional, load_json_object, schema_problem
 from metahpo.params import TaskParams
 
 # 3: class splits by source class (rotations stay in their source's split), class_sources arrays.
 FORMAT_VERSION = 3
+# What the stages read of a manifest; ``classes`` and ``sources`` describe a classification split.
+MANIFEST = {
+    "format_version": INTEGER,
+    "family": TEXT,
+    "seed": INTEGER,
+    "tasks": OBJECT,
+    "splits": Each(
+        {
+            "file": TEXT,
+            "sha256": TEXT,
+            "arrays": Each(ListOf(INTEGER)),
+            "dtypes": Each(TEXT),
+            "classes": Optional(ListOf(TEXT)),
+            "sources": Optional(Each(ListOf(TEXT))),
+        }
+    ),
+}
 
 
 def _sha256(path: Path) -> str:
@@ -73,6 +90,9 @@ def load_manifest(data_dir: str | Path) -> dict:
             f"{path}: task data format {version}, this metahpo reads format {FORMAT_VERSION}; "
             "regenerate it (dvc repro --force -s generate)"
         )
+    problem = schema_problem(manifest, MANIFEST)
+    if problem:
+        raise TaskDataError(f"{path}: {problem}; regenerate it (dvc repro --force -s generate)")
     return manifest
 
 
@@ -99,7 +119,7 @@ def check_generated_with(data_dir: str | Path, tasks: TaskParams, seed: int) -> 
 def load_split(data_dir: str | Path, name: str) -> dict[str, np.ndarray]:
     """Load one split, checking it against the manifest (hash, array names, shapes, dtype, finiteness)."""
     manifest = load_manifest(data_dir)
-    entry = manifest.get("splits", {}).get(name)
+    entry = manifest["splits"].get(name)
     path = Path(data_dir) / f"{name}.npz"
     if entry is None:
         raise TaskDataError(f"{Path(data_dir) / 'manifest.json'}: no entry for split {name!r}")
@@ -116,7 +136,7 @@ def load_split(data_dir: str | Path, name: str) -> dict[str, np.ndarray]:
     if set(arrays) != set(expected):
         raise TaskDataError(f"{path}: arrays {sorted(arrays)} do not match the manifest's {sorted(expected)}")
     for key, arr in arrays.items():
-        dtype = entry.get("dtypes", {}).get(key, "float32")
+        dtype = entry["dtypes"].get(key, "float32")
         if list(arr.shape) != expected[key] or str(arr.dtype) != dtype:
             raise TaskDataError(
                 f"{path}: array {key!r} is {arr.dtype}{list(arr.shape)}, expected {dtype}{expected[key]}"
