@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from metahpo.family import zero_predictor_mse
+from metahpo.learners.family import zero_predictor_mse
 from metahpo.params import Params
 from metahpo.search.driver import Search
 from metahpo.tasks.sinusoid import generate_splits

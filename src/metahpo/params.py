@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from metahpo.errors import ConfigError, first_line
-from metahpo.tasks import CLASSIFICATION_FAMILIES, DIGITS_SIDE
+from metahpo.task_names import CLASSIFICATION_FAMILIES, DIGITS_SIDE
 from metahpo.validation import validate
 
 DEFAULT_PATH = "params.yaml"

@@ -24,10 +24,10 @@ from metahpo.errors import ArtifactError
 from metahpo.evaluation import classification, regression
 from metahpo.evaluation.headline import headline
 from metahpo.evaluation.panels import panel_tables
-from metahpo.family import family_of
 from metahpo.json_files import load_json_object
 from metahpo.learners.adaptation import trained_steps
 from metahpo.learners.artifacts import load_learner
+from metahpo.learners.family import family_of
 from metahpo.params import Params
 from metahpo.tasks.storage import check_generated_with
 

@@ -25,14 +25,14 @@ measured seconds per iteration over a spread of settings.
 
 from __future__ import annotations
 
-from metahpo.family import family_of
 from metahpo.learners import FIRST_ORDER_ALGORITHMS, LEARNED_RULE_ALGORITHMS
 from metahpo.learners.conv import feature_count, feature_side
+from metahpo.learners.family import family_of
 from metahpo.learners.learned_rule import FEATURES
 from metahpo.learners.memory import SIZE_KEYS
 from metahpo.learners.settings import default_setting
 from metahpo.params import Params
-from metahpo.validation import smallest_value, space_algorithms
+from metahpo.space import smallest_value, space_algorithms
 
 
 def layer_macs(hidden: int, layers: int, arch: str = "mlp", side: int = 1, outputs: int = 1) -> list[int]:

@@ -16,14 +16,14 @@ from __future__ import annotations
 import torch
 
 from metahpo.errors import InputError
-from metahpo.family import family_of
 from metahpo.learners import LEARNED_RULE_ALGORITHMS
 from metahpo.learners.cnp import cnp_sizes
 from metahpo.learners.conv import feature_count, feature_side
+from metahpo.learners.family import family_of
 from metahpo.learners.learned_rule import FEATURES
 from metahpo.params import Params, SearchParams
 from metahpo.resources import gib, physical_memory, usable_cores
-from metahpo.validation import largest_value, space_algorithms
+from metahpo.space import largest_value, space_algorithms
 
 BYTES_PER_FLOAT = 4
 USABLE_FRACTION = 0.8

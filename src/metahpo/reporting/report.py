@@ -14,8 +14,8 @@ import torch
 from metahpo import paths
 from metahpo.atomic import atomic_dir, write_text
 from metahpo.evaluation.protocol import compared_learners
-from metahpo.family import family_of
 from metahpo.learners.cost import setting_macs
+from metahpo.learners.family import family_of
 from metahpo.learners.settings import default_setting
 from metahpo.params import Params
 from metahpo.reporting import classification, regression
