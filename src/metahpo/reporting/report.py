@@ -19,16 +19,10 @@ from metahpo.learners.family import family_of
 from metahpo.learners.settings import default_setting
 from metahpo.params import Params
 from metahpo.reporting import classification, regression
-from metahpo.reporting.figures import (
-    cost_figure,
-    environment_section,
-    figures_into,
-    search_figure,
-    search_section,
-    surrogate_figures,
-    training_figure,
-)
+from metahpo.reporting.figures import figures_into, training_figure
 from metahpo.reporting.inputs import check_report_inputs, read_json, read_trials
+from metahpo.reporting.prose import environment_section, search_section
+from metahpo.reporting.search_figures import cost_figure, search_figure, surrogate_figures
 
 MODULES = {"regression": regression, "classification": classification}
 
