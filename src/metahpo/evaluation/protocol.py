@@ -99,7 +99,7 @@ def evaluate_stage(params: Params, device: torch.device) -> None:
     """Write ``reports/evaluation.json``, the headline metrics and every learner's curves (DVC plots)."""
     check_generated_with(paths.TASKS, params.tasks, params.seed)
     family = family_of(params)
-    module = MODULES[family.kind]
+    module = MODULES[family.problem]
     splits = module.load_splits()
     kinds = read_kinds()
     compared = compared_learners(kinds["kinds"], family)

@@ -56,7 +56,6 @@ def read_best(params: Params) -> dict:
 PROTONET_NOTE = "prototypical network on the tuned architecture's features, trained on the same episodes"
 
 
-
 def learner_settings(params: Params) -> dict[str, dict]:
     """The setting of every learner: the untuned defaults, the search's best, and the baselines.
 
