@@ -202,7 +202,7 @@ def test_the_report_sets_each_searched_kind_beside_the_tuned_learner(project):
     assert record["kinds"][tuned_kind]["learner"] == "tuned" and record["kinds"][tuned_kind]["trial"] == best["trial"]
     for kind, entry in record["kinds"].items():
         mine = drawn.isin(KINDS[kind])
-        assert entry["trials_of_kind"] == mine.sum() > 0
+        assert entry["trials_of_kind"] == mine.sum()  # 0 for a kind the few tiny trials never drew
         if entry["learner"] is None:  # no trial of the kind was scored: each one failed or was too costly
             assert not trials.loc[mine, "status"].isin(["ok", "stopped"]).any()
             continue
