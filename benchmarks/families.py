@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from search_common import benchmark_params, timed_search
 
-from metahpo.family import family_of
 from metahpo.learners.adaptation import adaptation_errors, classification_scores, summarize, summarize_accuracy
+from metahpo.learners.family import family_of
 from metahpo.learners.metatrain import build_learner, meta_train
 from metahpo.learners.settings import apply_point, learner_config, train_settings
 from metahpo.params import Params, read_params_file

@@ -7,7 +7,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from metahpo.family import zero_predictor_mse
+from metahpo.learners.family import zero_predictor_mse
 from metahpo.params import Params, read_params_file
 from metahpo.search.driver import Search
 from metahpo.tasks.sinusoid import generate_splits

@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metahpo.family import zero_predictor_mse
 from metahpo.learners.adaptation import validation_mse
+from metahpo.learners.family import zero_predictor_mse
 from metahpo.learners.metatrain import build_learner, meta_train
 from metahpo.learners.settings import apply_point, learner_config, train_settings
 from metahpo.params import Params, read_params_file

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from metahpo.family import family_of
 from metahpo.learners.adaptation import classification_scores
+from metahpo.learners.family import family_of
 from metahpo.learners.metatrain import build_learner, meta_train
 from metahpo.learners.settings import apply_point, learner_config, train_settings
 from metahpo.params import Params, read_params_file

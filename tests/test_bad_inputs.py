@@ -20,11 +20,11 @@ import yaml
 from image_folders import image_folder_params, make_flat
 
 from metahpo.evaluation.protocol import evaluate_stage
-from metahpo.learners.training import train_stage
 from metahpo.params import read_params_file
 from metahpo.reporting.report import report_stage
 from metahpo.runtime import run_stage
 from metahpo.search.driver import search_stage
+from metahpo.search.final_training import train_stage
 from metahpo.tasks.generate import generate_stage
 
 from conftest import DELETE, set_dotted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,34 @@ def test_the_search_fingerprint_covers_its_code_and_nothing_else():
     search = {str(p.relative_to(ROOT)) for p in import_closure("metahpo.search.driver")}
     assert search == code_closure("stages/search.py") - {"stages/search.py"}
     assert "src/metahpo/reporting/report.py" not in search and "src/metahpo/search/trial.py" in search
+
+
+def _fingerprint_of_copy(tmp_path, monkeypatch, edit: tuple[str, str, str] | None) -> str:
+    """The search fingerprint with the code read from a copy of the package, ``edit`` = (file, old, new) applied."""
+    from metahpo.search import trial_log
+
+    from conftest import load_default_params, shrink, typed
+
+    copy = tmp_path / ("edited" if edit else "same") / "metahpo"
+    shutil.copytree(ROOT / "src/metahpo", copy)
+    if edit:
+        name, old, new = edit
+        text = (copy / name).read_text()
+        assert old in text
+        (copy / name).write_text(text.replace(old, new, 1))
+    real = ROOT / "src/metahpo"
+    monkeypatch.setattr(trial_log, "SRC", copy.parent)
+    monkeypatch.setattr(trial_log, "import_closure", lambda m: [copy / p.relative_to(real) for p in import_closure(m)])
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text("{}")
+    return trial_log.fingerprint(typed(shrink(load_default_params())), manifest)
+
+
+def test_the_search_fingerprint_ignores_error_wording_but_not_trial_code(tmp_path, monkeypatch):
+    same = _fingerprint_of_copy(tmp_path, monkeypatch, None)
+    reworded = ("validation.py", "expected a folder under", "expected a directory under")
+    assert _fingerprint_of_copy(tmp_path / "a", monkeypatch, reworded) == same
+    changed = ("space.py", 'dim["high"]', 'dim["low"]')
+    assert _fingerprint_of_copy(tmp_path / "b", monkeypatch, changed) != same
+    inner = ("learners/meta_learner.py", "import math", "import math  # changed")
+    assert _fingerprint_of_copy(tmp_path / "c", monkeypatch, inner) != same

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from metahpo.evaluation.panels import learner_curve
+from metahpo.learners import KINDS
 from metahpo.learners.artifacts import load_learner
 from metahpo.reporting.regression import fmt
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.e2e
 
 STAGES = ["generate", "search", "train", "evaluate", "report"]
 LEARNERS = ("tuned", "default", "pretrained")
-KINDS = ("grid", "query")
+POINT_SETS = ("grid", "query")  # the 100-point grid and the K random query points
 FIGURES = ("adaptation", "kshot", "ood", "examples", "search", "cost", "objective", "evaluations", "training")
 OUTPUTS = [
     "data/tasks/manifest.json",
@@ -42,11 +43,11 @@ OUTPUTS = [
     "reports/metrics_ci95.json",
     "reports/evaluation.json",
     *[
-        f"reports/plots/sinusoid/by_step/{split}_{kind}_mse.csv"
+        f"reports/plots/sinusoid/by_step/{split}_{points}_mse.csv"
         for split in ("meta_test", "meta_ood")
-        for kind in KINDS
+        for points in POINT_SETS
     ],
-    *[f"reports/plots/sinusoid/by_shots/meta_test_{kind}_mse.csv" for kind in KINDS],
+    *[f"reports/plots/sinusoid/by_shots/meta_test_{points}_mse.csv" for points in POINT_SETS],
     *[f"reports/figures/{name}.png" for name in FIGURES],
     "reports/report.md",
 ]
@@ -72,13 +73,13 @@ def test_every_output_exists_with_headline_metrics(project):
     metrics = json.loads((project / "reports/evaluation.json").read_text())
     for learner in LEARNERS:
         for split in ("test", "ood"):
-            for kind in ("grid", "query"):
-                at_k = metrics[learner][split][kind]["k10"]
+            for points in POINT_SETS:
+                at_k = metrics[learner][split][points]["k10"]
                 assert {"step0", "step1", "step3"} <= set(at_k)
                 kind_of_split = "adaptation" if split == "test" else split
                 curve = learner_curve("sinusoid", kind_of_split, learner, project / "reports/plots")
-                assert curve.loc[1, f"{kind}_mse"] == pytest.approx(at_k["step1"]["mse"], rel=1e-5)
-                assert curve.loc[1, f"{kind}_ci95"] == pytest.approx(at_k["step1"]["ci95"], rel=1e-5)
+                assert curve.loc[1, f"{points}_mse"] == pytest.approx(at_k["step1"]["mse"], rel=1e-5)
+                assert curve.loc[1, f"{points}_ci95"] == pytest.approx(at_k["step1"]["ci95"], rel=1e-5)
                 assert at_k["step1"]["ci95"] > 0
         assert {"k5", "k10", "k20"} <= set(metrics[learner]["test"]["grid"])
     pretrained = json.loads((project / "models/pretrained/config.json").read_text())
@@ -193,11 +194,22 @@ def test_the_report_sets_each_searched_kind_beside_the_tuned_learner(project):
     assert "maml_family" in record["kinds"] or "cnp" in record["kinds"]
     report = (project / "reports/report.md").read_text()
     assert "### Kinds of meta-learner side by side" in report
-    for entry in record["kinds"].values():
-        if entry["learner"] is not None:
-            assert (project / "models" / entry["learner"] / "model.pt").exists()
-            row = next(line for line in report.splitlines() if f"`{entry['learner']}`:" in line)
-            assert fmt(evaluation[entry["learner"]]["test"]["grid"]["k10"]["step1"]) in row
+    best = json.loads((project / "reports/search/best.json").read_text())
+    trials = pd.read_csv(project / "reports/search/trials.csv")
+    drawn = trials["point"].map(lambda point: json.loads(point)["algorithm"])
+    tuned_kind = next(kind for kind, members in KINDS.items() if best["setting"]["algorithm"] in members)
+    # The tuned learner stands for its own kind, as the search's best trial; each kind counts its own trials.
+    assert record["kinds"][tuned_kind]["learner"] == "tuned" and record["kinds"][tuned_kind]["trial"] == best["trial"]
+    for kind, entry in record["kinds"].items():
+        mine = drawn.isin(KINDS[kind])
+        assert entry["trials_of_kind"] == mine.sum()  # 0 for a kind the few tiny trials never drew
+        if entry["learner"] is None:  # no trial of the kind was scored: each one failed or was too costly
+            assert not trials.loc[mine, "status"].isin(["ok", "stopped"]).any()
+            continue
+        assert trials.loc[trials["trial"] == entry["trial"], "status"].item() == entry["status"]
+        assert (project / "models" / entry["learner"] / "model.pt").exists()
+        row = next(line for line in report.splitlines() if f"`{entry['learner']}`:" in line)
+        assert fmt(evaluation[entry["learner"]]["test"]["grid"]["k10"]["step1"]) in row
     # The kinds' stand-ins are in the report's table only: the headline and the plots keep their learners.
     assert list(json.loads((project / "reports/metrics.json").read_text())) == [*LEARNERS, "limit"]
     panel = pd.read_csv(project / "reports/plots/sinusoid/by_step/meta_test_grid_mse.csv")

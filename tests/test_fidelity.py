@@ -11,7 +11,7 @@ import pytest
 import synthetic_trials as st
 import torch
 
-from metahpo.family import zero_predictor_mse
+from metahpo.learners.family import zero_predictor_mse
 from metahpo.search.driver import Search
 from metahpo.search.rungs import brackets, planned_iterations, promoted, rung_iterations
 from metahpo.search.trial import TrialRequest, run_trial

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from metahpo import paths
-from metahpo.family import family_of
 from metahpo.learners import training
 from metahpo.learners.adaptation import adaptation_errors
+from metahpo.learners.family import family_of
 from metahpo.learners.finetuning import choose_finetuning, finetuning_rates, with_rate
 from metahpo.learners.meta_learner import LearnerConfig
 from metahpo.learners.metatrain import build_learner

@@ -11,9 +11,9 @@ import torch
 from metahpo import paths
 from metahpo.errors import ArtifactError
 from metahpo.learners.settings import apply_point
-from metahpo.learners.training import train_stage
 from metahpo.reporting.kinds import kinds_section
 from metahpo.reporting.regression import fmt
+from metahpo.search.final_training import train_stage
 from metahpo.search.kind_bests import kind_bests, searched_kinds
 from metahpo.tasks.generate import generate_stage
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from metahpo.errors import DivergenceError
-from metahpo.family import family_of, zero_predictor_mse
+from metahpo.learners.family import family_of, zero_predictor_mse
 from metahpo.learners.memory import largest_settings, meta_step_bytes
 from metahpo.learners.meta_learner import LearnerConfig
 from metahpo.learners.metatrain import FusedAdam, TrainSettings, build_learner, meta_train, on_cpu

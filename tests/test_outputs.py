@@ -77,8 +77,8 @@ def test_a_full_disk_while_saving_a_model_names_the_model_file(project, monkeypa
     """ENOSPC on the write of a model: one line naming the output file (not its staging copy), nothing kept."""
     import errno
 
-    from metahpo.learners.training import train_stage
     from metahpo.runtime import run_stage
+    from metahpo.search.final_training import train_stage
 
     run(project, sys.executable, "stages/generate.py")
     run(project, sys.executable, "stages/search.py")

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from metahpo.evaluation.panels import learner_curve
-from metahpo.family import zero_predictor_mse
+from metahpo.learners.family import zero_predictor_mse
 from metahpo.search.driver import Search
 from metahpo.tasks.sinusoid import generate_splits
 from metahpo.tasks.storage import save_splits

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from metahpo.family import Regression
+from metahpo.learners.family import Regression
 from metahpo.learners.metatrain import build_learner, meta_train
 from metahpo.learners.settings import default_setting, learner_config, train_settings
 from metahpo.learners.training import train_learner

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from metahpo.errors import ConfigError
-from metahpo.tasks import CLASSIFICATION_FAMILIES, DIGITS_SIDE
+from metahpo.task_names import CLASSIFICATION_FAMILIES, DIGITS_SIDE
 from metahpo.validation import validate
 from metahpo.yaml_files import load_yaml
 

@@ -14,7 +14,8 @@ from pathlib import Path, PurePosixPath
 
 from metahpo.learners import ALGORITHMS, ARCHITECTURES, OUTER_SCHEDULES, USED_ONLY_BY
 from metahpo.search import ACQ_FUNCS, EXECUTORS, FIDELITIES, FIDELITY_UNITS, METHODS, OBJECTIVES, PRIORS
-from metahpo.tasks import CLASSIFICATION_FAMILIES, FAMILIES, SPLIT_BY
+from metahpo.space import largest_value, outside_space, space_algorithms
+from metahpo.task_names import CLASSIFICATION_FAMILIES, FAMILIES, SPLIT_BY
 
 RAW_DATA = "data/raw"
 Check = Callable[[object, str], list[str]]
@@ -427,16 +428,6 @@ def _grid_size(search: dict) -> list[str]:
     ]
 
 
-def largest_value(dim: dict):
-    """The largest value a (numeric) search dimension can take."""
-    return max(dim["values"]) if dim["type"] == "categorical" else dim["high"]
-
-
-def smallest_value(dim: dict):
-    """The smallest value a (numeric) search dimension can take."""
-    return min(dim["values"]) if dim["type"] == "categorical" else dim["low"]
-
-
 def _training_query_checks(params: dict) -> list[str]:
     """Meta-training query sizes above ``tasks.query``, which sizes the stored data and the image checks."""
     limit, problems = params["tasks"]["query"], []
@@ -448,12 +439,6 @@ def _training_query_checks(params: dict) -> list[str]:
         if largest > limit:
             problems.append(f"search.space.query: values up to {largest} exceed tasks.query ({limit})")
     return problems
-
-
-def space_algorithms(space: dict, fixed: str) -> list[str]:
-    """The algorithms a search over ``space`` tries: its ``algorithm`` values, else the ``fixed`` one."""
-    dim = space.get("algorithm")
-    return list(dim["values"]) if dim is not None else [fixed]
 
 
 def searched_algorithms(params: dict) -> list[str]:
@@ -480,20 +465,6 @@ def _algorithm_checks(params: dict) -> list[str]:
                 f"({', '.join(tried)}); drop the dimension or add the algorithm to search.space.algorithm"
             )
     return problems
-
-
-def outside_space(values: dict, space: dict) -> list[tuple[str, str]]:
-    """``(name, why)`` for each value in ``values`` that its dimension of ``space`` does not contain."""
-    outside = []
-    for name, dim in space.items():
-        value = values[name]
-        if dim["type"] == "categorical":
-            inside, where = value in dim["values"], f"not one of {dim['values']}"
-        else:
-            inside, where = dim["low"] <= value <= dim["high"], f"outside [{dim['low']}, {dim['high']}]"
-        if not inside:
-            outside.append((name, where))
-    return outside
 
 
 def _default_outside_space(params: dict) -> list[str]:

@@ -18,8 +18,8 @@ import pandas as pd
 
 from metahpo import paths
 
-# kind of plot data -> (folder, split, x column)
-KINDS = {
+# panel of plot data -> (folder, split, x column)
+PANELS = {
     "adaptation": ("by_step", "meta_test", "step"),
     "ood": ("by_step", "meta_ood", "step"),
     "kshot": ("by_shots", "meta_test", "k"),
@@ -28,7 +28,7 @@ KINDS = {
 }
 
 
-FAMILY_KINDS = {"regression": ("adaptation", "ood", "kshot"), "classification": ("accuracy", "kshot_accuracy")}
+FAMILY_PANELS = {"regression": ("adaptation", "ood", "kshot"), "classification": ("accuracy", "kshot_accuracy")}
 FAMILY_METRICS = {"regression": ("grid_mse", "query_mse"), "classification": ("accuracy",)}
 
 
@@ -39,18 +39,18 @@ def metric_columns(columns) -> dict[str, tuple[str, str]]:
     return {c: (c, c.removesuffix("_mse") + "_ci95") for c in columns if c.endswith("_mse")}
 
 
-def panel_path(family: str, kind: str, metric: str, folder: Path = paths.PLOTS) -> Path:
-    """The panel file of ``metric`` for plot data ``kind`` of ``family``."""
-    where, split, _ = KINDS[kind]
+def panel_path(family: str, panel: str, metric: str, folder: Path = paths.PLOTS) -> Path:
+    """The panel file of ``metric`` for plot data ``panel`` of ``family``."""
+    where, split, _ = PANELS[panel]
     return folder / family / where / f"{split}_{metric}.csv"
 
 
 def panel_tables(family: str, plots_by_learner: dict[str, dict], folder: Path) -> dict[Path, pd.DataFrame]:
-    """Every panel of ``{learner: {kind: columns}}``, learners stacked in order; a diverged step (null) is missing."""
+    """Every panel of ``{learner: {panel: columns}}``, learners stacked in order; a diverged step (null) is missing."""
     tables: dict[Path, list[pd.DataFrame]] = {}
     for learner, plots in plots_by_learner.items():
-        for kind, columns in plots.items():
-            x = KINDS[kind][2]
+        for panel, columns in plots.items():
+            x = PANELS[panel][2]
             for metric, (mean_col, ci_col) in metric_columns(columns).items():
                 rows = pd.DataFrame({
                     "learner": learner,
@@ -58,13 +58,13 @@ def panel_tables(family: str, plots_by_learner: dict[str, dict], folder: Path) -
                     "mean": np.array(columns[mean_col], dtype=float),
                     "ci95": np.array(columns[ci_col], dtype=float),
                 })  # fmt: skip
-                tables.setdefault(panel_path(family, kind, metric, folder), []).append(rows)
+                tables.setdefault(panel_path(family, panel, metric, folder), []).append(rows)
     return {path: pd.concat(parts, ignore_index=True) for path, parts in tables.items()}
 
 
-def learner_curve(family: str, kind: str, learner: str, plots: Path = paths.PLOTS) -> pd.DataFrame:
-    """One learner's plot data ``kind`` read back from the panels under ``plots``, in evaluate's columns."""
-    folder, split, x = KINDS[kind]
+def learner_curve(family: str, panel: str, learner: str, plots: Path = paths.PLOTS) -> pd.DataFrame:
+    """One learner's plot data ``panel`` read back from the panels under ``plots``, in evaluate's columns."""
+    folder, split, x = PANELS[panel]
     out: pd.DataFrame | None = None
     for path in sorted((plots / family / folder).glob(f"{split}_*.csv")):
         metric = path.stem.removeprefix(f"{split}_")

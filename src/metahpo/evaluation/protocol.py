@@ -25,10 +25,10 @@ from metahpo.errors import ArtifactError
 from metahpo.evaluation import classification, regression
 from metahpo.evaluation.headline import headline
 from metahpo.evaluation.panels import panel_tables
-from metahpo.family import family_of
 from metahpo.json_files import BOOLEAN, INTEGER, NULL, NUMBER, OBJECT, TEXT, Each, Optional, load_json_object
 from metahpo.learners.adaptation import trained_steps
 from metahpo.learners.artifacts import load_learner
+from metahpo.learners.family import family_of
 from metahpo.params import Params
 from metahpo.tasks.storage import check_generated_with
 
@@ -119,7 +119,7 @@ def evaluate_stage(params: Params, device: torch.device) -> None:
     """Write ``reports/evaluation.json``, the headline metrics and every learner's curves (DVC plots)."""
     check_generated_with(paths.TASKS, params.tasks, params.seed)
     family = family_of(params)
-    module = MODULES[family.kind]
+    module = MODULES[family.problem]
     splits = module.load_splits()
     kinds = read_kinds()
     compared = compared_learners(kinds["kinds"], family, paths.MODELS / paths.KINDS)

@@ -1,14 +1,14 @@
 """Held-out evaluation of sinusoid regression: MSE on the grid and on K query points, per step and per K.
 
-Metrics are nested so that DVC flattens them to ``<learner>.<split>.<kind>.k<K>.step<s>.<stat>``:
-``split`` is ``test`` (meta_test) or ``ood`` (meta_ood, outside the training ranges); ``kind`` is
+Metrics are nested so that DVC flattens them to ``<learner>.<split>.<points>.k<K>.step<s>.<stat>``:
+``split`` is ``test`` (meta_test) or ``ood`` (meta_ood, outside the training ranges); ``points`` is
 ``grid`` (100-point grid) or ``query`` (K random query points); ``K`` the support points adapted on;
 ``s`` the adaptation steps; ``stat`` ``mse`` or ``ci95`` (the 95% half-width). A step where adaptation
 diverged (a NaN or infinite error on some task, or a mean above 100 times the error before adapting) has
 ``null`` values.
 
 The task's limit (:mod:`metahpo.evaluation.task_limit`) is no learner and takes no steps: it flattens to
-``limit.<split>.<kind>.k<K>.<stat>``, and its plot data repeat that one value at every step.
+``limit.<split>.<points>.k<K>.<stat>``, and its plot data repeat that one value at every step.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 
 from metahpo import paths
 from metahpo.evaluation.task_limit import limit_errors, ranges
-from metahpo.learners.adaptation import QUERY_KINDS, adaptation_errors, summarize, trained_steps
+from metahpo.learners.adaptation import POINT_SETS, adaptation_errors, summarize, trained_steps
 from metahpo.params import Params
 from metahpo.tasks.storage import load_split
 
@@ -56,7 +56,7 @@ def _stats(errors_by_step) -> list[dict]:
 
 
 def learner_results(learner, splits: dict, params: Params, steps: list[int], device: torch.device) -> tuple[dict, dict]:
-    """``(metrics entry, plot data by kind)`` of one learner: adaptation curves per split, and per K."""
+    """``(metrics entry, plot data by panel)`` of one learner: adaptation curves per split, and per K."""
     tasks, settings = params.tasks, params.evaluate
     max_steps, chunk, shots = settings.max_steps, settings.task_chunk, tasks.shots
     entry: dict = {"inner_steps": trained_steps(learner)}
@@ -64,22 +64,22 @@ def learner_results(learner, splits: dict, params: Params, steps: list[int], dev
     for short, split in splits.items():
         errors = adaptation_errors(learner, split, max_steps, chunk, device, shots)
         curve: dict = {"step": np.arange(max_steps + 1)}
-        for kind in QUERY_KINDS:
-            stats = _stats(errors[kind][: max_steps + 1])
-            curve[f"{kind}_mse"], curve[f"{kind}_ci95"] = zip(*((s["mse"], s["ci95"]) for s in stats))
-            entry.setdefault(short, {})[kind] = {f"k{shots}": {f"step{s}": stats[s] for s in steps}}
+        for points in POINT_SETS:
+            stats = _stats(errors[points][: max_steps + 1])
+            curve[f"{points}_mse"], curve[f"{points}_ci95"] = zip(*((s["mse"], s["ci95"]) for s in stats))
+            entry.setdefault(short, {})[points] = {f"k{shots}": {f"step{s}": stats[s] for s in steps}}
         plots["adaptation" if short == "test" else short] = curve
     kshot: dict = {"k": sorted(tasks.eval_shots)}
     for k in kshot["k"]:
         if k == shots and max_steps >= 1:  # measured with the curves above
             continue
         errors = adaptation_errors(learner, splits["test"], 1, chunk, device, k)
-        for kind in QUERY_KINDS:
-            entry["test"][kind].setdefault(f"k{k}", {})["step1"] = _stats(errors[kind][:2])[1]
-    for kind in QUERY_KINDS:
-        per_k = [entry["test"][kind][f"k{k}"]["step1"] for k in kshot["k"]]
-        kshot[f"{kind}_mse"] = [s["mse"] for s in per_k]
-        kshot[f"{kind}_ci95"] = [s["ci95"] for s in per_k]
+        for points in POINT_SETS:
+            entry["test"][points].setdefault(f"k{k}", {})["step1"] = _stats(errors[points][:2])[1]
+    for points in POINT_SETS:
+        per_k = [entry["test"][points][f"k{k}"]["step1"] for k in kshot["k"]]
+        kshot[f"{points}_mse"] = [s["mse"] for s in per_k]
+        kshot[f"{points}_ci95"] = [s["ci95"] for s in per_k]
     plots["kshot"] = kshot
     return entry, plots
 
@@ -91,7 +91,7 @@ LIMIT_METHOD = (
 
 
 def reference_results(params: Params, splits: dict) -> dict[str, tuple[dict, dict]]:
-    """``{"limit": (metrics entry, plot data by kind)}``: the task's limit, scored like the learners.
+    """``{"limit": (metrics entry, plot data by panel)}``: the task's limit, scored like the learners.
 
     Every split at the training K, and meta_test at every K of ``tasks.eval_shots``; its curves repeat the
     one step-independent value at each step, so that it lines up with the learners' curves.
@@ -103,16 +103,16 @@ def reference_results(params: Params, splits: dict) -> dict[str, tuple[dict, dic
         shots_here = sorted({tasks.shots, *tasks.eval_shots}) if short == "test" else [tasks.shots]
         for k in shots_here:
             errors = limit_errors(split, k, *ranges(tasks, short))
-            for kind in QUERY_KINDS:
-                entry.setdefault(short, {}).setdefault(kind, {})[f"k{k}"] = _stat(errors[kind])
+            for points in POINT_SETS:
+                entry.setdefault(short, {}).setdefault(points, {})[f"k{k}"] = _stat(errors[points])
         curve: dict = {"step": np.arange(n_steps)}
-        for kind in QUERY_KINDS:
-            stat = entry[short][kind][f"k{tasks.shots}"]
-            curve[f"{kind}_mse"], curve[f"{kind}_ci95"] = [stat["mse"]] * n_steps, [stat["ci95"]] * n_steps
+        for points in POINT_SETS:
+            stat = entry[short][points][f"k{tasks.shots}"]
+            curve[f"{points}_mse"], curve[f"{points}_ci95"] = [stat["mse"]] * n_steps, [stat["ci95"]] * n_steps
         plots["adaptation" if short == "test" else short] = curve
     kshot: dict = {"k": sorted(tasks.eval_shots)}
-    for kind in QUERY_KINDS:
-        kshot[f"{kind}_mse"] = [entry["test"][kind][f"k{k}"]["mse"] for k in kshot["k"]]
-        kshot[f"{kind}_ci95"] = [entry["test"][kind][f"k{k}"]["ci95"] for k in kshot["k"]]
+    for points in POINT_SETS:
+        kshot[f"{points}_mse"] = [entry["test"][points][f"k{k}"]["mse"] for k in kshot["k"]]
+        kshot[f"{points}_ci95"] = [entry["test"][points][f"k{k}"]["ci95"] for k in kshot["k"]]
     plots["kshot"] = kshot
     return {"limit": (entry, plots)}

@@ -10,12 +10,12 @@ import torch
 from metahpo.learners.meta_learner import MetaLearner, task_accuracy, task_cross_entropy, task_mse
 from metahpo.tasks.episodes import episode_arrays, select_episodes
 
-QUERY_KINDS = ("query", "grid")
+POINT_SETS = ("query", "grid")
 Z_95 = 1.96
 
 
-def _targets(split: dict[str, np.ndarray], kind: str, device: torch.device):
-    if kind == "grid":
+def _targets(split: dict[str, np.ndarray], points: str, device: torch.device):
+    if points == "grid":
         n = split["grid_y"].shape[0]
         x = np.broadcast_to(split["grid_x"], (n, *split["grid_x"].shape))
         return torch.from_numpy(np.ascontiguousarray(x)).to(device), torch.from_numpy(split["grid_y"]).to(device)
@@ -30,23 +30,23 @@ def adaptation_errors(
     device: torch.device,
     shots: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per-task MSE ``[max_steps + 1, tasks]`` for each query kind, adapting with the learner's own rule.
+    """Per-task MSE ``[max_steps + 1, tasks]`` per set of points (query, grid), adapting with the learner's own rule.
 
     The learner adapts on the first ``shots`` support points of each task (all of them by default).
     """
     support_x = torch.from_numpy(np.ascontiguousarray(split["support_x"][:, :shots])).to(device)
     support_y = torch.from_numpy(np.ascontiguousarray(split["support_y"][:, :shots])).to(device)
-    targets = {kind: _targets(split, kind, device) for kind in QUERY_KINDS}
+    targets = {points: _targets(split, points, device) for points in POINT_SETS}
     n = support_x.shape[0]
-    out = {kind: np.zeros((max_steps + 1, n)) for kind in QUERY_KINDS}
+    out = {points: np.zeros((max_steps + 1, n)) for points in POINT_SETS}
     for start in range(0, n, chunk):
         part = slice(start, min(start + chunk, n))
         trajectory = learner.trajectory(support_x[part], support_y[part], max_steps)
         for step, fast in enumerate(trajectory):
             with torch.no_grad():
-                for kind, (x, y) in targets.items():
+                for points, (x, y) in targets.items():
                     outputs = learner.query_outputs(fast, support_x[part], support_y[part], x[part])
-                    out[kind][step, part] = task_mse(outputs, y[part]).double().cpu().numpy()
+                    out[points][step, part] = task_mse(outputs, y[part]).double().cpu().numpy()
     return out
 
 

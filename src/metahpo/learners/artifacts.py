@@ -76,7 +76,7 @@ def _check_family(config: LearnerConfig, family, config_path: Path) -> None:
 def load_learner(model_dir: str | Path, device: torch.device, family=None) -> MetaLearner:
     """Rebuild a learner from ``model_dir``; never unpickles (``weights_only=True``).
 
-    With ``family`` (see :mod:`metahpo.family`), a config for another task family is refused. The
+    With ``family`` (see :mod:`metahpo.learners.family`), a config for another task family is refused. The
     weights' shapes are checked against the config on PyTorch's ``meta`` device, which allocates
     nothing, so a config with absurd sizes is refused before any memory is taken.
     """

@@ -25,14 +25,15 @@ measured seconds per iteration over a spread of settings.
 
 from __future__ import annotations
 
-from metahpo.family import family_of
 from metahpo.learners import FIRST_ORDER_ALGORITHMS, LEARNED_RULE_ALGORITHMS
 from metahpo.learners.conv import feature_count, feature_side
+from metahpo.learners.family import family_of
 from metahpo.learners.learned_rule import FEATURES
 from metahpo.learners.memory import SIZE_KEYS
 from metahpo.learners.settings import default_setting
+from metahpo.learners.sizes import weight_count
 from metahpo.params import Params
-from metahpo.validation import smallest_value, space_algorithms
+from metahpo.space import smallest_value, space_algorithms
 
 
 def layer_macs(hidden: int, layers: int, arch: str = "mlp", side: int = 1, outputs: int = 1) -> list[int]:
@@ -46,14 +47,6 @@ def layer_macs(hidden: int, layers: int, arch: str = "mlp", side: int = 1, outpu
         return [*blocks, feature_count(hidden, layers, side) * outputs]
     sizes = [side] + [hidden] * layers + [outputs]
     return [a * b for a, b in zip(sizes[:-1], sizes[1:])]
-
-
-def weight_count(hidden: int, layers: int, arch: str = "mlp", side: int = 1, outputs: int = 1) -> int:
-    """Weights of the network (biases left out), the coordinates a learned update rule runs on."""
-    if arch == "conv":
-        blocks = sum(9 * (hidden if b else 1) * hidden for b in range(layers))
-        return blocks + feature_count(hidden, layers, side) * outputs
-    return sum(layer_macs(hidden, layers, arch, side, outputs))
 
 
 def cnp_macs(setting: dict, support: int, query: int, side: int = 1, outputs: int = 1) -> int:

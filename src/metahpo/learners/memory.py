@@ -16,14 +16,15 @@ from __future__ import annotations
 import torch
 
 from metahpo.errors import InputError
-from metahpo.family import family_of
 from metahpo.learners import LEARNED_RULE_ALGORITHMS
 from metahpo.learners.cnp import cnp_sizes
-from metahpo.learners.conv import feature_count, feature_side
+from metahpo.learners.conv import feature_side
+from metahpo.learners.family import family_of
 from metahpo.learners.learned_rule import FEATURES
+from metahpo.learners.sizes import linear_count, weight_count
 from metahpo.params import Params, SearchParams
 from metahpo.resources import gib, physical_memory, usable_cores
-from metahpo.validation import largest_value, space_algorithms
+from metahpo.space import largest_value, space_algorithms
 
 BYTES_PER_FLOAT = 4
 USABLE_FRACTION = 0.8
@@ -31,27 +32,12 @@ USABLE_FRACTION = 0.8
 SIZE_KEYS = ("meta_batch_size", "inner_steps", "hidden", "layers", "query", "representation", "rule_hidden")
 
 
-def _linear_count(sizes: list[int]) -> int:
-    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-
-
-def parameter_count(hidden: int, layers: int, in_features: int = 1, out_features: int = 1) -> int:
-    """Weights and biases of the MLP."""
-    return _linear_count([in_features] + [hidden] * layers + [out_features])
-
-
 def cnp_step_values(setting: dict, points: int, in_features: int, outputs: int) -> int:
     """Values a CNP's meta-step keeps per task: weights, and the activations of ``points`` points."""
     hidden, layers, representation = setting["hidden"], setting["layers"], setting["representation"]
-    params = sum(_linear_count(s) for s in cnp_sizes(hidden, layers, representation, in_features, outputs))
+    params = sum(linear_count(s) for s in cnp_sizes(hidden, layers, representation, in_features, outputs))
     per_point = hidden * layers + representation + outputs * (hidden * layers + 1)
     return 3 * (params + points * per_point)
-
-
-def conv_parameter_count(width: int, blocks: int, side: int, outputs: int) -> int:
-    """Weights of the conv net: kernels, batch-norm scales and shifts, and the linear head."""
-    kernels = 9 * width * (1 + width * (blocks - 1)) + 2 * width * blocks
-    return kernels + (feature_count(width, blocks, side) + 1) * outputs
 
 
 def conv_activations(width: int, blocks: int, side: int) -> int:
@@ -69,11 +55,11 @@ def meta_step_bytes(setting: dict, points: int, arch: str = "mlp", side: int = 1
     hidden, layers = setting["hidden"], setting["layers"]
     if arch == "conv":
         params, activations = (
-            conv_parameter_count(hidden, layers, side, outputs),
+            weight_count(hidden, layers, arch, side, outputs, biases=True),
             points * conv_activations(hidden, layers, side),
         )
     else:
-        params, activations = parameter_count(hidden, layers, side, outputs), points * hidden * layers
+        params, activations = weight_count(hidden, layers, arch, side, outputs, biases=True), points * hidden * layers
     per_step = 3 * params + 3 * activations
     if setting["algorithm"] in LEARNED_RULE_ALGORITHMS:
         per_step += 3 * params * (FEATURES + 2 * setting["rule_hidden"] + 2)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from metahpo.family import family_of
+from metahpo.learners.family import family_of
 from metahpo.learners.meta_learner import LearnerConfig
 from metahpo.learners.metatrain import TrainSettings
 from metahpo.params import Params

@@ -10,8 +10,9 @@ from metahpo.evaluation.panels import learner_curve
 from metahpo.learners.artifacts import load_learner
 from metahpo.params import Params
 from metahpo.reporting import published
-from metahpo.reporting.figures import COLORS, LABELS, finetuning_text, save_figure, steps_note, table
+from metahpo.reporting.figures import COLORS, LABELS, save_figure
 from metahpo.reporting.kinds import kinds_section
+from metahpo.reporting.tables import finetuning_text, steps_note, table
 from metahpo.tasks.episodes import episode_arrays, select_episodes
 from metahpo.tasks.storage import load_manifest, load_split
 

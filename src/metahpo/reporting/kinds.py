@@ -13,7 +13,7 @@ from metahpo.learners import KINDS, LEARNED_RULE_ALGORITHMS
 from metahpo.learners.cost import setting_macs
 from metahpo.params import Params
 from metahpo.reporting import published
-from metahpo.reporting.figures import rule_note, table, trained_settings
+from metahpo.reporting.tables import rule_note, table, trained_settings
 
 TITLES = {
     "maml_family": "parameter-based: MAML family (MAML, first-order MAML, Meta-SGD, ANIL)",

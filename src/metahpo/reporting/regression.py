@@ -17,15 +17,16 @@ from metahpo.evaluation.task_limit import PHASE_GRID
 from metahpo.learners.artifacts import load_learner
 from metahpo.params import Params
 from metahpo.reporting import published
-from metahpo.reporting.figures import COLORS, LABELS, finetuning_text, save_figure, steps_note, table
+from metahpo.reporting.figures import COLORS, LABELS, save_figure
 from metahpo.reporting.kinds import kinds_section
+from metahpo.reporting.tables import finetuning_text, steps_note, table
 from metahpo.tasks.storage import load_split
 
 LEARNERS = ("tuned", "default", "pretrained")
 LIMIT = "limit"
 LIMIT_LABEL = "task limit: the true family fitted to the K points (not a learner)"
 
-KIND_TITLES = {"grid": "100-point grid", "query": "K random query points"}
+POINT_SET_TITLES = {"grid": "100-point grid", "query": "K random query points"}
 EXAMPLE_STEPS = (0, 1, 10)
 DIVERGED_NOTE = (
     "*diverged*: adapting for more steps than the learner was meta-trained for blew up on at least one "
@@ -38,9 +39,9 @@ def _curve(name: str, split: str = "test") -> pd.DataFrame:
     return learner_curve("sinusoid", "adaptation" if split == "test" else split, name)
 
 
-def _clip_top(ax, kind: str, split: str = "test") -> None:
+def _clip_top(ax, points: str, split: str = "test") -> None:
     """Keep a diverging curve from flattening the others: cap the axis at 10x the worst start."""
-    ax.set_ylim(top=10 * max(_curve(n, split)[f"{kind}_mse"][0] for n in LEARNERS))
+    ax.set_ylim(top=10 * max(_curve(n, split)[f"{points}_mse"][0] for n in LEARNERS))
 
 
 def _limit_line(ax, x, values, where: str = "") -> None:
@@ -56,18 +57,18 @@ def _limit_line(ax, x, values, where: str = "") -> None:
 
 
 def adaptation_figure() -> str:
-    """Held-out MSE vs adaptation steps with 95% CI bands, per learner and query kind."""
+    """Held-out MSE vs adaptation steps with 95% CI bands, per learner and set of points."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, kind in zip(axes, KIND_TITLES):
+    for ax, points in zip(axes, POINT_SET_TITLES):
         for name in LEARNERS:
             curve = _curve(name)
-            mse, ci = curve[f"{kind}_mse"], curve[f"{kind}_ci95"]
+            mse, ci = curve[f"{points}_mse"], curve[f"{points}_ci95"]
             ax.plot(curve["step"], mse, marker="o", ms=3, color=COLORS[name], label=LABELS[name])
             ax.fill_between(curve["step"], mse - ci, mse + ci, color=COLORS[name], alpha=0.2)
-        ax.set(title=f"meta_test MSE on {KIND_TITLES[kind]}", xlabel="adaptation steps", yscale="log")
-        _clip_top(ax, kind)
+        ax.set(title=f"meta_test MSE on {POINT_SET_TITLES[points]}", xlabel="adaptation steps", yscale="log")
+        _clip_top(ax, points)
         limit = _curve(LIMIT)
-        _limit_line(ax, limit["step"], list(limit[f"{kind}_mse"]))
+        _limit_line(ax, limit["step"], list(limit[f"{points}_mse"]))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mean MSE over held-out tasks (95% CI)")
     axes[0].legend()
@@ -155,14 +156,14 @@ def headline_table(metrics: dict) -> str:
     k = f"k{metrics['protocol']['shots']}"
     steps = sorted(metrics["tuned"]["test"]["grid"][k], key=lambda s: int(s.removeprefix("step")))
     header = ["learner", "inner steps"] + [
-        f"{kind}, {s.removeprefix('step')} steps" for kind in KIND_TITLES for s in steps
+        f"{points}, {s.removeprefix('step')} steps" for points in POINT_SET_TITLES for s in steps
     ]
-    cells = [(kind, s) for kind in KIND_TITLES for s in steps]
+    cells = [(points, s) for points in POINT_SET_TITLES for s in steps]
     rows = [
-        [LABELS[n], str(metrics[n]["inner_steps"])] + [fmt(metrics[n]["test"][kind][k][s]) for kind, s in cells]
+        [LABELS[n], str(metrics[n]["inner_steps"])] + [fmt(metrics[n]["test"][points][k][s]) for points, s in cells]
         for n in LEARNERS
     ]
-    rows.append([LIMIT_LABEL, "none"] + [fmt(metrics[LIMIT]["test"][kind][k]) for kind, _ in cells])
+    rows.append([LIMIT_LABEL, "none"] + [fmt(metrics[LIMIT]["test"][points][k]) for points, _ in cells])
     return table(header, rows)
 
 
@@ -171,12 +172,12 @@ def kshot_table(metrics: dict, eval_shots: list[int]) -> str:
     ks = sorted(eval_shots)
     header = ["learner", "source"] + [f"K={k}" for k in ks]
     rows = [
-        [LABELS[n], f"measured, {kind}"] + [fmt(metrics[n]["test"][kind][f"k{k}"]["step1"]) for k in ks]
+        [LABELS[n], f"measured, {points}"] + [fmt(metrics[n]["test"][points][f"k{k}"]["step1"]) for k in ks]
         for n in LEARNERS
-        for kind in KIND_TITLES
+        for points in POINT_SET_TITLES
     ]
-    rows += [[LIMIT_LABEL, f"measured, {kind}"] + [fmt(metrics[LIMIT]["test"][kind][f"k{k}"]) for k in ks]
-             for kind in KIND_TITLES]  # fmt: skip
+    rows += [[LIMIT_LABEL, f"measured, {points}"] + [fmt(metrics[LIMIT]["test"][points][f"k{k}"]) for k in ks]
+             for points in POINT_SET_TITLES]  # fmt: skip
     for method, by_k in published.ONE_STEP.items():
         cells = [published.format_quote(*by_k[k]) if k in by_k else "" for k in ks]
         rows.append([f"{method}", f"**published** ({published.SOURCE})"] + cells)

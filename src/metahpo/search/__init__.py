@@ -1,4 +1,5 @@
-"""Meta-hyperparameter search: proposers, trials, their durable log, class folds, and the search loop."""
+"""Meta-hyperparameter search: proposers, trials, their durable log, class folds, the search loop, and the final
+training of what it found (the train stage)."""
 
 METHODS = ("gp", "forest", "random", "grid")
 ACQ_FUNCS = ("EI", "PI", "LCB", "gp_hedge")

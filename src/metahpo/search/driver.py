@@ -36,8 +36,8 @@ from metahpo import paths
 from metahpo.atomic import write_json
 from metahpo.errors import DivergenceError, InputError, first_line
 from metahpo.executors import TrialRunner, is_lost_worker, run_jobs
-from metahpo.family import family_of
 from metahpo.learners.cost import cheapest_macs, setting_macs
+from metahpo.learners.family import family_of
 from metahpo.learners.memory import check_fits, check_workers, largest_settings, local_workers
 from metahpo.learners.settings import apply_point, default_setting
 from metahpo.params import Params

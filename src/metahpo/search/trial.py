@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 
 from metahpo.errors import DivergenceError
-from metahpo.family import family_of
 from metahpo.learners.cost import trained_iterations
+from metahpo.learners.family import family_of
 from metahpo.learners.metatrain import StateError, build_learner, meta_train
 from metahpo.learners.settings import apply_point, learner_config, train_settings
 from metahpo.params import Params

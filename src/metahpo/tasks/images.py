@@ -18,7 +18,7 @@ import numpy as np
 
 from metahpo.errors import TaskDataError, first_line
 from metahpo.params import TaskParams
-from metahpo.tasks import DIGITS_SIDE
+from metahpo.task_names import DIGITS_SIDE
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # What a digit reads as when turned upside down: 0, 1 and 8 as themselves, 6 and 9 as each other.

@@ -13,6 +13,7 @@ A task is ``y = A * sin(x - phase)`` with ``A ~ U[amplitude]``, ``phase ~ U[phas
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,3 +104,33 @@ class TaskPool:
         x = torch.gather(self.x[tasks], 1, points)
         y = torch.gather(self.y[tasks], 1, points)
         return x[:, :shots], y[:, :shots], x[:, shots:], y[:, shots:]
+
+
+def sinusoid_pool(
+    n_tasks: int,
+    points: int,
+    seed: int,
+    amplitude: tuple[float, float] = (0.1, 5.0),
+    phase: tuple[float, float] = (0.0, math.pi),
+    x_range: tuple[float, float] = (-5.0, 5.0),
+    device: torch.device | str = "cpu",
+) -> TaskPool:
+    """A pool of ``n_tasks`` sinusoid tasks of ``points`` points each (the MAML paper's ranges by default).
+
+    For use outside the pipeline (a notebook, a test): the pipeline's ``meta_train`` split is drawn by
+    :func:`generate_splits` from ``params.yaml``. The same seed gives the same tasks.
+
+    Example:
+        >>> pool = sinusoid_pool(n_tasks=100, points=20, seed=0)
+        >>> tuple(pool.x.shape), tuple(pool.y.shape)
+        ((100, 20, 1), (100, 20, 1))
+        >>> support_x, support_y, query_x, query_y = pool.sample(4, 5, 10, torch.Generator().manual_seed(0))
+        >>> tuple(support_x.shape), tuple(query_y.shape)
+        ((4, 5, 1), (4, 10, 1))
+    """
+    family = SinusoidFamily(amplitude, phase, x_range)
+    rng = np.random.default_rng(seed)
+    amplitudes, phases = family.sample(rng, n_tasks)
+    x = family.inputs(rng, n_tasks, points)
+    y = family.targets(amplitudes, phases, x)
+    return TaskPool.from_split({"x": x.astype(np.float32), "y": y.astype(np.float32)}, torch.device(device))

@@ -7,7 +7,7 @@ classification), the network's input shape, outputs and loss, the meta-training 
 objective and the penalty told for a failed trial, the metric logged during the final training, how
 the pretrained network starts and is scored when its fine-tuning is chosen, and the shape of a
 meta-step for the memory guard. The evaluate and report stages pick their family's
-module by ``kind``.
+module by ``problem``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def zero_predictor_mse(split: dict) -> float:
 class Regression:
     """Sinusoid regression: MSE loss, scored on the 100-point grid; the third learner is pretrained."""
 
-    kind = "regression"
+    problem = "regression"
     learners = ("tuned", "default", "pretrained")
     algorithms = ALGORITHMS
     loss = "mse"
@@ -101,7 +101,7 @@ class Regression:
 class Classification:
     """N-way K-shot image classification: cross-entropy; the baselines are a prototypical and a pretrained network."""
 
-    kind = "classification"
+    problem = "classification"
     learners = ("tuned", "default", "protonet", "pretrained")
     algorithms = LEARNER_ALGORITHMS
     loss = "cross_entropy"

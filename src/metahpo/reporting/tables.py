@@ -1,0 +1,74 @@
+"""Markdown tables of the report and the notes under them: the trained settings, steps, fine-tuning."""
+
+from __future__ import annotations
+
+from metahpo import paths
+from metahpo.errors import ArtifactError
+from metahpo.json_files import load_json_object
+from metahpo.learners import LEARNED_RULE_ALGORITHMS, USED_ONLY_BY
+from metahpo.reporting.figures import LABELS
+
+
+def finetuning_text() -> str:
+    """How the pretrained network fine-tunes, and how that was chosen, from its config (a sentence)."""
+    record = _config("pretrained")["finetuning"]
+    grid = record["grid"]
+    rates, steps, rules = grid["inner_lr"], grid["inner_steps"], len(grid["val_score"])
+    choice = f"{rules} rules (which weights adapt) × " if rules > 1 else ""
+    return (
+        f"The pretrained network fine-tunes {record['adapts']} by SGD at its own rate, {record['inner_lr']:.4g}, "
+        f"for {record['inner_steps']} steps: the lowest {record['score']}, {record['val_score']:.3f}, of {choice}"
+        f"{len(rates)} log-spaced rates from {rates[0]:.4g} to {rates[-1]:.4g} × 1 to {steps[-1]} steps "
+        "(`train.finetune`); meta_test took no part in the choice."
+    )
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def trained_settings(learners: tuple[str, ...]) -> dict[str, dict]:
+    """The setting each of ``learners`` was trained with, from its model config."""
+    return {n: _config(n)["setting"] for n in learners}
+
+
+def _config(name: str) -> dict:
+    """A model's config (the report's inputs check each one before anything is drawn)."""
+    return load_json_object(paths.MODELS / name / "config.json", ArtifactError, "rerun the train stage")
+
+
+def _setting_cell(setting: dict, key: str) -> str:
+    """A value, marked where the setting's algorithm does not read it (the search pins such values)."""
+    unread = setting["algorithm"] not in USED_ONLY_BY.get(key, (setting["algorithm"],))
+    return f"{setting[key]} (not read by {setting['algorithm']})" if unread else str(setting[key])
+
+
+def setting_table(learners: tuple[str, ...] = ("tuned", "default")) -> str:
+    """The tuned and untuned meta-hyperparameters side by side, from the trained models' configs."""
+    configs = trained_settings(learners)
+    rows = [[k, *(_setting_cell(configs[n], k) for n in ("tuned", "default"))] for k in configs["tuned"]]
+    return table(["meta-hyperparameter", "tuned", "untuned"], rows)
+
+
+def steps_note(learners: tuple[str, ...] = ("tuned", "default")) -> str:
+    """What the step columns mean for a CNP or a learned rule among ``learners`` (empty for the others)."""
+    notes = []
+    for name, setting in trained_settings(learners).items():
+        if setting["algorithm"] == "cnp":
+            notes.append(
+                f"The {LABELS[name]} learner is a CNP: it adapts by conditioning on the support set, with no inner "
+                "step, so it is scored at 0 steps and every step column repeats that score."
+            )
+        elif setting["algorithm"] in LEARNED_RULE_ALGORITHMS:
+            notes.append(rule_note(LABELS[name], setting))
+    return "\n" + " ".join(notes) + "\n" if notes else ""
+
+
+def rule_note(label: str, setting: dict) -> str:
+    """What the steps past a learned rule's trained ones mean, for the learner ``label`` trained with ``setting``."""
+    return (
+        f"The {label} learner's update rule was meta-trained for {setting['inner_steps']} inner "
+        "steps; later steps feed it a step fraction above 1, which it never saw in training."
+    )
