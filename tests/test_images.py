@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from image_folders import make_flat, make_omniglot
+from image_folders import huge_png, make_flat, make_omniglot, zip_folder
 
 from metahpo.errors import TaskDataError
 from metahpo.tasks.episodes import EpisodePool, episode_arrays, generate_episode_splits, split_classes
@@ -152,7 +152,7 @@ def test_mixed_layouts_and_missing_root_are_named(tmp_path):
     (stray / "0.png").write_bytes(b"")
     with pytest.raises(TaskDataError, match="loose_class: mixes layouts"):
         image_folder_classes(tmp_path / "data", 8, [0])
-    with pytest.raises(TaskDataError, match="nowhere: image folder not found"):
+    with pytest.raises(TaskDataError, match="nowhere: image folder or .zip file not found"):
         image_folder_classes(tmp_path / "nowhere", 8, [0])
 
 
@@ -171,3 +171,80 @@ def test_links_inside_the_folder_are_read_and_links_out_of_it_refused(tmp_path, 
     (folders[1] / "0.png").symlink_to(tmp_path / "elsewhere.png")
     with pytest.raises(TaskDataError, match="class1/0.png: a symbolic link out of tasks.root"):
         image_folder_classes("data/raw/imgs", 8, [0])
+
+
+def test_sixteen_bit_images_keep_their_range(tmp_path):
+    """A 16-bit PNG reads as the same image as its 8-bit version, not clipped to white."""
+    from PIL import Image
+
+    make_flat(tmp_path / "eight", classes=3)
+    make_flat(tmp_path / "sixteen", classes=3)
+    for png in sorted((tmp_path / "sixteen").rglob("*.png")):
+        wide = np.asarray(Image.open(png), dtype=np.uint16) * 257  # 8-bit value v is 257 v at 16 bits
+        Image.fromarray(wide).save(png)
+        assert Image.open(png).mode in ("I;16", "I")
+    eight = image_folder_classes(tmp_path / "eight", 12, [0])
+    sixteen = image_folder_classes(tmp_path / "sixteen", 12, [0])
+    assert 0.3 < eight.images.mean() < 0.7
+    np.testing.assert_allclose(sixteen.images, eight.images, atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["flat", "omniglot"])
+def test_hidden_entries_are_skipped_at_every_depth(tmp_path, layout):
+    (make_flat if layout == "flat" else make_omniglot)(tmp_path / "data")
+    plain = image_folder_classes(tmp_path / "data", 8, [0])
+    for folder in [tmp_path / "data", *(p for p in (tmp_path / "data").rglob("*") if p.is_dir())]:
+        (folder / ".thumbs").mkdir()
+        (folder / ".thumbs" / "0.png").write_bytes((next((tmp_path / "data").rglob("0.png"))).read_bytes())
+        (folder / "._0.png").write_bytes(b"resource fork")
+        (folder / ".DS_Store").write_bytes(b"\0")
+    (tmp_path / "data" / "__MACOSX").mkdir()
+    hidden = image_folder_classes(tmp_path / "data", 8, [0])
+    assert hidden.names == plain.names
+    np.testing.assert_array_equal(hidden.images, plain.images)
+
+
+def test_subfolder_of_one_class_names_that_class(tmp_path):
+    make_flat(tmp_path / "data")
+    (tmp_path / "data" / "class5" / "extra").mkdir()
+    with pytest.raises(TaskDataError, match=r"class5/extra: a folder inside class folder 'class5'"):
+        image_folder_classes(tmp_path / "data", 8, [0])
+
+
+def test_decompression_bomb_is_named(tmp_path):
+    make_flat(tmp_path / "data")
+    huge_png(tmp_path / "data" / "class2" / "huge.png")
+    with pytest.raises(TaskDataError, match=r"class2/huge.png: image too large to read safely"):
+        image_folder_classes(tmp_path / "data", 8, [0])
+
+
+@pytest.mark.parametrize("loop", ["self", "parent"])
+def test_symbolic_link_loops_are_named(tmp_path, monkeypatch, loop):
+    monkeypatch.chdir(tmp_path)
+    folders = make_flat(tmp_path / "data/raw/imgs", classes=3)
+    link = folders[1] / "loop"
+    link.symlink_to(link if loop == "self" else folders[1], target_is_directory=loop == "parent")
+    with pytest.raises(TaskDataError, match=r"class1/loop: a symbolic link (that loops|to a folder above it)"):
+        image_folder_classes("data/raw/imgs", 8, [0])
+
+
+@pytest.mark.parametrize("top", [None, "images_background"])
+def test_zip_reads_as_its_folder(tmp_path, top):
+    """A zip of an Omniglot folder (with or without the official zips' top folder) gives the same classes."""
+    make_omniglot(tmp_path / "data", per_class=3)
+    (tmp_path / "data" / "alphabet0" / ".thumbs").mkdir()
+    (tmp_path / "data" / "alphabet0" / ".thumbs" / "0.png").write_bytes(b"")
+    folder = image_folder_classes(tmp_path / "data", 8, [0, 90], "alphabet")
+    archive = zip_folder(tmp_path / "data", tmp_path / "omniglot.zip", top)
+    zipped = image_folder_classes(archive, 8, [0, 90], "alphabet")
+    assert zipped.names == folder.names and zipped.sources == folder.sources
+    np.testing.assert_array_equal(zipped.images, folder.images)
+
+
+def test_bad_zip_is_named(tmp_path):
+    (tmp_path / "broken.zip").write_bytes(b"PK not a zip")
+    with pytest.raises(TaskDataError, match="broken.zip: unreadable zip file"):
+        image_folder_classes(tmp_path / "broken.zip", 8, [0])
+    (tmp_path / "images.tar").write_bytes(b"")
+    with pytest.raises(TaskDataError, match="images.tar: image folder or .zip file not found"):
+        image_folder_classes(tmp_path / "images.tar", 8, [0])
