@@ -308,7 +308,12 @@ SCHEMA = section(
                 "workers": integer(1, 64),
                 "compare_kinds": boolean(),
                 "finetune": section(
-                    {"lr": rate_range(), "lr_points": integer(1, 1000), "max_steps": TUNABLE["inner_steps"][1]}
+                    {
+                        "lr": rate_range(),
+                        "lr_points": integer(1, 1000),
+                        "max_steps": TUNABLE["inner_steps"][1],
+                        "eta": integer(1, 100),
+                    }
                 ),
             }
         ),
