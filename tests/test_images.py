@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import pytest
 import torch
@@ -248,3 +250,22 @@ def test_bad_zip_is_named(tmp_path):
     (tmp_path / "images.tar").write_bytes(b"")
     with pytest.raises(TaskDataError, match="images.tar: image folder or .zip file not found"):
         image_folder_classes(tmp_path / "images.tar", 8, [0])
+
+
+def test_a_folder_of_zips_reads_every_zip(tmp_path):
+    """Omniglot's background and evaluation zips side by side read as one folder of both sets of alphabets."""
+    make_omniglot(tmp_path / "both", alphabets=4, per_class=3)
+    (tmp_path / "zips").mkdir()
+    for part, alphabets in (("background", (0, 1)), ("evaluation", (2, 3))):
+        with zipfile.ZipFile(tmp_path / "zips" / f"images_{part}.zip", "w") as out:
+            for a in alphabets:
+                for path in sorted((tmp_path / "both" / f"alphabet{a}").rglob("*")):
+                    out.write(path, f"images_{part}/" + path.relative_to(tmp_path / "both").as_posix())
+    (tmp_path / "zips" / "images_background.zip.dvc").write_text("outs: []\n")  # as dvc import-url leaves
+    folder = image_folder_classes(tmp_path / "both", 8, [0], "alphabet")
+    zipped = image_folder_classes(tmp_path / "zips", 8, [0], "alphabet")
+    assert zipped.names == folder.names and len(set(zipped.sources)) == 4
+    np.testing.assert_array_equal(zipped.images, folder.images)
+    zip_folder(tmp_path / "both", tmp_path / "zips" / "again.zip")
+    with pytest.raises(TaskDataError, match="images_background.zip: folder 'alphabet0' is also in .*again.zip"):
+        image_folder_classes(tmp_path / "zips", 8, [0])

@@ -119,39 +119,58 @@ def _folders(folder) -> list:
     return [e for e in _visible(folder) if e.is_dir()]
 
 
-def open_root(root: Path):
-    """The folder to read classes from: ``root`` itself, or inside a ``.zip`` file (read in place, not unpacked).
+def top_folders(root: Path) -> list:
+    """The top-level folders (classes or alphabets) under ``root``: a folder, a ``.zip``, or a folder of zips.
 
-    A zip whose top level holds a single folder and no files is read from inside that folder, as the official
-    Omniglot zips hold ``images_background/<alphabet>/<character>/``.
+    A zip is read in place, not unpacked; one whose top level holds a single folder and no files is read from
+    inside that folder, as the official Omniglot zips hold ``images_background/<alphabet>/<character>/``. A
+    folder that holds zips and no folders (the official ``images_background.zip`` and ``images_evaluation.zip``
+    imported side by side) gives the top folders of every zip, which must not share a name.
     """
-    import zipfile
-
     if root.is_dir():
         _refuse_links_out(root)
-        return root
+        folders = _folders(root)
+        zips = [e for e in _visible(root) if e.is_file() and e.suffix.lower() == ".zip"]
+        if folders or not zips:
+            return folders
+        merged = {}
+        for archive in zips:
+            for folder in _zip_top(archive):
+                if folder.name in merged:
+                    raise TaskDataError(
+                        f"{archive}: folder {folder.name!r} is also in {merged[folder.name].root.filename} "
+                        "(tasks.root: the zips of one folder are read together, so their folders need distinct names)"
+                    )
+                merged[folder.name] = folder
+        return sorted(merged.values(), key=lambda f: f.name)
     if not (root.is_file() and root.suffix.lower() == ".zip"):
         raise TaskDataError(f"{root}: image folder or .zip file not found (tasks.root)")
     _refuse_links_out(root)
+    return _zip_top(root)
+
+
+def _zip_top(archive: Path) -> list:
+    import zipfile
+
     try:
-        top = zipfile.Path(zipfile.ZipFile(root))
-        inside = _visible(top)
+        inside = _visible(zipfile.Path(zipfile.ZipFile(archive)))
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise TaskDataError(f"{root}: unreadable zip file ({first_line(exc)}) (tasks.root)") from None
+        raise TaskDataError(f"{archive}: unreadable zip file ({first_line(exc)}) (tasks.root)") from None
     if len(inside) == 1 and inside[0].is_dir():
-        return inside[0]
-    return top
+        inside = _visible(inside[0])
+    return [e for e in inside if e.is_dir()]
 
 
-def _class_dirs(root) -> list[tuple[str, object]]:
+def _class_dirs(root: Path) -> list[tuple[str, object]]:
     """``(name, directory)`` of every class: ``root/<class>/`` (flat) or ``root/<alphabet>/<character>/``.
 
-    Names are ``<class>`` or ``<alphabet>/<character>``.
+    Names are ``<class>`` or ``<alphabet>/<character>``; ``root`` is read by :func:`top_folders`.
     """
-    top = _folders(root)
+    top = top_folders(root)
     if not top:
         raise TaskDataError(
-            f"{root}: no class folders (expected root/<class>/*.png or root/<alphabet>/<character>/*.png)"
+            f"{root}: no class folders (expected root/<class>/*.png or root/<alphabet>/<character>/*.png, "
+            "or a .zip of them)"
         )
     nested = {str(p): _folders(p) for p in top}
     flat = [p for p in top if not nested[str(p)]]
@@ -247,7 +266,7 @@ def image_folder_classes(
     """
     root = Path(root)
     per_class = []
-    dirs = _class_dirs(open_root(root))
+    dirs = _class_dirs(root)
     if split_by == "alphabet" and "/" not in dirs[0][0]:
         raise TaskDataError(
             f"{root}: tasks.split_by: alphabet needs the Omniglot layout root/<alphabet>/<character>/, "
