@@ -516,8 +516,8 @@ def _family_checks(params: dict) -> list[str]:
         )
         if root is not None and not inside:
             problems.append(
-                f"tasks.root: expected a folder under {RAW_DATA}/ (the generate stage depends on {RAW_DATA}, "
-                f"so a changed image reruns it), got {root!r}"
+                f"tasks.root: expected a folder or .zip file under {RAW_DATA}/ (the generate stage depends on "
+                f"{RAW_DATA}, so a changed image reruns it), got {root!r}"
             )
     return problems
 
