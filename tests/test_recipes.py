@@ -116,6 +116,7 @@ def omniglot_zip(folder: Path, dest: Path, changed: bool = False) -> Path:
     make_omniglot(folder, alphabets=2, characters=4, per_class=6)
     if changed:
         (folder / "alphabet1/character2/3.png").write_bytes((folder / "alphabet0/character0/0.png").read_bytes())
+    dest.parent.mkdir(exist_ok=True)
     with zipfile.ZipFile(dest, "w") as out:
         for path in sorted(folder.rglob("*")):
             out.write(path, "images_background/" + path.relative_to(folder).as_posix())
@@ -154,7 +155,6 @@ def test_an_imported_zip_runs_through_dvc_repro_and_an_update_reruns_generate(tm
 @pytest.mark.e2e
 def test_a_recipe_selected_in_one_command_is_what_the_stages_read(tmp_path):
     root = copy_project(tmp_path / "project")
-    shutil.copytree(RECIPES, root / "recipes")
     dvc(root, "config", "core.analytics", "false")
     commit_all(root, "defaults")
     proc = subprocess.run([sys.executable, "-m", "metahpo.recipes", "digits"], cwd=root, env=env_for(root),
