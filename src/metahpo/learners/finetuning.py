@@ -2,8 +2,10 @@
 
 A pretrained network fine-tuned with another learner's inner rate is a strawman (Meta-SGD's rate is only
 the starting value of its learned rates). The grid is ``train.finetune``: ``lr_points`` log-spaced rates
-and 1 to ``max_steps`` steps; one adaptation trajectory per rate scores every step count at once, on
-meta_val only, by the family's score (regression: the mean grid MSE; classification: the error rate).
+and 1 to ``max_steps`` steps for each fine-tuning rule; one adaptation trajectory per (rule, rate) scores every
+step count at once, on meta_val only, by the family's score (regression: the mean grid MSE; classification:
+the error rate). The (rule, rate) arms are raced by successive halving over meta_val episodes, since scoring
+every arm on every episode cost more than training the tuned learner on 28x28 images.
 """
 
 from __future__ import annotations
