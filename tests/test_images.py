@@ -191,6 +191,35 @@ def test_sixteen_bit_images_keep_their_range(tmp_path):
     np.testing.assert_allclose(sixteen.images, eight.images, atol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "LA", "P", "P+transparency", "1"])
+def test_every_eight_bit_mode_reads_as_its_grey_picture(tmp_path, mode):
+    """Dark strokes on white, saved in each mode (strokes only in the alpha channel where there is one)."""
+    from PIL import Image
+
+    strokes = np.random.default_rng(0).random((12, 12)) > 0.6
+    grey = Image.fromarray(np.where(strokes, 0, 255).astype(np.uint8), mode="L")
+    if mode in ("RGBA", "LA"):  # black everywhere; the strokes are opaque, the rest transparent
+        image = Image.new(mode, grey.size, 0)
+        image.putalpha(Image.fromarray(np.where(strokes, 255, 0).astype(np.uint8), mode="L"))
+    elif mode == "P+transparency":  # the background's palette entry is transparent, its hidden colour black
+        image = grey.convert("P")
+        y, x = np.argwhere(~strokes)[0]
+        index = image.getpixel((int(x), int(y)))
+        palette = image.getpalette()
+        palette[3 * index : 3 * index + 3] = [0, 0, 0]
+        image.putpalette(palette)
+        image.info["transparency"] = index
+    else:
+        image = grey.convert(mode)
+    for c in range(3):
+        (tmp_path / "data" / f"class{c}").mkdir(parents=True)
+        image.save(tmp_path / "data" / f"class{c}" / "0.png")
+    (tmp_path / "plain" / "class0").mkdir(parents=True)
+    grey.save(tmp_path / "plain" / "class0" / "0.png")
+    read = image_folder_classes(tmp_path / "data", 12, [0]).images[0]
+    np.testing.assert_allclose(read, image_folder_classes(tmp_path / "plain", 12, [0]).images[0], atol=1 / 255)
+
+
 @pytest.mark.parametrize("layout", ["flat", "omniglot"])
 def test_hidden_entries_are_skipped_at_every_depth(tmp_path, layout):
     (make_flat if layout == "flat" else make_omniglot)(tmp_path / "data")

@@ -233,8 +233,9 @@ WIDE_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I"
 def load_image(path, size: int) -> np.ndarray:
     """One image as grey-scale float32 ``[size, size]`` in [0, 1]; a bad file is named in the error.
 
-    8-bit modes (grey, palette, RGB, CMYK, with or without alpha) go through Pillow's grey conversion; 16-bit
-    grey (``I;16``, and ``I`` as Pillow opens 16-bit PNGs) is scaled by its full range, not clipped at 255.
+    8-bit modes (grey, palette, RGB, CMYK) go through Pillow's grey conversion, transparent pixels over white
+    (the background they are shown on); 16-bit grey (``I;16``, and ``I`` as Pillow opens 16-bit PNGs) is
+    scaled by its full range, not clipped at 255.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -247,6 +248,9 @@ def load_image(path, size: int) -> np.ndarray:
                 return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
             if image.mode == "F":
                 raise ValueError("floating-point pixels have no defined range; save it as 8- or 16-bit")
+            if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
+                # Transparent pixels read as the white background they are shown on, not as their hidden colour.
+                image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
             grey = image.convert("L").resize((size, size), Image.Resampling.LANCZOS)
             return np.asarray(grey, dtype=np.float32) / 255.0
     except Image.DecompressionBombError as exc:
