@@ -172,3 +172,21 @@ def test_a_classifier_is_pretrained_on_every_class_and_fine_tuned_from_a_zero_he
     head = [n for n, w in weights.items() if w.shape[-1] == params.tasks.ways]
     assert head == ["weights.b2", "weights.w2"] and all(not weights[n].any() for n in head)
     assert all(w.shape[-1] != classes for w in weights.values())
+
+
+@pytest.mark.parametrize("raced", [True, False])
+def test_the_report_says_when_the_grid_was_raced(tmp_path, monkeypatch, raced):
+    import json
+
+    from metahpo.reporting.figures import finetuning_text
+
+    monkeypatch.chdir(tmp_path)
+    seen = [[8, 200], [8, 23]] if raced else [[200, 200], [200, 200]]
+    grid = {"inner_lr": [0.001, 1.0], "inner_steps": [1, 2, 3], "val_score": {"anil": [], "maml": []},
+            "episodes": dict(zip(("anil", "maml"), seen))}  # fmt: skip
+    record = {"adapts": "the head only", "inner_lr": 0.1, "inner_steps": 3, "score": "error", "val_score": 0.1}
+    (tmp_path / "models/pretrained").mkdir(parents=True)
+    (tmp_path / "models/pretrained/config.json").write_text(json.dumps({"finetuning": {**record, "grid": grid}}))
+    text = finetuning_text()
+    assert ("raced by successive halving" in text) == raced and "2 rules" in text
+    assert not raced or "scored on all 200, the first arms dropped after 8" in text
