@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import shutil
 from pathlib import Path
@@ -52,9 +53,14 @@ def ready(tmp_path_factory, request):
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
-    }
+    """Every file's hash, every symbolic link's target and every folder under ``root``, by path."""
+
+    def state(p: Path) -> str:
+        if p.is_symlink():
+            return f"link to {os.readlink(p)}"
+        return hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
+
+    return {str(p.relative_to(root)): state(p) for p in root.rglob("*")}
 
 
 # --- mutations: each takes the project root and breaks one thing -------------------------------
