@@ -298,3 +298,11 @@ def test_a_folder_of_zips_reads_every_zip(tmp_path):
     zip_folder(tmp_path / "both", tmp_path / "zips" / "again.zip")
     with pytest.raises(TaskDataError, match="images_background.zip: folder 'alphabet0' is also in .*again.zip"):
         image_folder_classes(tmp_path / "zips", 8, [0])
+
+
+def test_zip_index_lists_every_folder_once_with_implied_folders():
+    from metahpo.tasks.images import _zip_index
+
+    index = _zip_index(["a/", "a/b/c.png", "a/b/d.png", "x.png", "e/f/", "/abs.png", "g//h.png"])
+    assert index == {"": ["a/", "x.png", "e/", "g/"], "a/": ["a/b/"], "a/b/": ["a/b/c.png", "a/b/d.png"],
+                     "e/": ["e/f/"], "e/f/": [], "g/": []}  # fmt: skip

@@ -11,6 +11,7 @@ rotations share one, so no held-out class is a turned copy of a training class (
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,7 +106,7 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def _visible(folder) -> list:
-    """The entries of ``folder`` (a ``Path`` or a ``zipfile.Path``) in sorted order, without hidden ones.
+    """The entries of ``folder`` (a ``Path`` or a :class:`ZipEntry`) in sorted order, without hidden ones.
 
     Hidden means a name starting with a dot (``.thumbs/``, ``.DS_Store``, ``._x.png``) or ``__MACOSX``
     (the resource forks macOS adds to zips); they are skipped at every depth.
@@ -138,7 +139,7 @@ def top_folders(root: Path) -> list:
             for folder in _zip_top(archive):
                 if folder.name in merged:
                     raise TaskDataError(
-                        f"{archive}: folder {folder.name!r} is also in {merged[folder.name].root.filename} "
+                        f"{archive}: folder {folder.name!r} is also in {merged[folder.name].archive.filename} "
                         "(tasks.root: the zips of one folder are read together, so their folders need distinct names)"
                     )
                 merged[folder.name] = folder
@@ -149,11 +150,58 @@ def top_folders(root: Path) -> list:
     return _zip_top(root)
 
 
-def _zip_top(archive: Path) -> list:
-    import zipfile
+class ZipEntry:
+    """A file or folder inside a zip, with the few ``Path`` methods the reader uses.
 
+    Children come from an index of the zip's names built once, so listing every folder of Omniglot's
+    32,460 images costs one pass over the names (``zipfile.Path`` scans every name at each listing).
+    """
+
+    def __init__(self, archive: zipfile.ZipFile, at: str, index: dict[str, list[str]]):
+        self.archive, self.at, self.index = archive, at, index
+        self.name = at.rstrip("/").rsplit("/", 1)[-1]
+        self.suffix = Path(self.name).suffix
+
+    def is_dir(self) -> bool:
+        return self.at in self.index
+
+    def is_file(self) -> bool:
+        return not self.is_dir()
+
+    def iterdir(self):
+        return (ZipEntry(self.archive, at, self.index) for at in self.index.get(self.at, []))
+
+    def open(self, mode: str = "rb"):
+        return self.archive.open(self.at)
+
+    def __str__(self) -> str:
+        return f"{self.archive.filename}/{self.at}".rstrip("/")
+
+
+def _zip_index(names: list[str]) -> dict[str, list[str]]:
+    """Folder (``""`` for the top, else ``a/b/``) -> its children's names, with implied folders added."""
+    index: dict[str, list[str]] = {"": []}
+    seen: set[str] = set()
+    for name in names:
+        parts, parent = name.split("/"), ""
+        for i, part in enumerate(parts):
+            if not part:  # the end of a folder's name, or an odd name ("/x", "a//b") that no folder reaches
+                break
+            at = parent + part + ("" if i == len(parts) - 1 else "/")
+            if at not in seen:
+                seen.add(at)
+                index[parent].append(at)
+                if at.endswith("/"):
+                    index[at] = []
+            parent = at
+    return index
+
+
+def _zip_top(archive: Path) -> list:
     try:
-        inside = _visible(zipfile.Path(zipfile.ZipFile(archive)))
+        opened = zipfile.ZipFile(archive)
+        top = ZipEntry(opened, "", _zip_index(opened.namelist()))
+        inside = _visible(top)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise TaskDataError(f"{archive}: unreadable zip file ({first_line(exc)}) (tasks.root)") from None
     if len(inside) == 1 and inside[0].is_dir():
