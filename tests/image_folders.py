@@ -62,3 +62,26 @@ def image_folder_params(params: dict, root: str) -> dict:
     params["search"]["space"]["hidden"] = {"type": "integer", "low": 3, "high": 6, "prior": "uniform"}
     params["search"]["objective"] = "accuracy"
     return params
+
+
+def huge_png(path: Path, side: int = 20000) -> None:
+    """A valid PNG header declaring ``side`` x ``side`` grey pixels (a decompression bomb), without its pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def zip_folder(folder: Path, archive: Path, top: str | None = None) -> Path:
+    """Zip ``folder``'s contents into ``archive``, under a top folder ``top`` (as the Omniglot zips are) if given."""
+    import zipfile
+
+    with zipfile.ZipFile(archive, "w") as out:
+        for path in sorted(folder.rglob("*")):
+            name = path.relative_to(folder).as_posix()
+            out.write(path, f"{top}/{name}" if top else name)
+    return archive

@@ -23,6 +23,7 @@ PROJECT_FILES = (
     ".dvcignore",
     ".gitignore",
     "data/raw/README.md",
+    "recipes",
 )
 
 

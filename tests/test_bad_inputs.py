@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import shutil
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from image_folders import image_folder_params, make_flat
+from image_folders import huge_png, image_folder_params, make_flat
 
 from metahpo.evaluation.protocol import evaluate_stage
 from metahpo.params import read_params_file
@@ -53,9 +54,14 @@ def ready(tmp_path_factory, request):
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
-    }
+    """Every file's hash, every symbolic link's target and every folder under ``root``, by path."""
+
+    def state(p: Path) -> str:
+        if p.is_symlink():
+            return f"link to {os.readlink(p)}"
+        return hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
+
+    return {str(p.relative_to(root)): state(p) for p in root.rglob("*")}
 
 
 # --- mutations: each takes the project root and breaks one thing -------------------------------
@@ -354,6 +360,10 @@ CASES = [
     ("generate", image_folder(lambda f: link_out(f[3] / "2.png")), "class3/2.png: a symbolic link out of"),
     ("generate", image_folder(lambda f: link_out(f[0].parent)), "data/raw/imgs: a symbolic link (tasks.root)"),
     ("generate", image_folder(lambda f: [p.unlink() for p in sorted(f[5].glob("*.png"))[2:]]), "class 'class5'"),
+    ("generate", image_folder(lambda f: huge_png(f[4] / "huge.png")), "class4/huge.png: image too large"),
+    ("generate", image_folder(lambda f: (f[6] / "loop").symlink_to(f[6] / "loop")), "class6/loop: a symbolic link"),
+    ("generate", image_folder(lambda f: (f[1] / "loop").symlink_to(f[1])), "class1/loop: a symbolic link to a folder"),
+    ("generate", image_folder(lambda f: (f[7] / "sub").mkdir()), "class7/sub: a folder inside class folder 'class7'"),
     # task files
     ("evaluate", params_edit("tasks.eval_shots", [1, 2, 50]), "tasks.eval_shots is [1, 2, 50], but"),
     ("search", params_edit("seed", 7), "seed is 7, but data/tasks/manifest.json was generated with 0"),

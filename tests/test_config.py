@@ -85,6 +85,7 @@ BAD = [
     ("evaluate.max_steps", -2, "evaluate.max_steps: expected an integer >= 0"),
     ("train.finetune.lr", [0.0, 1.0], "train.finetune.lr: expected [low, high] with 0 < low < high <= 100"),
     ("train.finetune.max_steps", 0, "train.finetune.max_steps: expected an integer >= 1 and <= 50"),
+    ("train.finetune.eta", 0, "train.finetune.eta: expected an integer >= 1 and <= 100"),
 ]
 
 

@@ -72,7 +72,7 @@ def _fingerprint_of_copy(tmp_path, monkeypatch, edit: tuple[str, str, str] | Non
 
 def test_the_search_fingerprint_ignores_error_wording_but_not_trial_code(tmp_path, monkeypatch):
     same = _fingerprint_of_copy(tmp_path, monkeypatch, None)
-    reworded = ("validation.py", "expected a folder under", "expected a directory under")
+    reworded = ("validation.py", "expected a non-empty path", "expected a path that is not empty")
     assert _fingerprint_of_copy(tmp_path / "a", monkeypatch, reworded) == same
     changed = ("space.py", 'dim["high"]', 'dim["low"]')
     assert _fingerprint_of_copy(tmp_path / "b", monkeypatch, changed) != same

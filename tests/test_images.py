@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import pytest
 import torch
-from image_folders import make_flat, make_omniglot
+from image_folders import huge_png, make_flat, make_omniglot, zip_folder
 
 from metahpo.errors import TaskDataError
 from metahpo.tasks.episodes import EpisodePool, episode_arrays, generate_episode_splits, split_classes
@@ -152,7 +154,7 @@ def test_mixed_layouts_and_missing_root_are_named(tmp_path):
     (stray / "0.png").write_bytes(b"")
     with pytest.raises(TaskDataError, match="loose_class: mixes layouts"):
         image_folder_classes(tmp_path / "data", 8, [0])
-    with pytest.raises(TaskDataError, match="nowhere: image folder not found"):
+    with pytest.raises(TaskDataError, match="nowhere: image folder or .zip file not found"):
         image_folder_classes(tmp_path / "nowhere", 8, [0])
 
 
@@ -171,3 +173,136 @@ def test_links_inside_the_folder_are_read_and_links_out_of_it_refused(tmp_path, 
     (folders[1] / "0.png").symlink_to(tmp_path / "elsewhere.png")
     with pytest.raises(TaskDataError, match="class1/0.png: a symbolic link out of tasks.root"):
         image_folder_classes("data/raw/imgs", 8, [0])
+
+
+def test_sixteen_bit_images_keep_their_range(tmp_path):
+    """A 16-bit PNG reads as the same image as its 8-bit version, not clipped to white."""
+    from PIL import Image
+
+    make_flat(tmp_path / "eight", classes=3)
+    make_flat(tmp_path / "sixteen", classes=3)
+    for png in sorted((tmp_path / "sixteen").rglob("*.png")):
+        wide = np.asarray(Image.open(png), dtype=np.uint16) * 257  # 8-bit value v is 257 v at 16 bits
+        Image.fromarray(wide).save(png)
+        assert Image.open(png).mode in ("I;16", "I")
+    eight = image_folder_classes(tmp_path / "eight", 12, [0])
+    sixteen = image_folder_classes(tmp_path / "sixteen", 12, [0])
+    assert 0.3 < eight.images.mean() < 0.7
+    np.testing.assert_allclose(sixteen.images, eight.images, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "LA", "P", "P+transparency", "1"])
+def test_every_eight_bit_mode_reads_as_its_grey_picture(tmp_path, mode):
+    """Dark strokes on white, saved in each mode (strokes only in the alpha channel where there is one)."""
+    from PIL import Image
+
+    strokes = np.random.default_rng(0).random((12, 12)) > 0.6
+    grey = Image.fromarray(np.where(strokes, 0, 255).astype(np.uint8), mode="L")
+    if mode in ("RGBA", "LA"):  # black everywhere; the strokes are opaque, the rest transparent
+        image = Image.new(mode, grey.size, 0)
+        image.putalpha(Image.fromarray(np.where(strokes, 255, 0).astype(np.uint8), mode="L"))
+    elif mode == "P+transparency":  # the background's palette entry is transparent, its hidden colour black
+        image = grey.convert("P")
+        y, x = np.argwhere(~strokes)[0]
+        index = image.getpixel((int(x), int(y)))
+        palette = image.getpalette()
+        palette[3 * index : 3 * index + 3] = [0, 0, 0]
+        image.putpalette(palette)
+        image.info["transparency"] = index
+    else:
+        image = grey.convert(mode)
+    for c in range(3):
+        (tmp_path / "data" / f"class{c}").mkdir(parents=True)
+        image.save(tmp_path / "data" / f"class{c}" / "0.png")
+    (tmp_path / "plain" / "class0").mkdir(parents=True)
+    grey.save(tmp_path / "plain" / "class0" / "0.png")
+    read = image_folder_classes(tmp_path / "data", 12, [0]).images[0]
+    np.testing.assert_allclose(read, image_folder_classes(tmp_path / "plain", 12, [0]).images[0], atol=1 / 255)
+
+
+@pytest.mark.parametrize("layout", ["flat", "omniglot"])
+def test_hidden_entries_are_skipped_at_every_depth(tmp_path, layout):
+    (make_flat if layout == "flat" else make_omniglot)(tmp_path / "data")
+    plain = image_folder_classes(tmp_path / "data", 8, [0])
+    for folder in [tmp_path / "data", *(p for p in (tmp_path / "data").rglob("*") if p.is_dir())]:
+        (folder / ".thumbs").mkdir()
+        (folder / ".thumbs" / "0.png").write_bytes((next((tmp_path / "data").rglob("0.png"))).read_bytes())
+        (folder / "._0.png").write_bytes(b"resource fork")
+        (folder / ".DS_Store").write_bytes(b"\0")
+    (tmp_path / "data" / "__MACOSX").mkdir()
+    hidden = image_folder_classes(tmp_path / "data", 8, [0])
+    assert hidden.names == plain.names
+    np.testing.assert_array_equal(hidden.images, plain.images)
+
+
+def test_subfolder_of_one_class_names_that_class(tmp_path):
+    make_flat(tmp_path / "data")
+    (tmp_path / "data" / "class5" / "extra").mkdir()
+    with pytest.raises(TaskDataError, match=r"class5/extra: a folder inside class folder 'class5'"):
+        image_folder_classes(tmp_path / "data", 8, [0])
+
+
+def test_decompression_bomb_is_named(tmp_path):
+    make_flat(tmp_path / "data")
+    huge_png(tmp_path / "data" / "class2" / "huge.png")
+    with pytest.raises(TaskDataError, match=r"class2/huge.png: image too large to read safely"):
+        image_folder_classes(tmp_path / "data", 8, [0])
+
+
+@pytest.mark.parametrize("loop", ["self", "parent"])
+def test_symbolic_link_loops_are_named(tmp_path, monkeypatch, loop):
+    monkeypatch.chdir(tmp_path)
+    folders = make_flat(tmp_path / "data/raw/imgs", classes=3)
+    link = folders[1] / "loop"
+    link.symlink_to(link if loop == "self" else folders[1], target_is_directory=loop == "parent")
+    with pytest.raises(TaskDataError, match=r"class1/loop: a symbolic link (that loops|to a folder above it)"):
+        image_folder_classes("data/raw/imgs", 8, [0])
+
+
+@pytest.mark.parametrize("top", [None, "images_background"])
+def test_zip_reads_as_its_folder(tmp_path, top):
+    """A zip of an Omniglot folder (with or without the official zips' top folder) gives the same classes."""
+    make_omniglot(tmp_path / "data", per_class=3)
+    (tmp_path / "data" / "alphabet0" / ".thumbs").mkdir()
+    (tmp_path / "data" / "alphabet0" / ".thumbs" / "0.png").write_bytes(b"")
+    folder = image_folder_classes(tmp_path / "data", 8, [0, 90], "alphabet")
+    archive = zip_folder(tmp_path / "data", tmp_path / "omniglot.zip", top)
+    zipped = image_folder_classes(archive, 8, [0, 90], "alphabet")
+    assert zipped.names == folder.names and zipped.sources == folder.sources
+    np.testing.assert_array_equal(zipped.images, folder.images)
+
+
+def test_bad_zip_is_named(tmp_path):
+    (tmp_path / "broken.zip").write_bytes(b"PK not a zip")
+    with pytest.raises(TaskDataError, match="broken.zip: unreadable zip file"):
+        image_folder_classes(tmp_path / "broken.zip", 8, [0])
+    (tmp_path / "images.tar").write_bytes(b"")
+    with pytest.raises(TaskDataError, match="images.tar: image folder or .zip file not found"):
+        image_folder_classes(tmp_path / "images.tar", 8, [0])
+
+
+def test_a_folder_of_zips_reads_every_zip(tmp_path):
+    """Omniglot's background and evaluation zips side by side read as one folder of both sets of alphabets."""
+    make_omniglot(tmp_path / "both", alphabets=4, per_class=3)
+    (tmp_path / "zips").mkdir()
+    for part, alphabets in (("background", (0, 1)), ("evaluation", (2, 3))):
+        with zipfile.ZipFile(tmp_path / "zips" / f"images_{part}.zip", "w") as out:
+            for a in alphabets:
+                for path in sorted((tmp_path / "both" / f"alphabet{a}").rglob("*")):
+                    out.write(path, f"images_{part}/" + path.relative_to(tmp_path / "both").as_posix())
+    (tmp_path / "zips" / "images_background.zip.dvc").write_text("outs: []\n")  # as dvc import-url leaves
+    folder = image_folder_classes(tmp_path / "both", 8, [0], "alphabet")
+    zipped = image_folder_classes(tmp_path / "zips", 8, [0], "alphabet")
+    assert zipped.names == folder.names and len(set(zipped.sources)) == 4
+    np.testing.assert_array_equal(zipped.images, folder.images)
+    zip_folder(tmp_path / "both", tmp_path / "zips" / "again.zip")
+    with pytest.raises(TaskDataError, match="images_background.zip: folder 'alphabet0' is also in .*again.zip"):
+        image_folder_classes(tmp_path / "zips", 8, [0])
+
+
+def test_zip_index_lists_every_folder_once_with_implied_folders():
+    from metahpo.tasks.images import _zip_index
+
+    index = _zip_index(["a/", "a/b/c.png", "a/b/d.png", "x.png", "e/f/", "/abs.png", "g//h.png"])
+    assert index == {"": ["a/", "x.png", "e/", "g/"], "a/": ["a/b/"], "a/b/": ["a/b/c.png", "a/b/d.png"],
+                     "e/": ["e/f/"], "e/f/": [], "g/": []}  # fmt: skip

@@ -138,6 +138,7 @@ class FinetuneParams:
     lr: list[float]
     lr_points: int
     max_steps: int
+    eta: int
 
 
 @dataclass(frozen=True)

@@ -331,7 +331,12 @@ SCHEMA = section(
                 "workers": integer(1, 64),
                 "compare_kinds": boolean(),
                 "finetune": section(
-                    {"lr": rate_range(), "lr_points": integer(1, 1000), "max_steps": TUNABLE["inner_steps"][1]}
+                    {
+                        "lr": rate_range(),
+                        "lr_points": integer(1, 1000),
+                        "max_steps": TUNABLE["inner_steps"][1],
+                        "eta": integer(1, 100),
+                    }
                 ),
             }
         ),
@@ -506,8 +511,8 @@ def _family_checks(params: dict) -> list[str]:
         )
         if root is not None and not inside:
             problems.append(
-                f"tasks.root: expected a folder under {RAW_DATA}/ (the generate stage depends on {RAW_DATA}, "
-                f"so a changed image reruns it), got {root!r}"
+                f"tasks.root: expected a folder or .zip file under {RAW_DATA}/ (the generate stage depends on "
+                f"{RAW_DATA}, so a changed image reruns it), got {root!r}"
             )
     return problems
 

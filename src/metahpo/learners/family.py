@@ -21,7 +21,7 @@ from metahpo.learners import ALGORITHMS, LEARNER_ALGORITHMS
 from metahpo.learners.adaptation import adaptation_errors, classification_scores, validation_mse
 from metahpo.learners.mlp import head_names
 from metahpo.params import Params
-from metahpo.tasks.episodes import EpisodePool
+from metahpo.tasks.episodes import EpisodePool, select_episodes
 from metahpo.tasks.sinusoid import TaskPool
 
 FINETUNE_CHUNK = 25  # episodes adapted at once while the pretrained network's fine-tuning is chosen
@@ -67,10 +67,11 @@ class Regression:
         """The pretrained state dict as fine-tuning starts from it: unchanged for regression."""
         return state
 
-    def finetune_score(self, learner, split: dict, max_steps: int, device: torch.device) -> np.ndarray:
-        """Mean grid MSE over the tasks of ``split`` after 0..``max_steps`` steps (lower is better)."""
-        errors = adaptation_errors(learner, split, max_steps, len(split["support_x"]), device, self.tasks.shots)
-        return errors["grid"].mean(axis=1)
+    def finetune_score(self, learner, split: dict, max_steps: int, part: slice, device: torch.device) -> np.ndarray:
+        """Grid MSE ``[max_steps + 1, tasks]`` of the tasks ``part`` of ``split`` after 0..``max_steps`` steps."""
+        tasks = {k: v if k == "grid_x" else v[part] for k, v in split.items()}  # the grid inputs are shared
+        errors = adaptation_errors(learner, tasks, max_steps, len(tasks["support_x"]), device, self.tasks.shots)
+        return errors["grid"]
 
     def objective(self, learner, split: dict, steps: int, device: torch.device) -> float:
         """The search objective on ``split`` after ``steps`` steps (lower is better): the mean grid MSE."""
@@ -147,10 +148,11 @@ class Classification:
             for key, w in state.items()
         }
 
-    def finetune_score(self, learner, split: dict, max_steps: int, device: torch.device) -> np.ndarray:
-        """Mean error rate (1 - query accuracy) over the episodes of ``split`` after 0..``max_steps`` steps."""
+    def finetune_score(self, learner, split: dict, max_steps: int, part: slice, device: torch.device) -> np.ndarray:
+        """Error rate (1 - query accuracy) ``[max_steps + 1, episodes]`` of the episodes ``part`` of ``split``."""
         # Episodes a few at a time keep the conv net's working set in the CPU cache (docs/evaluation.md, Chunks).
-        return 1.0 - self._scores(learner, split, max_steps, device, FINETUNE_CHUNK)["accuracy"].mean(axis=1)
+        episodes = select_episodes(split, part)
+        return 1.0 - self._scores(learner, episodes, max_steps, device, FINETUNE_CHUNK)["accuracy"]
 
     def _scores(self, learner, split: dict, steps: int, device: torch.device, chunk: int | None = None):
         chunk = chunk or len(split["support_index"])

@@ -143,25 +143,24 @@ def tune_pretrained(weights: dict, setting: dict, params: Params, device: torch.
     weights = family.fresh_head(weights)
     val = load_split(paths.TASKS, "meta_val")
 
-    def score(candidate, steps: int):
-        return family.finetune_score(candidate, val, steps, device)
+    def score(candidate, steps: int, part: slice):
+        return family.finetune_score(candidate, val, steps, part, device)
 
-    start, by_rule = time.perf_counter(), {}
+    start, learners = time.perf_counter(), {}
     for algorithm in family.finetune_algorithms:
         learner = build_learner(learner_config({**setting, "algorithm": algorithm}, params), params.seed, device)
         learner.load_state_dict(weights)
-        by_rule[algorithm] = choose_finetuning(learner, params.train.finetune, score, device)
-    algorithm = min(by_rule, key=lambda a: by_rule[a]["val_score"])
-    chosen = by_rule[algorithm]
+        learners[algorithm] = learner
+    episodes = len(val["support_index"] if "support_index" in val else val["support_x"])
+    chosen = choose_finetuning(learners, params.train.finetune, score, episodes, device)
+    algorithm = chosen["algorithm"]
     print(f"pretrained: fine-tuning {ADAPTS[algorithm]} at rate {chosen['inner_lr']:.4g} for {chosen['inner_steps']} "
           f"steps chosen on meta_val in {time.perf_counter() - start:.1f} s", file=sys.stderr)  # fmt: skip
     record = {
         "chosen_on": "meta_val",
         "score": family.finetune_score_name,
-        "algorithm": algorithm,
         "adapts": ADAPTS[algorithm],
-        **{k: v for k, v in chosen.items() if k != "grid"},
-        "grid": {**chosen["grid"], "val_score": {a: r["grid"]["val_score"] for a, r in by_rule.items()}},
+        **chosen,
     }
     tuned = {**setting, "algorithm": algorithm, "inner_lr": chosen["inner_lr"], "inner_steps": chosen["inner_steps"]}
     return tuned, record, weights

@@ -15,11 +15,18 @@ def finetuning_text() -> str:
     grid = record["grid"]
     rates, steps, rules = grid["inner_lr"], grid["inner_steps"], len(grid["val_score"])
     choice = f"{rules} rules (which weights adapt) × " if rules > 1 else ""
+    seen = [n for row in grid.get("episodes", {}).values() for n in row]
+    raced = (
+        f", raced by successive halving over the meta_val episodes (the winner scored on all {max(seen)}, "
+        f"the first arms dropped after {min(seen)})"
+        if seen and min(seen) < max(seen)
+        else ""
+    )
     return (
         f"The pretrained network fine-tunes {record['adapts']} by SGD at its own rate, {record['inner_lr']:.4g}, "
         f"for {record['inner_steps']} steps: the lowest {record['score']}, {record['val_score']:.3f}, of {choice}"
         f"{len(rates)} log-spaced rates from {rates[0]:.4g} to {rates[-1]:.4g} × 1 to {steps[-1]} steps "
-        "(`train.finetune`); meta_test took no part in the choice."
+        f"(`train.finetune`){raced}; meta_test took no part in the choice."
     )
 
 

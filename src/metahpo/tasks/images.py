@@ -11,6 +11,7 @@ rotations share one, so no held-out class is a turned copy of a training class (
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,36 +105,145 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
     return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
 
 
-def _class_dirs(root: Path) -> list[tuple[str, Path]]:
+def _visible(folder) -> list:
+    """The entries of ``folder`` (a ``Path`` or a :class:`ZipEntry`) in sorted order, without hidden ones.
+
+    Hidden means a name starting with a dot (``.thumbs/``, ``.DS_Store``, ``._x.png``) or ``__MACOSX``
+    (the resource forks macOS adds to zips); they are skipped at every depth.
+    """
+    return sorted(
+        (e for e in folder.iterdir() if not e.name.startswith(".") and e.name != "__MACOSX"), key=lambda e: e.name
+    )
+
+
+def _folders(folder) -> list:
+    return [e for e in _visible(folder) if e.is_dir()]
+
+
+def top_folders(root: Path) -> list:
+    """The top-level folders (classes or alphabets) under ``root``: a folder, a ``.zip``, or a folder of zips.
+
+    A zip is read in place, not unpacked; one whose top level holds a single folder and no files is read from
+    inside that folder, as the official Omniglot zips hold ``images_background/<alphabet>/<character>/``. A
+    folder that holds zips and no folders (the official ``images_background.zip`` and ``images_evaluation.zip``
+    imported side by side) gives the top folders of every zip, which must not share a name.
+    """
+    if root.is_dir():
+        _refuse_links_out(root)
+        folders = _folders(root)
+        zips = [e for e in _visible(root) if e.is_file() and e.suffix.lower() == ".zip"]
+        if folders or not zips:
+            return folders
+        merged = {}
+        for archive in zips:
+            for folder in _zip_top(archive):
+                if folder.name in merged:
+                    raise TaskDataError(
+                        f"{archive}: folder {folder.name!r} is also in {merged[folder.name].archive.filename} "
+                        "(tasks.root: the zips of one folder are read together, so their folders need distinct names)"
+                    )
+                merged[folder.name] = folder
+        return sorted(merged.values(), key=lambda f: f.name)
+    if not (root.is_file() and root.suffix.lower() == ".zip"):
+        raise TaskDataError(f"{root}: image folder or .zip file not found (tasks.root)")
+    _refuse_links_out(root)
+    return _zip_top(root)
+
+
+class ZipEntry:
+    """A file or folder inside a zip, with the few ``Path`` methods the reader uses.
+
+    Children come from an index of the zip's names built once, so listing every folder of Omniglot's
+    32,460 images costs one pass over the names (``zipfile.Path`` scans every name at each listing).
+    """
+
+    def __init__(self, archive: zipfile.ZipFile, at: str, index: dict[str, list[str]]):
+        self.archive, self.at, self.index = archive, at, index
+        self.name = at.rstrip("/").rsplit("/", 1)[-1]
+        self.suffix = Path(self.name).suffix
+
+    def is_dir(self) -> bool:
+        return self.at in self.index
+
+    def is_file(self) -> bool:
+        return not self.is_dir()
+
+    def iterdir(self):
+        return (ZipEntry(self.archive, at, self.index) for at in self.index.get(self.at, []))
+
+    def open(self, mode: str = "rb"):
+        return self.archive.open(self.at)
+
+    def __str__(self) -> str:
+        return f"{self.archive.filename}/{self.at}".rstrip("/")
+
+
+def _zip_index(names: list[str]) -> dict[str, list[str]]:
+    """Folder (``""`` for the top, else ``a/b/``) -> its children's names, with implied folders added."""
+    index: dict[str, list[str]] = {"": []}
+    seen: set[str] = set()
+    for name in names:
+        parts, parent = name.split("/"), ""
+        for i, part in enumerate(parts):
+            if not part:  # the end of a folder's name, or an odd name ("/x", "a//b") that no folder reaches
+                break
+            at = parent + part + ("" if i == len(parts) - 1 else "/")
+            if at not in seen:
+                seen.add(at)
+                index[parent].append(at)
+                if at.endswith("/"):
+                    index[at] = []
+            parent = at
+    return index
+
+
+def _zip_top(archive: Path) -> list:
+    try:
+        opened = zipfile.ZipFile(archive)
+        top = ZipEntry(opened, "", _zip_index(opened.namelist()))
+        inside = _visible(top)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise TaskDataError(f"{archive}: unreadable zip file ({first_line(exc)}) (tasks.root)") from None
+    if len(inside) == 1 and inside[0].is_dir():
+        inside = _visible(inside[0])
+    return [e for e in inside if e.is_dir()]
+
+
+def _class_dirs(root: Path) -> list[tuple[str, object]]:
     """``(name, directory)`` of every class: ``root/<class>/`` (flat) or ``root/<alphabet>/<character>/``.
 
-    Names are ``<class>`` or ``<alphabet>/<character>``.
+    Names are ``<class>`` or ``<alphabet>/<character>``; ``root`` is read by :func:`top_folders`.
     """
-    if not root.is_dir():
-        raise TaskDataError(f"{root}: image folder not found (tasks.root)")
-    _refuse_links_out(root)
-    top = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    top = top_folders(root)
     if not top:
         raise TaskDataError(
-            f"{root}: no class folders (expected root/<class>/*.png or root/<alphabet>/<character>/*.png)"
+            f"{root}: no class folders (expected root/<class>/*.png or root/<alphabet>/<character>/*.png, "
+            "or a .zip of them)"
         )
-    nested = [p for p in top if any(c.is_dir() for c in p.iterdir())]
-    if not nested:
+    nested = {str(p): _folders(p) for p in top}
+    flat = [p for p in top if not nested[str(p)]]
+    if not flat:
+        return [(f"{a.name}/{c.name}", c) for a in top for c in nested[str(a)]]
+    if len(flat) == len(top):
         return [(p.name, p) for p in top]
-    if len(nested) != len(top):
-        flat = sorted(set(top) - set(nested))[0]
+    deep = [p for p in top if nested[str(p)]]
+    if len(deep) <= len(flat):  # mostly class folders: the odd one out holds a folder
+        sub = nested[str(deep[0])][0]
         raise TaskDataError(
-            f"{flat}: mixes layouts (other folders of {root} hold character folders; expected every "
-            "folder to be an alphabet of character folders, or every folder a class of images)"
+            f"{sub}: a folder inside class folder {deep[0].name!r} (the other folders of {root} are classes of "
+            "images; expected every folder to be a class of images, or every folder an alphabet of character folders)"
         )
-    return [(f"{a.name}/{c.name}", c) for a in top for c in sorted(p for p in a.iterdir() if p.is_dir())]
+    raise TaskDataError(
+        f"{flat[0]}: mixes layouts (other folders of {root} hold character folders; expected every "
+        "folder to be an alphabet of character folders, or every folder a class of images)"
+    )
 
 
 def _refuse_links_out(root: Path) -> None:
-    """Refuse a symbolic link that leads out of ``root`` (or is ``root`` or a folder above it, up to here).
+    """Refuse a symbolic link that leads out of ``root``, loops, or is ``root`` or a folder above it, up to here.
 
     DVC hashes the folder it depends on, not what such a link points to, so images changed behind the link
-    would be used stale without a word.
+    would be used stale without a word. Hidden entries are skipped, as the reader skips them.
     """
     here = Path.cwd()
     for path in [root, *root.parents]:
@@ -141,26 +251,59 @@ def _refuse_links_out(root: Path) -> None:
             break
         if path.is_symlink():
             raise TaskDataError(f"{path}: a symbolic link (tasks.root); copy the images in instead")
+    if not root.is_dir():
+        return
     base = root.resolve()
     for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__MACOSX"]
         for name in [*dirs, *files]:
             path = Path(folder) / name
-            if path.is_symlink() and not path.resolve().is_relative_to(base):
+            if not path.is_symlink() or name.startswith("."):
+                continue
+            try:
+                target = path.resolve(strict=True)
+            except (RuntimeError, OSError) as exc:
+                kind = "loops" if isinstance(exc, RuntimeError) or "loop" in str(exc).lower() else "is broken"
+                raise TaskDataError(f"{path}: a symbolic link that {kind} (tasks.root)") from None
+            if not target.is_relative_to(base):
                 raise TaskDataError(
-                    f"{path}: a symbolic link out of tasks.root (to {path.resolve()}); DVC does not see changes "
+                    f"{path}: a symbolic link out of tasks.root (to {target}); DVC does not see changes "
                     "behind it, so copy the images in instead"
                 )
+            if target.is_dir() and path.parent.resolve().is_relative_to(target):
+                raise TaskDataError(f"{path}: a symbolic link to a folder above it, a loop (tasks.root)")
 
 
-def load_image(path: Path, size: int) -> np.ndarray:
-    """One image as grey-scale float32 ``[size, size]`` in [0, 1]; a bad file is named in the error."""
+# Full scale of the integer image modes Pillow does not reduce to 8 bits without clipping.
+WIDE_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535}
+
+
+def load_image(path, size: int) -> np.ndarray:
+    """One image as grey-scale float32 ``[size, size]`` in [0, 1]; a bad file is named in the error.
+
+    8-bit modes (grey, palette, RGB, CMYK) go through Pillow's grey conversion, transparent pixels over white
+    (the background they are shown on); 16-bit grey (``I;16``, and ``I`` as Pillow opens 16-bit PNGs) is
+    scaled by its full range, not clipped at 255.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with path.open("rb") as stream, Image.open(stream) as image:
+            if image.mode in WIDE_MODES:
+                wide = np.asarray(image, dtype=np.float32) / WIDE_MODES[image.mode]
+                grey = Image.fromarray(np.clip(wide, 0.0, 1.0), mode="F")
+                resized = grey.resize((size, size), Image.Resampling.LANCZOS)
+                return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+            if image.mode == "F":
+                raise ValueError("floating-point pixels have no defined range; save it as 8- or 16-bit")
+            if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
+                # Transparent pixels read as the white background they are shown on, not as their hidden colour.
+                image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
             grey = image.convert("L").resize((size, size), Image.Resampling.LANCZOS)
             return np.asarray(grey, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise TaskDataError(f"{path}: image too large to read safely ({first_line(exc)})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise TaskDataError(f"{path}: unreadable image ({first_line(exc)})") from None
 
 
@@ -182,7 +325,7 @@ def image_folder_classes(
             "but this folder holds class folders of images (use tasks.split_by: character)"
         )
     for name, directory in dirs:
-        files = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = [p for p in _visible(directory) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
         if not files:
             raise TaskDataError(f"{directory}: class {name!r} has no images ({', '.join(IMAGE_SUFFIXES)})")
         per_class.append((name, np.stack([load_image(f, size) for f in files])))
