@@ -8,7 +8,7 @@ import torch
 from metahpo.learners.cnp import init_cnp_weights
 from metahpo.learners.conv import feature_count
 from metahpo.learners.cost import cnp_macs, layer_macs, meta_iteration_macs, weight_count
-from metahpo.learners.memory import parameter_count
+from metahpo.learners.memory import meta_step_bytes, parameter_count
 
 SETTING = {
     "algorithm": "maml", "hidden": 40, "layers": 2, "inner_steps": 1, "meta_batch_size": 25,
@@ -68,3 +68,26 @@ def test_a_learned_rule_adds_its_mlp_on_every_weight_at_every_step():
 def test_every_learner_has_a_positive_whole_cost(algorithm):
     cost = meta_iteration_macs({**SETTING, "algorithm": algorithm}, 5, 10, "conv", 28, 5)
     assert isinstance(cost, int) and cost > 0
+
+
+def test_maml_plus_plus_options_cost_their_share_of_the_run():
+    base = {**SETTING, "inner_steps": 3}
+    second, first = meta_iteration_macs(base, 10, 10), meta_iteration_macs({**base, "algorithm": "fomaml"}, 10, 10)
+    # Derivative-order annealing: the first-order share of the run costs first-order MAML's backward.
+    half = meta_iteration_macs({**base, "first_order_fraction": 0.5}, 10, 10)
+    assert half == (second + first) // 2
+    assert meta_iteration_macs({**base, "first_order_fraction": 1.0}, 10, 10) == first
+    assert meta_iteration_macs({**base, "algorithm": "fomaml", "first_order_fraction": 0.5}, 10, 10) == first
+    # Multi-step loss: the query forward and backward after each step but the last, for its share of the run.
+    query_pass = 10 * sum(layer_macs(40, 2))
+    assert meta_iteration_macs({**base, "multi_step_loss": 1.0}, 10, 10) == second + 25 * 2 * 3 * query_pass
+    assert meta_iteration_macs({**SETTING, "multi_step_loss": 1.0}, 10, 10) == meta_iteration_macs(SETTING, 10, 10)
+    # Learned per-step rates are element-wise work.
+    assert meta_iteration_macs({**base, "inner_rates": "lslr"}, 10, 10) == second
+
+
+def test_the_multi_step_loss_adds_memory_and_the_other_options_do_not():
+    base = {**SETTING, "inner_steps": 3}
+    plain = meta_step_bytes(base, 20)
+    assert meta_step_bytes({**base, "multi_step_loss": 0.5}, 20) > plain
+    assert meta_step_bytes({**base, "inner_rates": "lslr", "first_order_fraction": 0.5}, 20) == plain

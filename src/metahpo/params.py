@@ -92,6 +92,9 @@ class MetaParams:
     query: int
     outer_schedule: str
     rule_hidden: int
+    inner_rates: str
+    multi_step_loss: float
+    first_order_fraction: float
 
 
 @dataclass(frozen=True)
