@@ -11,6 +11,7 @@ import torch
 
 from metahpo.errors import DivergenceError
 from metahpo.family import family_of, zero_predictor_mse
+from metahpo.learners.adaptation import adaptation_errors
 from metahpo.learners.memory import largest_settings, meta_step_bytes
 from metahpo.learners.meta_learner import LearnerConfig
 from metahpo.learners.metatrain import (
@@ -305,3 +306,20 @@ def test_maml_plus_plus_options_change_training_and_a_stopped_run_continues_bit_
     assert whole["inner_lrs.w0"].shape == (2, 1, 8)
     assert all(torch.equal(whole[k], parts[k]) for k in whole)
     assert not torch.equal(whole["weights.w0"], plain["weights.w0"])
+
+
+def test_the_objective_is_the_worse_of_one_step_and_the_stable_steps(tiny_params, splits):
+    learner = build_learner(LearnerConfig("maml", 8, 2, 0.02, 1), 7, CPU)
+    val = splits["meta_val"]
+    tiny_params["search"].update(objective_steps=1, stable_steps=0)
+    one_step = family_of(typed(tiny_params)).objective(learner, val, 1, CPU)
+    tiny_params["search"]["stable_steps"] = 6
+    guarded = family_of(typed(tiny_params)).objective(learner, val, 1, CPU)
+    shots = typed(tiny_params).tasks.shots
+    per_step = adaptation_errors(learner, val, 6, len(val["support_x"]), CPU, shots)["grid"].mean(axis=1)
+    assert one_step == pytest.approx(per_step[1]) and guarded == pytest.approx(max(per_step[1], per_step[6]))
+    # A learner whose adaptation blows up past its first step has no objective (the trial fails).
+    wild = build_learner(LearnerConfig("maml", 8, 2, 5.0, 1), 7, CPU)
+    assert math.isnan(family_of(typed(tiny_params)).objective(wild, val, 1, CPU))
+    tiny_params["search"]["stable_steps"] = 0
+    assert math.isfinite(family_of(typed(tiny_params)).objective(wild, val, 1, CPU))

@@ -116,6 +116,7 @@ class SearchParams:
     n_initial_points: int
     iterations: int
     objective_steps: int
+    stable_steps: int
     objective: str
     repeats: int
     class_folds: int

@@ -294,6 +294,7 @@ SCHEMA = section(
                 "n_initial_points": integer(1, 100_000),
                 "iterations": integer(1, 10_000_000),
                 "objective_steps": integer(0, 100),
+                "stable_steps": integer(0, 100),
                 "objective": choice(*OBJECTIVES),
                 "repeats": integer(1, 100),
                 "class_folds": integer(1, 100),
