@@ -35,7 +35,6 @@ def protocol(params: Params, splits: dict) -> dict:
     return {"tasks": len(splits["test"]["support_x"]), "shots": params.tasks.shots, "query": params.tasks.query}
 
 
-
 def _stat(errors: np.ndarray) -> dict:
     s = summarize(errors)
     return {"mse": s["mse"], "ci95": s["ci95"]}
