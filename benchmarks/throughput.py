@@ -15,14 +15,19 @@ The conditional neural process and the learned optimizer (second order) are time
 ``functional loop`` versions of themselves (``--table others``): a CNP of two 1-40-40 MLPs
 (representation 32) and the 1-40-40-1 MLP adapted by a 4-20-2 update rule.
 
-Usage: ``python benchmarks/throughput.py [--threads N] [--seconds S] [--table maml|others|all]``. Prints
-markdown tables.
+MAML++'s options (``--table maml++``) are timed on second-order MAML against the same ``functional loop``
+with the option written in: learned per-layer per-step rates (``lslr``), the multi-step loss (equal weights,
+the annealing phase's cost) and the first-order phase of derivative-order annealing.
+
+Usage: ``python benchmarks/throughput.py [--threads N] [--seconds S] [--table maml|others|maml++|all]``.
+Prints markdown tables.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import statistics
 import time
 
@@ -44,12 +49,16 @@ def sinusoid_batch(n_tasks: int, generator: torch.Generator, shots: int = 10, qu
     return x[:, :shots], y[:, :shots], x[:, shots:], y[:, shots:]
 
 
-def metahpo_step(steps: int, algorithm: str = "maml"):
-    learner = MetaLearner(LearnerConfig(algorithm, 40, 2, INNER_LR, steps), torch.Generator().manual_seed(0))
+def metahpo_step(steps: int, algorithm: str = "maml", option: str | None = None):
+    """metahpo's batched meta-step; ``option`` is one of MAML++'s (:data:`MAML_PLUS_PLUS`) or None."""
+    rates = "lslr" if option == "lslr" else "fixed"
+    config = LearnerConfig(algorithm, 40, 2, INNER_LR, steps, inner_rates=rates)
+    learner = MetaLearner(config, torch.Generator().manual_seed(0))
     optimizer = make_optimizer(learner, 1e-3)
+    step_weights = [1 / steps] * steps if option == "multi_step_loss" else None
 
     def step(batch):
-        loss = learner.meta_loss(*batch)
+        loss = learner.meta_loss(*batch, step_weights=step_weights, first_order=option == "first_order")
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -158,6 +167,37 @@ def higher_step(steps: int):
     return step
 
 
+def plus_loop_step(option: str, steps: int):
+    """Second-order MAML task by task with one of MAML++'s options written in (:func:`functional_loop`'s loop)."""
+    model = _sequential()
+    names = [n for n, _ in model.named_parameters()]
+    rates = {n: torch.full((steps,), INNER_LR, requires_grad=True) for n in names} if option == "lslr" else {}
+    optimizer = torch.optim.Adam([*model.parameters(), *rates.values()], 1e-3)
+    weights = [1 / steps] * steps if option == "multi_step_loss" else [0.0] * (steps - 1) + [1.0]
+
+    def step(batch):
+        sx, sy, qx, qy = batch
+        optimizer.zero_grad()
+        total = 0.0
+        for t in range(sx.shape[0]):
+            fast = dict(model.named_parameters())
+            for k in range(steps):
+                loss = torch.nn.functional.mse_loss(torch.func.functional_call(model, fast, (sx[t],)), sy[t])
+                grads = torch.autograd.grad(loss, list(fast.values()), create_graph=option != "first_order")
+                fast = {n: w - (rates[n][k] if rates else INNER_LR) * g for n, w, g in zip(names, fast.values(), grads)}
+                if weights[k]:
+                    query = torch.func.functional_call(model, fast, (qx[t],))
+                    total = total + weights[k] * torch.nn.functional.mse_loss(query, qy[t])
+        (total / sx.shape[0]).backward()
+        optimizer.step()
+
+    return step
+
+
+# MAML++ option -> inner steps timed (the multi-step loss weighs nothing with one step)
+MAML_PLUS_PLUS = {"lslr": (1, 5), "multi_step_loss": (5,), "first_order": (1, 5)}
+
+
 def cnp_loop_step(steps: int):
     """A CNP task by task: encode the support pairs, average, decode each query point."""
     encoder, decoder = _sequential(2, 32), _sequential(33, 1)
@@ -240,13 +280,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the pipeline uses 1 per process)")
     parser.add_argument("--seconds", type=float, default=2.0, help="length of each timed window")
-    parser.add_argument("--table", choices=("maml", "others", "all"), default="all", help="which tables to print")
+    parser.add_argument(
+        "--table", choices=("maml", "others", "maml++", "all"), default="all", help="which tables to print"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.table != "others":
+    if args.table in ("maml", "all"):
         maml_tables(args.seconds)
-    if args.table != "maml":
+    if args.table in ("others", "all"):
         other_learners_table(args.seconds)
+    if args.table in ("maml++", "all"):
+        plus_plus_table(args.seconds)
+
+
+def plus_plus_table(seconds: float) -> None:
+    """Tasks per second of second-order MAML with each MAML++ option, batched and in a per-task loop."""
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), second-order MAML, 1-40-40-1 MLP, K=10+10")
+    print("\n| option | meta-batch | inner steps | metahpo tasks/s | per-task loop tasks/s | metahpo / loop | "
+          "metahpo / metahpo without it |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for option, step_counts in MAML_PLUS_PLUS.items():
+        for batch_size in (25, 100):
+            for steps in step_counts:
+                ours = tasks_per_second(functools.partial(metahpo_step, option=option), steps, batch_size, seconds)
+                plain = tasks_per_second(metahpo_step, steps, batch_size, seconds)
+                theirs = tasks_per_second(functools.partial(plus_loop_step, option), steps, batch_size, seconds)
+                print(
+                    f"| {option} | {batch_size} | {steps} | {ours:,.0f} | {theirs:,.0f} | {ours / theirs:.1f}x "
+                    f"| {ours / plain:.2f} |",
+                    flush=True,
+                )
 
 
 def other_learners_table(seconds: float) -> None:

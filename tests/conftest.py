@@ -22,7 +22,9 @@ def shrink(params: dict) -> dict:
     tiny = copy.deepcopy(params)
     tiny["tasks"]["splits"] = {"meta_train": 100, "meta_val": 12, "meta_test": 16, "meta_ood": 10}
     tiny["tasks"]["train_points"] = 24
-    tiny["search"].update(n_calls=3, n_initial_points=2, iterations=15, fidelity="none")  # rungs: own tests
+    # rungs, the cost cap and the stability guard: their own tests (the guard fails trials whose random inner
+    # rate diverges by step 10, and the pipeline tests count on every trial finishing)
+    tiny["search"].update(n_calls=3, n_initial_points=2, iterations=15, fidelity="none", max_cost=None, stable_steps=0)
     tiny["train"].update(iterations=20, log_every=10)
     tiny["evaluate"].update(max_steps=3)
     tiny["train"]["finetune"].update(lr_points=4, max_steps=3)

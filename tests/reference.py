@@ -23,26 +23,36 @@ def mlp(weights: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
 
 def per_task_meta_loss(
     weights: list[torch.Tensor],
-    lrs: list[torch.Tensor] | float,
+    lrs: list | float,
     batch: tuple[torch.Tensor, ...],
     steps: int,
     second_order: bool,
     head_only: bool,
+    step_weights: list[float] | None = None,
 ) -> torch.Tensor:
-    """Mean query MSE after adapting each task on its own, one task at a time."""
+    """Mean query MSE after adapting each task on its own, one task at a time.
+
+    ``lrs``: one rate, a rate per weight tensor, or (per-step rates) a list over steps of either. With
+    ``step_weights`` the loss is the weighted sum of the query MSEs after every step (MAML++'s multi-step loss).
+    """
     support_x, support_y, query_x, query_y = batch
     n_tasks = support_x.shape[0]
     adapted = list(range(len(weights) - 2, len(weights))) if head_only else list(range(len(weights)))
+    per_step = isinstance(lrs, list) and isinstance(lrs[0], list)
     total = 0.0
     for t in range(n_tasks):
         fast = list(weights)
-        for _ in range(steps):
+        for step in range(steps):
             loss = (mlp(fast, support_x[t]) - support_y[t]).pow(2).mean()
             grads = torch.autograd.grad(loss, [fast[i] for i in adapted], create_graph=second_order)
+            rates = lrs[step] if per_step else lrs
             for i, g in zip(adapted, grads):
-                lr = lrs[i] if isinstance(lrs, list) else lrs
+                lr = rates[i] if isinstance(rates, list) else rates
                 fast[i] = fast[i] - lr * (g if second_order else g.detach())
-        total = total + (mlp(fast, query_x[t]) - query_y[t]).pow(2).mean()
+            if step_weights is not None:
+                total = total + step_weights[step] * (mlp(fast, query_x[t]) - query_y[t]).pow(2).mean()
+        if step_weights is None:
+            total = total + (mlp(fast, query_x[t]) - query_y[t]).pow(2).mean()
     return total / n_tasks
 
 

@@ -32,6 +32,16 @@ def _set(params: dict, dotted: str, value) -> dict:
 BAD = [
     ("meta.algorithm", "reptile", "meta.algorithm: expected one of maml, fomaml, metasgd, anil, learned_optimizer"),
     ("meta.rule_hidden", 0, "meta.rule_hidden: expected an integer >= 1 and <= 1024, got 0"),
+    ("meta.inner_rates", "per_step", "meta.inner_rates: expected one of fixed, lslr, got 'per_step'"),
+    ("meta.multi_step_loss", 1.5, "meta.multi_step_loss: expected a number from 0 to 1, got 1.5"),
+    ("meta.first_order_fraction", -0.1, "meta.first_order_fraction: expected a number from 0 to 1, got -0.1"),
+    ("search.stable_steps", -1, "search.stable_steps: expected an integer >= 0"),
+    (
+        "search.space.multi_step_loss",
+        {"type": "real", "low": 0.0, "high": 1.0, "prior": "log-uniform"},
+        "search.space.multi_step_loss.low: a log-uniform prior needs low > 0, got 0.0",
+    ),
+    ("search.space.multi_step_loss", {"type": "integer", "low": 0, "high": 1, "prior": "uniform"}, "takes real"),
     ("model.representation", 1.5, "model.representation: expected an integer >= 1 and <= 4096, got 1.5"),
     ("meta.inner_lr", -0.1, "meta.inner_lr: expected a number > 0"),
     ("meta.outer_lr", 0, "meta.outer_lr: expected a number > 0"),

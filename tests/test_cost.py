@@ -9,6 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from metahpo.learners.cnp import init_cnp_weights
 from metahpo.learners.conv import conv_forward, feature_count, init_conv_weights
 from metahpo.learners.cost import cnp_macs, layer_macs, meta_iteration_macs
+from metahpo.learners.memory import meta_step_bytes
 from metahpo.learners.sizes import weight_count
 
 SETTING = {
@@ -104,3 +105,26 @@ def test_every_learner_costs_its_documented_passes_on_the_conv_net(algorithm):
     expected["learned_optimizer"] = expected["maml"] + steps * 3 * weight_count(32, 4, "conv", 28, 5) * rule
     setting = {**SETTING, "algorithm": algorithm, "hidden": 32, "layers": 4, "inner_steps": steps}
     assert meta_iteration_macs(setting, support, query, "conv", 28, 5) == batch * expected[algorithm]
+
+
+def test_maml_plus_plus_options_cost_their_share_of_the_run():
+    base = {**SETTING, "inner_steps": 3}
+    second, first = meta_iteration_macs(base, 10, 10), meta_iteration_macs({**base, "algorithm": "fomaml"}, 10, 10)
+    # Derivative-order annealing: the first-order share of the run costs first-order MAML's backward.
+    half = meta_iteration_macs({**base, "first_order_fraction": 0.5}, 10, 10)
+    assert half == (second + first) // 2
+    assert meta_iteration_macs({**base, "first_order_fraction": 1.0}, 10, 10) == first
+    assert meta_iteration_macs({**base, "algorithm": "fomaml", "first_order_fraction": 0.5}, 10, 10) == first
+    # Multi-step loss: the query forward and backward after each step but the last, for its share of the run.
+    query_pass = 10 * sum(layer_macs(40, 2))
+    assert meta_iteration_macs({**base, "multi_step_loss": 1.0}, 10, 10) == second + 25 * 2 * 3 * query_pass
+    assert meta_iteration_macs({**SETTING, "multi_step_loss": 1.0}, 10, 10) == meta_iteration_macs(SETTING, 10, 10)
+    # Learned per-step rates are element-wise work.
+    assert meta_iteration_macs({**base, "inner_rates": "lslr"}, 10, 10) == second
+
+
+def test_the_multi_step_loss_adds_memory_and_the_other_options_do_not():
+    base = {**SETTING, "inner_steps": 3}
+    plain = meta_step_bytes(base, 20)
+    assert meta_step_bytes({**base, "multi_step_loss": 0.5}, 20) > plain
+    assert meta_step_bytes({**base, "inner_rates": "lslr", "first_order_fraction": 0.5}, 20) == plain

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from metahpo.learners.meta_learner import LearnerConfig, MetaLearner
-from metahpo.learners.mlp import forward
+from metahpo.learners.mlp import forward, mlp_gradients
 
 from reference import per_task_meta_loss
 
@@ -119,3 +119,110 @@ def test_trajectory_matches_differentiable_adaptation():
 def test_unknown_algorithm_is_rejected():
     with pytest.raises(ValueError, match="unknown algorithm 'reptile'"):
         MetaLearner(LearnerConfig("reptile", 8, 1, 0.01, 1), torch.Generator().manual_seed(0))
+
+
+# MAML++ (Antoniou et al. 2019): learned per-layer per-step rates, the multi-step loss, derivative-order annealing.
+
+
+def make_lslr_learner(algorithm: str, steps: int) -> MetaLearner:
+    """A learner with per-step rates, each set apart so that a mix-up of steps or layers would show."""
+    config = LearnerConfig(algorithm, 16, 2, 0.05, steps, inner_rates="lslr")
+    learner = MetaLearner(config, torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(2)
+    for p in learner.inner_lrs.values():
+        p.data = torch.rand(p.shape, generator=g) * 0.1
+    return learner.double()
+
+
+def lslr_reference_grads(learner: MetaLearner, batch, second_order: bool, step_weights=None):
+    """The per-task reference with the learner's per-step rates as leaves (layers ANIL keeps fixed get none)."""
+    depth = len(learner.weights) // 2
+    names = [n for i in range(depth) for n in (f"w{i}", f"b{i}")]
+    leaves = {f"weights.{n}": learner.weights[n].detach().clone().requires_grad_(True) for n in names}
+    rates = {f"inner_lrs.{n}": r.detach().clone().requires_grad_(True) for n, r in learner.inner_lrs.items()}
+    leaves.update(rates)
+    steps = learner.config.inner_steps
+    lrs = [[rates[f"inner_lrs.{n}"][s] if f"inner_lrs.{n}" in rates else None for n in names] for s in range(steps)]
+    weights = [leaves[f"weights.{n}"] for n in names]
+    head_only = learner.config.algorithm == "anil"
+    loss = per_task_meta_loss(weights, lrs, batch, steps, second_order, head_only, step_weights)
+    return loss, dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values()))))
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+@pytest.mark.parametrize("algorithm", ALGOS)
+def test_lslr_meta_gradient_matches_per_task_reference(algorithm, steps):
+    learner = make_lslr_learner(algorithm, steps)
+    last = list(learner.inner_lrs)[-1]
+    expected_shape = (steps, *learner.weights[last].shape) if algorithm == "metasgd" else (steps,)
+    assert learner.inner_lrs[last].shape == expected_shape
+    batch = make_batch()
+    loss, grads = vectorised_grads(learner, batch)
+    ref_loss, ref_grads = lslr_reference_grads(learner, batch, second_order=algorithm != "fomaml")
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-10, atol=1e-12)
+    assert grads.keys() == ref_grads.keys()
+    for name in grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-9, atol=1e-12, msg=name)
+
+
+def test_lslr_rates_differ_per_step_and_steps_past_the_trained_ones_reuse_the_last():
+    learner = make_lslr_learner("maml", 2)
+    batch = make_batch()
+    _, grads = vectorised_grads(learner, batch)
+    assert grads["inner_lrs.w0"][0] != grads["inner_lrs.w0"][1]  # each step's rate has its own gradient
+    fast = list(learner.trajectory(batch[0], batch[1], 3))
+    names = list(learner.weights)
+    gradients = mlp_gradients(fast[2], batch[0], batch[1], names)
+    for name, g in zip(names, gradients):  # the third step uses the second step's rates
+        expected = fast[2][name] - learner.inner_lrs[name][1].detach() * g
+        torch.testing.assert_close(fast[3][name], expected, rtol=1e-12, atol=1e-14, msg=name)
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
+def test_multi_step_loss_matches_per_task_reference(algorithm):
+    learner = make_learner(algorithm, 3)
+    batch = make_batch()
+    step_weights = [0.2, 0.3, 0.5]
+    loss = learner.meta_loss(*batch, step_weights=step_weights)
+    names, params = zip(*learner.named_parameters())
+    grads = dict(zip(names, torch.autograd.grad(loss, params)))
+    depth = len(learner.weights) // 2
+    order = [n for i in range(depth) for n in (f"w{i}", f"b{i}")]
+    leaves = {f"weights.{n}": learner.weights[n].detach().clone().requires_grad_(True) for n in order}
+    lrs: list | float = learner.config.inner_lr
+    if algorithm == "metasgd":
+        rates = {f"inner_lrs.{n}": learner.inner_lrs[n].detach().clone().requires_grad_(True) for n in order}
+        lrs = list(rates.values())
+        leaves.update(rates)
+    ref_loss = per_task_meta_loss(
+        [leaves[f"weights.{n}"] for n in order], lrs, batch, 3, algorithm != "fomaml", algorithm == "anil", step_weights
+    )
+    ref_grads = dict(zip(leaves, torch.autograd.grad(ref_loss, list(leaves.values()))))
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-10, atol=1e-12)
+    assert grads.keys() == ref_grads.keys()
+    for name in grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-9, atol=1e-12, msg=name)
+
+
+def test_multi_step_loss_with_the_last_step_alone_is_the_plain_loss():
+    learner = make_learner("maml", 3)
+    batch = make_batch()
+    torch.testing.assert_close(learner.meta_loss(*batch, step_weights=[0.0, 0.0, 1.0]), learner.meta_loss(*batch),
+                               rtol=0, atol=0)  # fmt: skip
+    with pytest.raises(ValueError, match="step_weights: expected 3 weights, got 2"):
+        learner.meta_loss(*batch, step_weights=[0.5, 0.5])
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "metasgd", "anil"])
+def test_derivative_order_annealing_matches_first_order_reference(algorithm):
+    learner = make_learner(algorithm, 2)
+    batch = make_batch()
+    loss = learner.meta_loss(*batch, first_order=True)
+    names, params = zip(*learner.named_parameters())
+    grads = dict(zip(names, torch.autograd.grad(loss, params)))
+    ref_loss, ref_grads = reference_grads(learner, batch, second_order=False)
+    _, second = reference_grads(learner, batch, second_order=True)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-10, atol=1e-12)
+    for name in grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-9, atol=1e-12, msg=name)
+    assert not torch.allclose(grads["weights.w0"], second["weights.w0"], rtol=1e-6, atol=1e-9)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -9,10 +10,18 @@ import pytest
 import torch
 
 from metahpo.errors import DivergenceError
+from metahpo.learners.adaptation import adaptation_errors
 from metahpo.learners.family import family_of, zero_predictor_mse
 from metahpo.learners.memory import largest_settings, meta_step_bytes
 from metahpo.learners.meta_learner import LearnerConfig
-from metahpo.learners.metatrain import FusedAdam, TrainSettings, build_learner, meta_train, on_cpu
+from metahpo.learners.metatrain import (
+    FusedAdam,
+    TrainSettings,
+    build_learner,
+    meta_train,
+    multi_step_weights,
+    on_cpu,
+)
 from metahpo.learners.settings import apply_point, default_setting, train_settings
 from metahpo.search.driver import Search
 from metahpo.search.trial import TrialRequest, TrialResult, merge_results, repeat_seeds, run_trial, split_request
@@ -268,3 +277,49 @@ def test_memory_estimate_grows_with_the_keys_each_algorithm_reads(tiny_params):
     assert need(algorithm="maml", rule_hidden=4) < need(algorithm="learned_optimizer", rule_hidden=4)
     space = {"algorithm": {"type": "categorical", "values": ["maml", "cnp"]}}
     assert [s["algorithm"] for s in largest_settings(default_setting(params), space)] == ["maml", "cnp"]
+
+
+def test_multi_step_weights_anneal_from_equal_to_the_last_step():
+    assert multi_step_weights(4, 0.0, 0.5) == [0.25, 0.25, 0.25, 0.25]
+    middle = multi_step_weights(4, 0.25, 0.5)
+    assert middle == pytest.approx([0.125, 0.125, 0.125, 0.625]) and sum(middle) == pytest.approx(1.0)
+    assert multi_step_weights(4, 0.5, 0.5) is None  # annealed: the last step alone
+    assert multi_step_weights(4, 0.0, 0.0) is None  # off
+    assert multi_step_weights(1, 0.0, 1.0) is None  # one step: nothing to weight
+
+
+def test_maml_plus_plus_options_change_training_and_a_stopped_run_continues_bit_identically(splits):
+    pool = TaskPool.from_split(splits["meta_train"], CPU)
+    config = LearnerConfig("metasgd", 8, 2, 0.01, 2, inner_rates="lslr")
+    options = dataclasses.replace(_settings(iterations=12), multi_step_loss=0.5, first_order_fraction=0.25)
+
+    def trained(settings, stop=None):
+        learner = build_learner(config, 7, CPU)
+        if stop is None:
+            meta_train(learner, pool, settings, seed=3)
+        else:
+            state = meta_train(learner, pool, settings, seed=3, stop_at=stop)
+            meta_train(learner, pool, settings, seed=3, state=state)
+        return learner.state_dict()
+
+    whole, parts, plain = trained(options), trained(options, stop=5), trained(_settings(iterations=12))
+    assert whole["inner_lrs.w0"].shape == (2, 1, 8)
+    assert all(torch.equal(whole[k], parts[k]) for k in whole)
+    assert not torch.equal(whole["weights.w0"], plain["weights.w0"])
+
+
+def test_the_objective_is_the_worse_of_one_step_and_the_stable_steps(tiny_params, splits):
+    learner = build_learner(LearnerConfig("maml", 8, 2, 0.02, 1), 7, CPU)
+    val = splits["meta_val"]
+    tiny_params["search"].update(objective_steps=1, stable_steps=0)
+    one_step = family_of(typed(tiny_params)).objective(learner, val, 1, CPU)
+    tiny_params["search"]["stable_steps"] = 6
+    guarded = family_of(typed(tiny_params)).objective(learner, val, 1, CPU)
+    shots = typed(tiny_params).tasks.shots
+    per_step = adaptation_errors(learner, val, 6, len(val["support_x"]), CPU, shots)["grid"].mean(axis=1)
+    assert one_step == pytest.approx(per_step[1]) and guarded == pytest.approx(max(per_step[1], per_step[6]))
+    # A learner whose adaptation blows up past its first step has no objective (the trial fails).
+    wild = build_learner(LearnerConfig("maml", 8, 2, 5.0, 1), 7, CPU)
+    assert math.isnan(family_of(typed(tiny_params)).objective(wild, val, 1, CPU))
+    tiny_params["search"]["stable_steps"] = 0
+    assert math.isfinite(family_of(typed(tiny_params)).objective(wild, val, 1, CPU))

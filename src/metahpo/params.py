@@ -91,6 +91,9 @@ class MetaParams:
     query: int
     outer_schedule: str
     rule_hidden: int
+    inner_rates: str
+    multi_step_loss: float
+    first_order_fraction: float
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ class SearchParams:
     n_initial_points: int
     iterations: int
     objective_steps: int
+    stable_steps: int
     objective: str
     repeats: int
     class_folds: int

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from metahpo.learners import ALGORITHMS, ARCHITECTURES, OUTER_SCHEDULES, USED_ONLY_BY
+from metahpo.learners import ALGORITHMS, ARCHITECTURES, INNER_RATES, OUTER_SCHEDULES, USED_ONLY_BY
 from metahpo.search import ACQ_FUNCS, EXECUTORS, FIDELITIES, FIDELITY_UNITS, METHODS, OBJECTIVES, PRIORS
 from metahpo.space import largest_value, outside_space, space_algorithms
 from metahpo.task_names import CLASSIFICATION_FAMILIES, FAMILIES, SPLIT_BY
@@ -53,6 +53,15 @@ def number(gt: float | None = None, high: float | None = None) -> Check:
     def check(v, path):
         ok = _is_number(v) and (gt is None or v > gt) and (high is None or v <= high)
         return [] if ok else [f"{path}: expected {want}, got {v!r}"]
+
+    return check
+
+
+def fraction() -> Check:
+    """A number from 0 to 1."""
+
+    def check(v, path):
+        return [] if _is_number(v) and 0 <= v <= 1 else [f"{path}: expected a number from 0 to 1, got {v!r}"]
 
     return check
 
@@ -215,9 +224,12 @@ TUNABLE: dict[str, tuple[str, Check]] = {
     "layers": ("model", integer(1, 16)),
     "representation": ("model", integer(1, 4096)),
     "rule_hidden": ("meta", integer(1, 1024)),
+    "inner_rates": ("meta", choice(*INNER_RATES)),
+    "multi_step_loss": ("meta", fraction()),
+    "first_order_fraction": ("meta", fraction()),
 }
-REAL_KEYS = ("inner_lr", "outer_lr")
-CATEGORICAL_KEYS = ("algorithm", "outer_schedule")
+REAL_KEYS = ("inner_lr", "outer_lr", "multi_step_loss", "first_order_fraction")
+CATEGORICAL_KEYS = ("algorithm", "outer_schedule", "inner_rates")
 
 
 def _tunables(group: str) -> dict[str, Check]:
@@ -252,6 +264,8 @@ def search_dimension(v, path) -> list[str]:
     problems = section({"type": choice(kind), "low": value_rule, "high": value_rule, "prior": choice(*PRIORS)})(v, path)
     if not problems and v["low"] >= v["high"]:
         problems.append(f"{path}: expected low < high, got low={v['low']!r}, high={v['high']!r}")
+    if not problems and v["prior"] == "log-uniform" and v["low"] <= 0:
+        problems.append(f"{path}.low: a log-uniform prior needs low > 0, got {v['low']!r}")
     return problems
 
 
@@ -302,6 +316,7 @@ SCHEMA = section(
                 "n_initial_points": integer(1, 100_000),
                 "iterations": integer(1, 10_000_000),
                 "objective_steps": integer(0, 100),
+                "stable_steps": integer(0, 100),
                 "objective": choice(*OBJECTIVES),
                 "repeats": integer(1, 100),
                 "class_folds": integer(1, 100),

@@ -18,7 +18,7 @@ import torch
 
 from metahpo import paths
 from metahpo.evaluation.task_limit import limit_errors, ranges
-from metahpo.learners.adaptation import POINT_SETS, adaptation_errors, summarize, trained_steps
+from metahpo.learners.adaptation import DIVERGED_FACTOR, POINT_SETS, adaptation_errors, summarize, trained_steps
 from metahpo.params import Params
 from metahpo.tasks.storage import load_split
 
@@ -33,10 +33,6 @@ def load_splits() -> dict[str, dict]:
 def protocol(params: Params, splits: dict) -> dict:
     """What every learner was evaluated on."""
     return {"tasks": len(splits["test"]["support_x"]), "shots": params.tasks.shots, "query": params.tasks.query}
-
-
-# A mean error this many times the error before adapting has blown up: it summarises nothing (a 6e24 mean).
-DIVERGED_FACTOR = 100.0
 
 
 def _stat(errors: np.ndarray) -> dict:

@@ -14,6 +14,12 @@ KINDS = {
     "cnp": ("cnp",),
 }
 ARCHITECTURES = ("mlp", "conv")
+# Inner learning rates: ``fixed`` (one rate, or Meta-SGD's per-parameter rates, shared by every step) or ``lslr``
+# (MAML++'s learned per-layer per-step rates; Meta-SGD's become per-parameter per-step).
+INNER_RATES = ("fixed", "lslr")
+LSLR_ALGORITHMS = ("maml", "fomaml", "metasgd", "anil")
+# Second-order algorithms, which derivative-order annealing trains first order for a part of the run.
+SECOND_ORDER_ALGORITHMS = tuple(a for a in GRADIENT_ALGORITHMS if a not in FIRST_ORDER_ALGORITHMS)
 OUTER_SCHEDULES = ("constant", "cosine")
 # Meta-hyperparameters that only some algorithms read; the others ignore them (the search pins them).
 USED_ONLY_BY = {
@@ -21,4 +27,7 @@ USED_ONLY_BY = {
     "inner_steps": GRADIENT_ALGORITHMS,
     "representation": ("cnp",),
     "rule_hidden": LEARNED_RULE_ALGORITHMS,
+    "inner_rates": LSLR_ALGORITHMS,
+    "multi_step_loss": GRADIENT_ALGORITHMS,
+    "first_order_fraction": SECOND_ORDER_ALGORITHMS,
 }

@@ -12,6 +12,8 @@ from metahpo.tasks.episodes import episode_arrays, select_episodes
 
 POINT_SETS = ("query", "grid")
 Z_95 = 1.96
+# A mean error this many times the error before adapting has blown up: it summarises nothing (a 6e24 mean).
+DIVERGED_FACTOR = 100.0
 
 
 def _targets(split: dict[str, np.ndarray], points: str, device: torch.device):

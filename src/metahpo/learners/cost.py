@@ -16,7 +16,11 @@ of one forward pass over ``P`` points:
   query against every class representation), then back-propagates: ``3 (E(S) + D(Q))``;
 * a learned update rule costs MAML's (or first-order MAML's) count plus, per inner step, its small MLP
   on every weight coordinate, forward and backward: ``3 W R`` for ``W`` weights and ``R`` multiply-adds
-  of the rule per coordinate.
+  of the rule per coordinate;
+* MAML++'s options, as the mean over a run: derivative-order annealing trains a second-order learner first
+  order for ``first_order_fraction`` of it (the first-order backward for that share); the multi-step loss
+  adds, for ``multi_step_loss`` of it, the query forward and backward after every step but the last
+  (``3 F(Q)`` each); learned per-step rates (``inner_rates: lslr``) are element-wise and cost nothing here.
 
 Element-wise work (activations, the inner updates, Meta-SGD's rates, batch normalisation, pooling) is
 small beside the matrix products and left out. ``benchmarks/cost_model.py`` compares the estimate with
@@ -70,17 +74,19 @@ def meta_iteration_macs(
         per_task = 3 * (forward_s + forward_q)
     elif algorithm == "cnp":
         per_task = 3 * cnp_macs(setting, support, query, side, outputs)
-    elif algorithm == "anil":
-        inner = support * (per_point - head) + steps * 3 * support * head
-        per_task = inner + forward_q + 2 * (inner + forward_q)
     else:
-        inner = steps * 3 * forward_s
-        backward = 2 * forward_q if algorithm in FIRST_ORDER_ALGORITHMS else 2 * (inner + forward_q)
+        if algorithm == "anil":
+            inner = support * (per_point - head) + steps * 3 * support * head
+        else:
+            inner = steps * 3 * forward_s
+        first_order = 1.0 if algorithm in FIRST_ORDER_ALGORITHMS else setting.get("first_order_fraction", 0.0)
+        backward = first_order * 2 * forward_q + (1 - first_order) * 2 * (inner + forward_q)
         per_task = inner + forward_q + backward
+        per_task += setting.get("multi_step_loss", 0.0) * (steps - 1) * 3 * forward_q
         if algorithm in LEARNED_RULE_ALGORITHMS:
             rule = FEATURES * setting["rule_hidden"] + setting["rule_hidden"] * 2
             per_task += steps * 3 * weight_count(setting["hidden"], setting["layers"], arch, side, outputs) * rule
-    return setting["meta_batch_size"] * per_task
+    return round(setting["meta_batch_size"] * per_task)
 
 
 def setting_macs(setting: dict, params: Params) -> int:

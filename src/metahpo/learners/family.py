@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from metahpo.learners import ALGORITHMS, LEARNER_ALGORITHMS
-from metahpo.learners.adaptation import adaptation_errors, classification_scores, validation_mse
+from metahpo.learners.adaptation import DIVERGED_FACTOR, adaptation_errors, classification_scores, validation_mse
 from metahpo.learners.mlp import head_names
 from metahpo.params import Params
 from metahpo.tasks.episodes import EpisodePool, select_episodes
@@ -74,8 +74,22 @@ class Regression:
         return errors["grid"]
 
     def objective(self, learner, split: dict, steps: int, device: torch.device) -> float:
-        """The search objective on ``split`` after ``steps`` steps (lower is better): the mean grid MSE."""
-        return validation_mse(learner, split, steps, self.tasks.shots, device)
+        """The search objective on ``split`` after ``steps`` steps (lower is better): the mean grid MSE.
+
+        With ``search.stable_steps`` above ``steps`` it is the worse of the grid MSEs after ``steps`` and after
+        ``stable_steps`` steps: a learner that gets worse (or diverges) when it adapts for longer than it was
+        trained to is scored by that, so neither the search nor the final training's choice of weights
+        prefers it for its first step alone.
+        """
+        longer = self.params.search.stable_steps
+        if longer <= steps:
+            return validation_mse(learner, split, steps, self.tasks.shots, device)
+        errors = adaptation_errors(learner, split, longer, len(split["support_x"]), device, self.tasks.shots)
+        means = errors["grid"].mean(axis=1)
+        # Diverged as the evaluation defines it: not finite, or far above the error before adapting.
+        if not np.isfinite(means[longer]) or means[longer] > DIVERGED_FACTOR * means[0]:
+            return math.nan
+        return float(max(means[steps], means[longer]))
 
     def validation_metric(self, learner, split: dict, steps: int, device: torch.device) -> float:
         """The meta_val metric logged during the final training: the grid MSE."""

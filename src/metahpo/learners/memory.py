@@ -6,7 +6,9 @@ activations, ReLU masks and back-propagated errors of every layer; the query for
 activations once more; for the conv net, the activations of a point are every block's feature maps.
 A learned update rule adds, per coordinate and step, its features, hidden units and outputs three
 times over; a CNP takes no inner step and keeps its encoder's and decoder's weights and activations
-(the decoder's once per class) three times over.
+(the decoder's once per class) three times over. MAML++'s multi-step loss keeps the query activations
+after every step; its per-step rates and first-order phase add nothing to the peak (the second-order
+phase sets it).
 ``benchmarks/README.md`` compares the estimate with the memory autograd really keeps (about 1.5x less
 on the MAML-paper setting).
 """
@@ -64,6 +66,8 @@ def meta_step_bytes(setting: dict, points: int, arch: str = "mlp", side: int = 1
     if setting["algorithm"] in LEARNED_RULE_ALGORITHMS:
         per_step += 3 * params * (FEATURES + 2 * setting["rule_hidden"] + 2)
     per_task = setting["inner_steps"] * per_step + 2 * activations
+    if setting.get("multi_step_loss", 0.0) > 0:
+        per_task += (setting["inner_steps"] - 1) * 2 * activations
     return BYTES_PER_FLOAT * setting["meta_batch_size"] * per_task
 
 

@@ -7,6 +7,14 @@ All four algorithms adapt per-task copies of the weights with gradient steps on 
 * ``metasgd``: Meta-SGD, per-parameter inner learning rates meta-learned with the initialisation;
 * ``anil``: Almost No Inner Loop, only the last layer is adapted (second order).
 
+Three options of MAML++ (Antoniou et al., "How to train your MAML", 2019) apply to them:
+
+* ``inner_rates: lslr`` learns one inner rate per layer tensor and per step (Meta-SGD: per parameter and per
+  step), initialised at ``inner_lr``; steps past the trained ones reuse the last step's rates;
+* the multi-step loss (``meta_loss(step_weights=...)``) weights the query loss after every inner step;
+* derivative-order annealing (``meta_loss(first_order=True)``) takes a second-order learner's meta-gradient
+  first order, as ``fomaml`` does.
+
 ``protonet`` (prototypical networks, classification only) is the metric-based baseline: it does not
 adapt by gradient steps but classifies each query by its distance to the class means ("prototypes")
 of the support embeddings, which are the network's features before its last layer.
@@ -36,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from metahpo.errors import DivergenceError
-from metahpo.learners import FIRST_ORDER_ALGORITHMS, LEARNED_RULE_ALGORITHMS, LEARNER_ALGORITHMS
+from metahpo.learners import FIRST_ORDER_ALGORITHMS, LEARNED_RULE_ALGORITHMS, LEARNER_ALGORITHMS, LSLR_ALGORITHMS
 from metahpo.learners.cnp import class_means, cnp_outputs, init_cnp_weights
 from metahpo.learners.conv import conv_features, conv_forward, init_conv_weights
 from metahpo.learners.learned_rule import init_rule_weights, rule_updates
@@ -66,6 +74,7 @@ class LearnerConfig:
     loss: str = "mse"  # mse | cross_entropy
     representation: int = 32  # cnp: size of the aggregated representation
     rule_hidden: int = 20  # learned_optimizer: hidden units of the update rule
+    inner_rates: str = "fixed"  # fixed | lslr (learned per-layer per-step inner rates, MAML++)
 
     def to_dict(self) -> dict:
         """Plain-JSON form of the config."""
@@ -129,9 +138,14 @@ class MetaLearner(torch.nn.Module):
         )
         self.adapted = self._adapted_names()
         self.inner_lrs = torch.nn.ParameterDict()
-        if config.algorithm == "metasgd":
-            for name in self.adapted:
-                self.inner_lrs[name] = torch.nn.Parameter(torch.full_like(self.weights[name], config.inner_lr))
+        self.per_step = config.inner_rates == "lslr" and config.algorithm in LSLR_ALGORITHMS
+        steps = (max(config.inner_steps, 1),) if self.per_step else ()
+        for name in self.adapted if config.algorithm == "metasgd" or self.per_step else ():
+            # Meta-SGD: a rate per parameter; LSLR: a rate per layer tensor (and per step).
+            shape = (*steps, *self.weights[name].shape) if config.algorithm == "metasgd" else steps
+            self.inner_lrs[name] = torch.nn.Parameter(
+                torch.full(shape, config.inner_lr, dtype=self.weights[name].dtype, device=self.weights[name].device)
+            )
         self.rule = torch.nn.ParameterDict()
         if config.algorithm in LEARNED_RULE_ALGORITHMS:
             for name, w in init_rule_weights(config.rule_hidden, generator, device).items():
@@ -194,29 +208,67 @@ class MetaLearner(torch.nn.Module):
             steps = rule_updates(dict(self.rule._parameters), grads, current, progress, self.config.inner_lr)
             new = torch._foreach_sub(current, steps)
         elif self.inner_lrs:
-            steps = torch._foreach_mul(grads, [self.inner_lrs[n] for n in self.adapted])
+            rates = [self.inner_lrs[n] for n in self.adapted]
+            if self.per_step:  # steps past the trained ones keep the last step's rates
+                index = min(step, rates[0].shape[0] - 1)
+                rates = [r[index] for r in rates]
+            steps = torch._foreach_mul(grads, rates)
             new = torch._foreach_sub(current, steps)
         else:
             new = torch._foreach_add(current, grads, alpha=-self.config.inner_lr)
         return {**fast, **dict(zip(self.adapted, new))}
 
-    def adapt(self, x: torch.Tensor, y: torch.Tensor, steps: int | None = None) -> Weights:
-        """Task-specific weights after ``steps`` inner updates on ``(x, y)``, differentiable for meta-training."""
+    def adapt(self, x: torch.Tensor, y: torch.Tensor, steps: int | None = None, first_order: bool = False) -> Weights:
+        """Task-specific weights after ``steps`` inner updates on ``(x, y)``, differentiable for meta-training.
+
+        ``first_order`` treats the inner gradients as constants even for a second-order algorithm.
+        """
+        return self._adapted(x, y, steps, first_order)[-1]
+
+    def _adapted(self, x, y, steps: int | None, first_order: bool) -> list[Weights]:
+        """Task weights after 0, 1, ..., ``steps`` differentiable inner updates."""
         steps = self.config.inner_steps if steps is None else steps
-        fast = expand_to_tasks(self._shared_weights(), x.shape[0])
+        fast = [expand_to_tasks(self._shared_weights(), x.shape[0])]
         for step in range(steps):
-            fast = self._inner_step(fast, x, y, create_graph=self.second_order, step=step)
+            fast.append(self._inner_step(fast[-1], x, y, create_graph=self.second_order and not first_order, step=step))
         return fast
 
-    def meta_loss(self, support_x, support_y, query_x, query_y, steps: int | None = None) -> torch.Tensor:
-        """Mean query loss over the task batch after adapting on each task's support set (``steps`` steps)."""
-        # A CNP adapts no weight and reads the shared ones: no task copies to make.
-        fast = {} if self.config.algorithm == "cnp" else self.adapt(support_x, support_y, steps)
+    def _query_loss(self, fast: Weights, support_x, support_y, query_x, query_y) -> torch.Tensor:
         outputs = self.query_outputs(fast, support_x, support_y, query_x)
         if self.classifies:
             return task_cross_entropy(outputs, query_y).mean()
         # Every task has the same number of query points, so the mean of the per-task MSEs is the plain MSE.
         return torch.nn.functional.mse_loss(outputs, query_y)
+
+    def meta_loss(
+        self,
+        support_x,
+        support_y,
+        query_x,
+        query_y,
+        steps: int | None = None,
+        step_weights: list[float] | None = None,
+        first_order: bool = False,
+    ) -> torch.Tensor:
+        """Mean query loss over the task batch after adapting on each task's support set (``steps`` steps).
+
+        ``step_weights`` (one per inner step) makes it MAML++'s multi-step loss: the weighted sum of the query
+        losses after every step; None scores the last step alone. ``first_order`` treats the inner gradients
+        as constants (derivative-order annealing).
+        """
+        if self.config.algorithm == "cnp":  # adapts no weight and reads the shared ones: no task copies to make
+            return self._query_loss({}, support_x, support_y, query_x, query_y)
+        trajectory = self._adapted(support_x, support_y, steps, first_order)
+        if step_weights is None or len(trajectory) == 1:
+            return self._query_loss(trajectory[-1], support_x, support_y, query_x, query_y)
+        if len(step_weights) != len(trajectory) - 1:
+            raise ValueError(f"step_weights: expected {len(trajectory) - 1} weights, got {len(step_weights)}")
+        losses = [
+            weight * self._query_loss(fast, support_x, support_y, query_x, query_y)
+            for weight, fast in zip(step_weights, trajectory[1:])
+            if weight
+        ]
+        return torch.stack(losses).sum()
 
     def trajectory(self, x: torch.Tensor, y: torch.Tensor, steps: int) -> Iterator[Weights]:
         """Yield detached task weights after 0, 1, ..., ``steps`` inner updates (for evaluation)."""

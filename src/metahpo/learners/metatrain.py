@@ -26,6 +26,20 @@ class TrainSettings:
     shots: int
     query: int
     adapt_steps: int | None = None  # inner steps during meta-training; None: the learner's own (0: plain regression)
+    multi_step_loss: float = 0.0  # MAML++: fraction of the run over which the per-step loss weights anneal
+    first_order_fraction: float = 0.0  # MAML++: fraction of the run trained first order (derivative-order annealing)
+
+
+def multi_step_weights(steps: int, progress: float, fraction: float) -> list[float] | None:
+    """MAML++'s per-step query-loss weights at ``progress`` (0 to 1) of a run; None: the last step alone.
+
+    The weights start equal (1/steps each) and move linearly to the last step alone over the first
+    ``fraction`` of the run (0: never a multi-step loss); they always sum to 1.
+    """
+    if steps <= 1 or progress >= fraction:
+        return None
+    t = progress / fraction
+    return [(1 - t) / steps + (t if s == steps - 1 else 0.0) for s in range(steps)]
 
 
 def build_learner(config: LearnerConfig, seed: int, device: torch.device) -> MetaLearner:
@@ -157,7 +171,14 @@ def meta_train(
     bar = tqdm(range(first, last + 1), desc=progress, disable=progress is None, mininterval=1.0, leave=False)
     for step in bar:
         batch = pool.sample(settings.meta_batch_size, settings.shots, settings.query, generator)
-        loss = learner.meta_loss(*batch, steps=settings.adapt_steps)
+        progress = (step - 1) / settings.iterations  # of the whole run, so a stopped run continues the same
+        steps = learner.config.inner_steps if settings.adapt_steps is None else settings.adapt_steps
+        loss = learner.meta_loss(
+            *batch,
+            steps=settings.adapt_steps,
+            step_weights=multi_step_weights(steps, progress, settings.multi_step_loss),
+            first_order=progress < settings.first_order_fraction,
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

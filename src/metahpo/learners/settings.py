@@ -37,6 +37,7 @@ def learner_config(setting: dict, params: Params) -> LearnerConfig:
         loss=family.loss,
         representation=setting["representation"],
         rule_hidden=setting["rule_hidden"],
+        inner_rates=setting["inner_rates"],
     )
 
 
@@ -49,4 +50,6 @@ def train_settings(setting: dict, params: Params, iterations: int) -> TrainSetti
         outer_schedule=setting["outer_schedule"],
         shots=params.tasks.shots,
         query=setting["query"],
+        multi_step_loss=setting["multi_step_loss"],
+        first_order_fraction=setting["first_order_fraction"],
     )
