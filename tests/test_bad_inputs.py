@@ -283,9 +283,8 @@ CASES = [
             "search.space.algorithm",
             {"type": "categorical", "values": ["maml", "learned_optimizer"]},
             meta__rule_hidden=1024,
-            meta__meta_batch_size=10_000,
         ),
-        "rule_hidden) or search.workers: algorithm=learned_optimizer, meta_batch_size=10000",
+        "rule_hidden) or search.workers: algorithm=learned_optimizer, meta_batch_size=50",
     ),
     # params.yaml that would hang or crash a YAML reader
     ("generate", append("params.yaml", laughs()), "lol5: its aliases expand to more than 100,000 values"),
