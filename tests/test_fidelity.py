@@ -22,7 +22,8 @@ from conftest import typed
 
 def test_rungs_grow_by_eta_up_to_the_full_run():
     assert rung_iterations(8100, 300, 3) == [300, 900, 2700, 8100]
-    assert rung_iterations(10000, 1000, 3) == [1000, 3000, 9000, 10000]
+    assert rung_iterations(10000, 1000, 3) == [1000, 3000, 10000]  # 9000 is within sqrt(3) of 10000: merged
+    assert rung_iterations(300, 33, 3) == [33, 99, 300]  # not 33, 99, 297, 300
     assert rung_iterations(100, 50, 2) == [50, 100]
 
 

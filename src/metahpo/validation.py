@@ -373,6 +373,11 @@ def _fidelity_checks(search: dict) -> list[str]:
             f"search.min_iterations: expected < search.iterations ({search['iterations']}) with "
             f"search.fidelity: {search['fidelity']}, got {search['min_iterations']}"
         )
+    else:
+        from metahpo.search.rungs import plan_problems  # here: rungs imports the log, which imports params
+
+        keys = ("search.iterations", "search.min_iterations", "search.eta")
+        problems.extend(plan_problems(search["iterations"], search["min_iterations"], search["eta"], keys))
     if search["median_stop"]["enabled"]:
         problems.append(
             f"search.median_stop.enabled: the median rule and search.fidelity: {search['fidelity']} both stop "

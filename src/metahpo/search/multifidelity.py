@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import heapq
+import importlib.util
 import itertools
 import math
 import warnings
@@ -618,6 +619,8 @@ def _check(objective, space, max_budget, min_budget, eta, compute, n_trials, met
         bad(f"fidelity: expected one of {', '.join(FIDELITIES)}, got {fidelity!r}")
     if method not in METHODS:
         bad(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
+    if method == "tpe" and importlib.util.find_spec("optuna") is None:
+        bad("method: tpe needs optuna (pip install -c constraints.txt 'metahpo[bench]')")
     if max_budget < 1:
         bad(f"max_budget: expected an integer >= 1, got {max_budget}")
     if fidelity != "none":
