@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 
 from metahpo.learners import ALGORITHMS, ARCHITECTURES, OUTER_SCHEDULES, USED_ONLY_BY
 from metahpo.search import ACQ_FUNCS, EXECUTORS, FIDELITIES, FIDELITY_UNITS, METHODS, OBJECTIVES, PRIORS
+from metahpo.search.plan import plan_problems
 from metahpo.tasks import CLASSIFICATION_FAMILIES, FAMILIES, SPLIT_BY
 
 RAW_DATA = "data/raw"
@@ -374,8 +375,6 @@ def _fidelity_checks(search: dict) -> list[str]:
             f"search.fidelity: {search['fidelity']}, got {search['min_iterations']}"
         )
     else:
-        from metahpo.search.rungs import plan_problems  # here: rungs imports the log, which imports params
-
         keys = ("search.iterations", "search.min_iterations", "search.eta")
         problems.extend(plan_problems(search["iterations"], search["min_iterations"], search["eta"], keys))
     if search["median_stop"]["enabled"]:

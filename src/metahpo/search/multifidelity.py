@@ -41,7 +41,8 @@ from skopt.learning import GaussianProcessRegressor
 from skopt.learning.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 from threadpoolctl import threadpool_limits
 
-from metahpo.search.rungs import bracket_shape, plan_problems, promoted, rung_iterations
+from metahpo.search.plan import plan_problems, rung_iterations
+from metahpo.search.rungs import bracket_shape, promoted
 
 METHODS = ("gp", "tpe", "random")
 FIDELITIES = ("asha", "hyperband", "successive_halving", "none")
