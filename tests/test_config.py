@@ -263,3 +263,13 @@ def test_a_conditional_dimension_is_accepted_once_its_algorithm_is_searched(tiny
     assert validate(_set(_set(fixed, "search.space.inner_lr", DELETE), "meta.algorithm", "cnp")) == []
     algorithms = {"type": "categorical", "values": ["maml", "cnp"]}
     assert validate(_set(unread, "search.space.algorithm", algorithms)) == []
+
+
+def test_a_degenerate_rung_plan_is_refused(tiny_params, tmp_path):
+    params = _set(_set(tiny_params, "search.fidelity", "hyperband"), "search.iterations", 300)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(_set(params, "search.min_iterations", 250)))
+    with pytest.raises(ConfigError, match="search.min_iterations: 250 with search.eta: 3 leaves a single rung below"):
+        load_params(path)
+    path.write_text(yaml.safe_dump(_set(params, "search.min_iterations", 33)))
+    assert load_params(path).search.min_iterations == 33  # 33, 99, 300: the rung of 297 is merged, not refused

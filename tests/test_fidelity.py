@@ -13,7 +13,7 @@ import torch
 
 from metahpo.learners.family import zero_predictor_mse
 from metahpo.search.driver import Search
-from metahpo.search.rungs import brackets, planned_iterations, promoted, rung_iterations
+from metahpo.search.rungs import brackets, planned_iterations, promoted, rung_iterations, snapped_rung
 from metahpo.search.trial import TrialRequest, run_trial
 from metahpo.tasks.sinusoid import generate_splits
 from metahpo.validation import validate
@@ -23,7 +23,9 @@ from conftest import typed
 
 def test_rungs_grow_by_eta_up_to_the_full_run():
     assert rung_iterations(8100, 300, 3) == [300, 900, 2700, 8100]
-    assert rung_iterations(10000, 1000, 3) == [1000, 3000, 9000, 10000]
+    assert rung_iterations(10000, 1000, 3) == [1000, 3000, 10000]  # 9000 is within sqrt(3) of 10000: merged
+    assert rung_iterations(300, 33, 3) == [33, 99, 300]  # not 33, 99, 297, 300
+    assert snapped_rung(300, 33, 3) == 297 and snapped_rung(8100, 900, 3) is None  # named in the printed plan
     assert rung_iterations(100, 50, 2) == [50, 100]
 
 

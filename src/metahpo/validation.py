@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from metahpo.learners import ALGORITHMS, ARCHITECTURES, INNER_RATES, OUTER_SCHEDULES, USED_ONLY_BY
 from metahpo.search import ACQ_FUNCS, EXECUTORS, FIDELITIES, FIDELITY_UNITS, METHODS, OBJECTIVES, PRIORS
+from metahpo.search.plan import plan_problems
 from metahpo.space import largest_value, outside_space, space_algorithms
 from metahpo.task_names import CLASSIFICATION_FAMILIES, FAMILIES, SPLIT_BY
 
@@ -418,6 +419,9 @@ def _fidelity_checks(search: dict) -> list[str]:
             f"search.min_iterations: expected < search.iterations ({search['iterations']}) with "
             f"search.fidelity: {search['fidelity']}, got {search['min_iterations']}"
         )
+    else:
+        keys = ("search.iterations", "search.min_iterations", "search.eta")
+        problems.extend(plan_problems(search["iterations"], search["min_iterations"], search["eta"], keys))
     if search["median_stop"]["enabled"]:
         problems.append(
             f"search.median_stop.enabled: the median rule and search.fidelity: {search['fidelity']} both stop "

@@ -1,6 +1,8 @@
 """Meta-hyperparameter search: proposers, trials, their durable log, class folds, the search loop, and the final
 training of what it found (the train stage)."""
 
+import importlib
+
 METHODS = ("gp", "forest", "random", "grid")
 ACQ_FUNCS = ("EI", "PI", "LCB", "gp_hedge")
 EXECUTORS = ("local", "dask")
@@ -8,3 +10,12 @@ PRIORS = ("uniform", "log-uniform")
 OBJECTIVES = ("loss", "accuracy")
 FIDELITIES = ("none", "successive_halving", "hyperband")
 FIDELITY_UNITS = ("iterations", "compute")
+
+
+def __getattr__(name: str):
+    """``metahpo.search.minimize`` (and its result type), imported on first use: the constants above stay light."""
+    if name in ("minimize", "SearchResult"):
+        # Imported by name, not by an import statement: no pipeline stage runs the library, so it is not
+        # part of any stage's dependencies in dvc.yaml (see metahpo.sources).
+        return getattr(importlib.import_module("metahpo.search.multifidelity"), name)
+    raise AttributeError(f"module 'metahpo.search' has no attribute {name!r}")

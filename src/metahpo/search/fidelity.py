@@ -30,6 +30,7 @@ from metahpo.search.rungs import (
     promoted,
     reached,
     rung_iterations,
+    snapped_rung,
     told_at,
 )
 from metahpo.search.trial_log import FAILED, OK, PENDING, STOPPED, log_row, told_values
@@ -53,9 +54,12 @@ class RungSchedule:
         self.total = planned_iterations(self.plan, self.rungs, self.eta)
 
     def describe(self) -> str:
-        """The plan in one line, for the log."""
+        """The plan in one line, for the log (naming a rung merged into the last one)."""
+        settings = self.search.search
+        snapped = snapped_rung(settings.iterations, settings.min_iterations, self.eta)
+        merged = f" ({snapped} merged into {settings.iterations})" if snapped else ""
         return (
-            f"{self.search.search.fidelity}: rungs of {', '.join(map(str, self.rungs))} iterations, "
+            f"{settings.fidelity}: rungs of {', '.join(map(str, self.rungs))} iterations{merged}, "
             f"{len(self.plan)} brackets of {', '.join(str(b.size) for b in self.plan)} trials, "
             f"{self.total:,} trial-iterations if none fails"
         )

@@ -23,16 +23,8 @@ import math
 import statistics
 from dataclasses import dataclass
 
+from metahpo.search.plan import plan_problems, rung_iterations, snapped_rung  # noqa: F401 - re-exported
 from metahpo.search.trial_log import FAILED, OK, PENDING, UNSCORED, told_values
-
-
-def rung_iterations(iterations: int, min_iterations: int, eta: int) -> list[int]:
-    """Iterations of every rung: ``min_iterations * eta**k`` below ``iterations``, then ``iterations``."""
-    rungs, budget = [], min_iterations
-    while budget < iterations:
-        rungs.append(budget)
-        budget *= eta
-    return [*rungs, iterations]
 
 
 @dataclass(frozen=True)

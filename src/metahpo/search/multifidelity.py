@@ -1,0 +1,658 @@
+"""Multi-fidelity search as a library: one GP over settings and budgets, decided per job.
+
+:func:`minimize` runs any objective ``f(setting, budget, state) -> (value, state)`` in rungs of budget
+(``min_budget * eta**k``, then ``max_budget``) and returns the best setting and the full history.
+
+* **Surrogate** (``method="gp"``): one Gaussian process over (setting, log budget), built from
+  scikit-optimize's parts (``skopt.learning.GaussianProcessRegressor``, a Matern 5/2 kernel with one length
+  scale per input, learned noise), refitted before every decision on every rung of every trial, stopped
+  and failed ones included (a failure is told the worst value seen). Expected improvement
+  (``skopt.acquisition.gaussian_ei``) scores a candidate at the full budget, as MOBSTER and FABOLAS do.
+* **Schedule** (``fidelity="asha"``): asynchronous successive halving (Li et al. 2020). Each time a job
+  ends, a trial in the top ``1/eta`` of its rung is promoted to the next one (ranked by the GP's prediction
+  at the full budget, given the trial's own rungs, because learning curves cross); otherwise a new trial
+  starts at the first rung. ``hyperband`` and ``successive_halving`` run whole brackets, asked at the
+  bracket's start; ``none`` trains every trial at ``max_budget``.
+* **Acquisition optimiser** on the real space: scrambled Sobol points over the continuous dimensions for
+  every combination of categories, plus perturbations of the best trials and of the best candidates;
+  inactive dimensions are pinned *before* duplicates are removed, a setting already observed or pending is
+  never proposed, nor one above ``max_cost``. Points proposed while others run come from a kriging
+  believer: the running jobs are added to the GP as observations of its own mean.
+* **Determinism**: with ``workers > 1`` jobs run in *virtual* time (a job lasts its budget increment times
+  the setting's cost); the objective is called when a job starts and its value is revealed to the
+  decisions when the job ends. The history therefore depends only on the arguments, never on a clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import importlib.util
+import itertools
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.stats import qmc
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.preprocessing import PowerTransformer
+from skopt.acquisition import gaussian_ei
+from skopt.learning import GaussianProcessRegressor
+from skopt.learning.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+from threadpoolctl import threadpool_limits
+
+from metahpo.search.plan import plan_problems, rung_iterations
+from metahpo.search.rungs import bracket_shape, promoted
+
+METHODS = ("gp", "tpe", "random")
+FIDELITIES = ("asha", "hyperband", "successive_halving", "none")
+OK, FAILED = "ok", "failed"
+
+# The GP method's choices, each a keyword of minimize() so that an ablation can switch it off.
+GP_OPTIONS = {
+    "transform": "log",  # log (log, or Yeo-Johnson where a value is <= 0) | power (Box-Cox/Yeo-Johnson) | none
+    "initial": "sobol",  # sobol | random: the design before the GP takes over
+    "n_initial": None,  # trials of that design; None: number of dimensions + 1
+    "promote_by": "gp",  # gp (predicted full-budget value) | rung (the value at the rung)
+    "parallel": "believer",  # believer (kriging believer) | none (pending jobs ignored, duplicates still never)
+    "candidates": 256,  # Sobol points per combination of categories
+    "length_scale_bounds": (0.05, 20.0),  # on inputs scaled to [0, 1]
+}
+CHOICES = {
+    "transform": ("log", "power", "none"),
+    "initial": ("sobol", "random"),
+    "promote_by": ("gp", "rung"),
+    "parallel": ("believer", "none"),
+}
+MAX_COMBINATIONS = 64  # above this many combinations of categories, categories are sampled like the rest
+
+
+@dataclass
+class SearchResult:
+    """What :func:`minimize` returns.
+
+    ``best``: ``{"trial", "setting", "value", "budget"}``, the lowest value among the trials that reached
+    the highest budget any trial reached (``max_budget`` once one did). ``history``: one entry per finished
+    job, in decision order. ``rungs``: the rung plan used.
+    """
+
+    best: dict
+    history: list[dict]
+    rungs: list[int]
+
+
+# --- the space -------------------------------------------------------------------------------------------
+
+
+class UnitSpace:
+    """The ``search.space`` mapping seen through the unit cube, with pinning of inactive dimensions."""
+
+    def __init__(self, space: dict, active: dict | None):
+        self.names = list(space)
+        self.dims = [space[n] for n in self.names]
+        self.active = active or {}
+        self.continuous = [i for i, d in enumerate(self.dims) if d["type"] != "categorical"]
+        self.categorical = [i for i, d in enumerate(self.dims) if d["type"] == "categorical"]
+        sizes = [len(self.dims[i]["values"]) for i in self.categorical]
+        self.n_combinations = math.prod(sizes)
+        self.width = len(self.continuous) + sum(sizes)
+
+    def value(self, i: int, u: float):
+        """Dimension ``i``'s value at unit coordinate ``u``."""
+        d, u = self.dims[i], min(max(float(u), 0.0), 1.0)
+        if d["type"] == "categorical":
+            return d["values"][min(int(u * len(d["values"])), len(d["values"]) - 1)]
+        low, high = float(d["low"]), float(d["high"])
+        x = low * (high / low) ** u if d.get("prior") == "log-uniform" else low + u * (high - low)
+        return min(max(int(round(x)), int(d["low"])), int(d["high"])) if d["type"] == "integer" else x
+
+    def unit(self, i: int, x) -> float:
+        """Dimension ``i``'s unit coordinate of value ``x`` (a category's: the middle of its interval)."""
+        d = self.dims[i]
+        if d["type"] == "categorical":
+            return (d["values"].index(x) + 0.5) / len(d["values"])
+        low, high = float(d["low"]), float(d["high"])
+        if high == low:
+            return 0.5
+        if d.get("prior") == "log-uniform":
+            return math.log(x / low) / math.log(high / low)
+        return (x - low) / (high - low)
+
+    def pin(self, setting: dict) -> dict:
+        """``setting`` with every dimension its algorithm does not read at its lowest value (first category)."""
+        if not self.active or "algorithm" not in setting:
+            return setting
+        algorithm = setting["algorithm"]
+        out = dict(setting)
+        for name, readers in self.active.items():
+            if name in out and algorithm not in readers:
+                d = self.dims[self.names.index(name)]
+                out[name] = d["values"][0] if d["type"] == "categorical" else self.value(self.names.index(name), 0.0)
+        return out
+
+    def setting(self, u) -> dict:
+        """The pinned setting at a point of the unit cube."""
+        return self.pin({n: self.value(i, u[i]) for i, n in enumerate(self.names)})
+
+    def units(self, setting: dict) -> np.ndarray:
+        """The unit-cube point of a setting."""
+        return np.array([self.unit(i, setting[n]) for i, n in enumerate(self.names)])
+
+    def features(self, setting: dict) -> list[float]:
+        """The GP's inputs: continuous dimensions on their prior's unit scale, categories one-hot."""
+        out = [self.unit(i, setting[self.names[i]]) for i in self.continuous]
+        for i in self.categorical:
+            values = self.dims[i]["values"]
+            out.extend(1.0 if setting[self.names[i]] == v else 0.0 for v in values)
+        return out
+
+    def key(self, setting: dict) -> tuple:
+        """A hashable identity of a setting (values as a search would log them)."""
+        return tuple(round(v, 12) if isinstance(v, float) else v for v in (setting[n] for n in self.names))
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+# --- the GP surrogate --------------------------------------------------------------------------------------
+
+
+class JointGP:
+    """A GP over (setting, log budget), fitted on every observation; scores candidates at the full budget."""
+
+    def __init__(self, space: UnitSpace, rungs: list[int], options: dict, seed: int):
+        self.space, self.rungs, self.options, self.seed = space, rungs, options, seed
+        self.low, self.high = math.log(rungs[0]), math.log(rungs[-1])
+        self.fits = 0
+
+    def _budget(self, budget: int) -> float:
+        return 1.0 if self.high == self.low else (math.log(budget) - self.low) / (self.high - self.low)
+
+    def inputs(self, pairs) -> np.ndarray:
+        """GP inputs of ``(setting, budget)`` pairs."""
+        return np.array([[*self.space.features(s), self._budget(b)] for s, b in pairs], dtype=float)
+
+    def transform(self, values: list[float]) -> np.ndarray:
+        """Told values: failures the worst finite value, then the output transform."""
+        y = np.array(values, dtype=float)
+        finite = np.isfinite(y)
+        if not finite.any():
+            return np.zeros_like(y)
+        y[~finite] = y[finite].max()
+        kind = self.options["transform"]
+        if kind == "log" and (y > 0).all():
+            return np.log(y)
+        if kind in ("log", "power") and np.ptp(y) > 0:
+            method = "box-cox" if (y > 0).all() else "yeo-johnson"
+            return PowerTransformer(method=method).fit_transform(y[:, None])[:, 0]
+        return y
+
+    def fit(self, observed: list[tuple[dict, int, float]], pending: list[tuple[dict, int]]):
+        """Fit on ``observed`` (setting, budget, value); add ``pending`` as believed observations if asked.
+
+        Observations only grow, so the hyperparameters are fitted once per new observation count and the
+        pending jobs of one decision (a bracket's points) only cost a refit with them fixed.
+        """
+        if getattr(self, "n_fitted", None) != len(observed):
+            self._fit(observed)
+        X, y, gp = self.base
+        self.gp = self._believe(gp, X, y, pending) if pending and self.options["parallel"] == "believer" else gp
+        return self.gp
+
+    def _fit(self, observed) -> None:
+        X = self.inputs([(s, b) for s, b, _ in observed])
+        y = self.transform([v for _, _, v in observed])
+        kernel = ConstantKernel(1.0, (0.01, 100.0)) * Matern(
+            length_scale=np.ones(X.shape[1]), length_scale_bounds=self.options["length_scale_bounds"], nu=2.5
+        )
+        previous = getattr(self, "base", None)
+        warm = previous is not None and self.fits % 10 != 0
+        if warm:  # start from the last fit's hyperparameters: a few L-BFGS steps instead of three full runs
+            kernel = previous[2].kernel_.k1 + WhiteKernel(max(previous[2].noise_ or 0.0, 1e-5), (1e-5, 1e1))
+        gp = GaussianProcessRegressor(
+            kernel=kernel,
+            normalize_y=True,
+            noise="gaussian",
+            n_restarts_optimizer=0 if warm else 2,
+            random_state=np.random.RandomState(_seed(self.seed, 1, len(observed))),
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # a length scale at its bound is an answer here
+            gp.fit(X, y)
+        self.fits += 1
+        self.base, self.n_fitted = (X, y, gp), len(observed)
+
+    def _believe(self, gp, X, y, pending):
+        """The GP refitted, with its hyperparameters fixed, on the pending jobs told their own predicted mean."""
+        Xp = self.inputs(pending)
+        fixed = gp.kernel_.k1 + WhiteKernel(noise_level=max(gp.noise_ or 0.0, 1e-10), noise_level_bounds="fixed")
+        believer = GaussianProcessRegressor(kernel=fixed, normalize_y=True, noise="gaussian", optimizer=None)
+        believer.fit(np.vstack([X, Xp]), np.concatenate([y, gp.predict(Xp)]))
+        return believer
+
+    def at_full(self, settings: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and predicted means of settings at the full budget."""
+        X = self.inputs([(s, self.rungs[-1]) for s in settings])
+        return X, self.gp.predict(X)
+
+
+# --- proposers -------------------------------------------------------------------------------------------
+
+
+class Proposer:
+    """Where new trials come from: a seeded initial design, then the method's model."""
+
+    def __init__(self, space: UnitSpace, rungs, options: dict, seed: int, method: str, allowed):
+        self.space, self.rungs, self.options, self.seed, self.method = space, rungs, options, seed, method
+        self.allowed = allowed  # setting -> bool (max_cost)
+        n_dims = len(space.names)
+        self.n_initial = options["n_initial"] if options["n_initial"] is not None else n_dims + 1
+        self.sobol = qmc.Sobol(n_dims, scramble=True, seed=_seed(seed, 2)).random(2 ** max(6, n_dims + 3))
+        self.sobol_used = 0
+        self.gp = JointGP(space, rungs, options, seed) if method == "gp" else None
+        self.decisions = 0
+
+    def propose(self, trial: int, observed: list, pending: list, taken: set) -> dict:
+        """A new setting for ``trial``, not in ``taken`` (keys of settings observed or pending)."""
+        self.decisions += 1
+        finished = [o for o in observed if math.isfinite(o[2])]
+        if self.method == "random" or trial < self.n_initial or not finished:
+            return self._design(trial, taken)
+        if self.method == "tpe":
+            return self._tpe(trial, observed, taken)
+        return self._gp(observed, pending, taken)
+
+    def _design(self, trial: int, taken: set) -> dict:
+        """The next point of the scrambled Sobol sequence (``initial="sobol"``) or a seeded uniform draw."""
+        rng = np.random.default_rng(_seed(self.seed, 3, trial))
+        for _ in range(10_000):
+            if self.method != "random" and self.options["initial"] == "sobol" and self.sobol_used < len(self.sobol):
+                u = self.sobol[self.sobol_used]
+                self.sobol_used += 1
+            else:
+                u = rng.random(len(self.space.names))
+            setting = self.space.setting(u)
+            if self.space.key(setting) not in taken and self.allowed(setting):
+                return setting
+        raise ValueError("space: no new setting left to propose (every one is taken or above max_cost)")
+
+    def _candidates(self, rng, centres: list[dict]) -> list[dict]:
+        """Sobol points per combination of categories, and perturbations of ``centres``; pinned."""
+        space = self.space
+        n = self.options["candidates"]
+        out = []
+        base = qmc.Sobol(len(space.names), scramble=True, seed=rng).random(n)
+        if space.categorical and space.n_combinations <= MAX_COMBINATIONS:
+            combos = itertools.product(*(space.dims[i]["values"] for i in space.categorical))
+            for combo in combos:
+                for u in base:
+                    setting = {n_: space.value(i, u[i]) for i, n_ in enumerate(space.names)}
+                    setting.update({space.names[i]: v for i, v in zip(space.categorical, combo)})
+                    out.append(space.pin(setting))
+        else:
+            out.extend(space.setting(u) for u in base)
+        for centre in centres:
+            u0 = space.units(centre)
+            for scale in (0.03, 0.1, 0.25):
+                for u in np.clip(u0 + rng.normal(0.0, scale, (16, len(u0))), 0.0, 1.0):
+                    u[space.categorical] = u0[space.categorical]  # keep the centre's categories
+                    out.append(space.setting(u))
+        return out
+
+    def _fresh(self, candidates: list[dict], taken: set) -> list[dict]:
+        """Candidates without duplicates, without settings taken, and within ``max_cost``."""
+        seen, out = set(taken), []
+        for setting in candidates:
+            key = self.space.key(setting)
+            if key not in seen and self.allowed(setting):
+                seen.add(key)
+                out.append(setting)
+        return out
+
+    def _gp(self, observed, pending, taken) -> dict:
+        gp, rng = self.gp, np.random.default_rng(_seed(self.seed, 4, self.decisions))
+        gp.fit(observed, pending)
+        trials = list({self.space.key(s): s for s, _, _ in observed}.values())
+        _, means = gp.at_full(trials)
+        y_opt = float(means.min())
+        centres = [trials[i] for i in np.argsort(means, kind="stable")[:3]]
+        candidates = self._fresh(self._candidates(rng, centres), taken)
+        if not candidates:
+            return self._design(self.decisions + 10_000, taken)
+        X = gp.inputs([(s, self.rungs[-1]) for s in candidates])
+        ei = gaussian_ei(X, gp.gp, y_opt=y_opt, xi=0.01)
+        # A second, finer look around the best candidates.
+        top = [candidates[i] for i in np.argsort(-ei, kind="stable")[:3]]
+        local = self._fresh(
+            [self.space.setting(np.clip(u, 0.0, 1.0)) for c in top for u in self._local(rng, c)],
+            taken | {self.space.key(c) for c in candidates},
+        )
+        if local:
+            candidates = candidates + local
+            ei = np.concatenate([ei, gaussian_ei(gp.inputs([(s, self.rungs[-1]) for s in local]), gp.gp, y_opt=y_opt)])
+        return candidates[int(np.argmax(ei))]
+
+    def _local(self, rng, centre: dict) -> np.ndarray:
+        u0 = self.space.units(centre)
+        u = u0 + rng.normal(0.0, 0.01, (16, len(u0)))
+        u[:, self.space.categorical] = u0[self.space.categorical]
+        return u
+
+    def _tpe(self, trial: int, observed, taken) -> dict:
+        from metahpo.search.tpe import tpe_setting  # optuna is imported only where it is used
+
+        for attempt in range(100):
+            setting = self.space.pin(tpe_setting(self.space, self.rungs, observed, _seed(self.seed, 5, trial, attempt)))
+            if self.space.key(setting) not in taken and self.allowed(setting):
+                return setting
+        return self._design(trial, taken)
+
+    def rank(self, observed, pending, settings: dict[int, dict]) -> dict[int, float] | None:
+        """The GP's predicted full-budget value of each trial's setting, or None without a GP or observations."""
+        if self.gp is None or not any(math.isfinite(v) for _, _, v in observed):
+            return None
+        self.gp.fit(observed, pending)
+        _, means = self.gp.at_full(list(settings.values()))
+        return dict(zip(settings, means.tolist()))
+
+
+def _seed(*parts: int) -> int:
+    """A 32-bit seed from integers (numpy's SeedSequence), so every decision has its own stream."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+# --- trials and schedules ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Trial:
+    """One setting and what its rungs gave."""
+
+    setting: dict
+    values: dict[int, float] = field(default_factory=dict)  # rung index -> value
+    state: object = None
+    pending: int | None = None  # rung index running
+
+
+class Scheduler:
+    """The decisions: which job runs next, given every finished job so far."""
+
+    def __init__(self, rungs, eta, fidelity, proposer, space, limit_trials, options):
+        self.rungs, self.eta, self.fidelity = rungs, eta, fidelity
+        self.proposer, self.space, self.limit_trials, self.options = proposer, space, limit_trials, options
+        self.trials: dict[int, Trial] = {}
+        self.brackets = 0
+        self.queue: list[tuple[int, int]] = []  # (trial, rung) waiting to start (synchronous brackets)
+        self.alive: list[int] = []
+        self.rung = 0
+
+    def observed(self) -> list[tuple[dict, int, float]]:
+        """Every finished rung of every trial, in trial then rung order."""
+        return [
+            (t.setting, self.rungs[k], v) for _, t in sorted(self.trials.items()) for k, v in sorted(t.values.items())
+        ]
+
+    def pending(self) -> list[tuple[dict, int]]:
+        return [(t.setting, self.rungs[t.pending]) for _, t in sorted(self.trials.items()) if t.pending is not None]
+
+    def taken(self) -> set:
+        return {self.space.key(t.setting) for t in self.trials.values()}
+
+    def _new(self) -> tuple[int, int] | None:
+        trial = len(self.trials)
+        if self.limit_trials is not None and trial >= self.limit_trials:
+            return None
+        setting = self.proposer.propose(trial, self.observed(), self.pending(), self.taken())
+        self.trials[trial] = Trial(setting)
+        return trial, 0
+
+    def next_job(self) -> tuple[int, int] | None:
+        """``(trial, rung)`` to start now, or None to wait for a running job (or to end)."""
+        job = self._asha() if self.fidelity in ("asha", "none") else self._bracket()
+        if job is not None:
+            self.trials[job[0]].pending = job[1]
+        return job
+
+    def _scores(self, k: int, trials: list[int]) -> dict[int, float]:
+        """How good each of ``trials`` (all finished rung ``k``) looks: the GP's full-budget prediction, or
+        its value at rung ``k``; failed ones are infinite."""
+        ok = [t for t in trials if math.isfinite(self.trials[t].values[k])]
+        score = None
+        if self.options["promote_by"] == "gp" and ok:
+            score = self.proposer.rank(self.observed(), self.pending(), {t: self.trials[t].setting for t in ok})
+        if score is None:
+            score = {t: self.trials[t].values[k] for t in ok}
+        return {t: score.get(t, math.inf) for t in trials}
+
+    def _ranked(self, k: int) -> tuple[list[int], int]:
+        """Trials that finished rung ``k`` with a value, best first (ties by trial number), and how many finished it."""
+        at = [t for t in sorted(self.trials) if k in self.trials[t].values]
+        score = self._scores(k, at)
+        return sorted((t for t in at if math.isfinite(score[t])), key=lambda t: (score[t], t)), len(at)
+
+    def _asha(self):
+        for k in reversed(range(len(self.rungs) - 1)):
+            ranked, n = self._ranked(k)
+            for t in ranked[: n // self.eta]:
+                trial = self.trials[t]
+                if trial.pending is None and k + 1 not in trial.values and max(trial.values) == k:
+                    return t, k + 1
+        return self._new()
+
+    def _bracket(self):
+        top = len(self.rungs) - 1
+        if not self.queue and not any(self.trials[t].pending is not None for t in self.alive):
+            if self.alive and self.rung < top:  # the rung is complete: promote its best
+                values = self._scores(self.rung, self.alive)
+                self.alive, self.rung = promoted(values, self.eta), self.rung + 1
+                self.queue = [(t, self.rung) for t in self.alive]
+            else:  # the bracket is done: the next one
+                size, start = bracket_shape(self.fidelity, len(self.rungs), self.eta, self.brackets)
+                self.brackets += 1
+                self.alive, self.rung = [], start
+                for _ in range(size):
+                    job = self._new()
+                    if job is None:
+                        break
+                    self.alive.append(job[0])
+                    self.trials[job[0]].pending = start  # later points of the bracket see it as pending
+                self.queue = [(t, start) for t in self.alive]
+        if not self.queue:
+            return None
+        return self.queue.pop(0)
+
+    def finish(self, trial: int, rung: int, value: float, state) -> None:
+        t = self.trials[trial]
+        t.values[rung], t.state, t.pending = value, state, None
+
+
+# --- the search ----------------------------------------------------------------------------------------------
+
+
+def minimize(
+    objective,
+    space: dict,
+    max_budget: int = 8100,
+    min_budget: int = 900,
+    eta: int = 3,
+    compute: float | None = None,
+    n_trials: int | None = None,
+    method: str = "gp",
+    fidelity: str = "asha",
+    workers: int = 1,
+    seed: int = 0,
+    active: dict | None = None,
+    cost=None,
+    max_cost: float | None = None,
+    **options,
+) -> SearchResult:
+    """Minimise ``objective(setting, budget, state) -> (value, state)`` over ``space`` in rungs of budget.
+
+    Args:
+        objective: trains ``setting`` up to ``budget`` (cumulative) and returns ``(value, state)``; ``state``
+            is handed back at the trial's next rung (None at its first). A NaN or infinite value is a failure.
+        space: ``{name: {"type": "real"|"integer", "low", "high", "prior": "uniform"|"log-uniform"}}`` or
+            ``{name: {"type": "categorical", "values": [...]}}`` (the form of params.yaml's ``search.space``).
+        max_budget, min_budget, eta: the rungs, ``min_budget * eta**k`` below ``max_budget``, then
+            ``max_budget`` (a rung within ``sqrt(eta)`` of it is merged into it).
+        compute: trial-iterations to spend (cost-weighted with ``cost``); or ``n_trials``: trials to start.
+        method: ``gp`` (the joint GP), ``tpe`` (Optuna's TPESampler) or ``random``.
+        fidelity: ``asha``, ``hyperband``, ``successive_halving`` or ``none``.
+        workers: jobs in flight at once, in virtual time (see the module's description).
+        seed: every random choice derives from it.
+        active: ``{dimension: algorithms that read it}``; other algorithms' points get its lowest value.
+        cost: ``setting -> relative cost per iteration`` (1 for all by default).
+        max_cost: settings with a higher ``cost`` are never proposed.
+        options: the GP method's switches, for ablations (``GP_OPTIONS``).
+
+    Returns:
+        A :class:`SearchResult`.
+
+    Example::
+
+        def f(setting, budget, state):
+            return (setting["x"] - 0.3) ** 2 + 1 / budget, None
+
+        result = minimize(f, {"x": {"type": "real", "low": 0, "high": 1, "prior": "uniform"}},
+                          max_budget=81, min_budget=9, n_trials=30)
+    """
+    opts = _check(objective, space, max_budget, min_budget, eta, compute, n_trials, method, fidelity, workers,
+                  active, cost, max_cost, options)  # fmt: skip
+    rungs = [max_budget] if fidelity == "none" else rung_iterations(max_budget, min_budget, eta)
+    unit = UnitSpace(space, active)
+    price = (lambda s: 1.0) if cost is None else (lambda s: float(cost(s)))
+
+    def allowed(setting: dict) -> bool:
+        return max_cost is None or price(setting) <= max_cost
+
+    proposer = Proposer(unit, rungs, opts, seed, method, allowed)
+    scheduler = Scheduler(rungs, eta, fidelity, proposer, unit, n_trials, opts)
+    # The GP's matrices are small: one BLAS thread is faster than many contending ones, and as exact.
+    with threadpool_limits(1):
+        history = _run(objective, rungs, workers, compute, scheduler, price)
+    return SearchResult(_best(scheduler, rungs), history, rungs)
+
+
+def _run(objective, rungs, workers, compute, scheduler, price) -> list[dict]:
+    """The event loop in virtual time: start jobs while workers are free, reveal them in the order they end."""
+    history, running, committed, spent, clock, order = [], [], 0.0, 0.0, 0.0, 0
+    while True:
+        while len(running) < workers and (compute is None or committed < compute):
+            job = scheduler.next_job()
+            if job is None:
+                break
+            trial, k = job
+            t = scheduler.trials[trial]
+            length = (rungs[k] - (rungs[k - 1] if k else 0)) * price(t.setting)
+            value, state = _call(objective, t.setting, rungs[k], t.state)
+            committed += length
+            heapq.heappush(running, (clock + length, order, trial, k, value, state, length))
+            order += 1
+        if not running:
+            break
+        clock, _, trial, k, value, state, length = heapq.heappop(running)
+        spent += length
+        scheduler.finish(trial, k, value, state)
+        history.append(
+            {
+                "trial": trial,
+                "setting": dict(scheduler.trials[trial].setting),
+                "budget": rungs[k],
+                "value": value,
+                "status": OK if math.isfinite(value) else FAILED,
+                "compute_used": spent,
+            }
+        )
+    return history
+
+
+def _call(objective, setting: dict, budget: int, state):
+    out = objective(dict(setting), budget, state)
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise TypeError(f"objective: expected a (value, state) pair, got {type(out).__name__}")
+    value = float(out[0])
+    return (value if math.isfinite(value) else math.nan), out[1]
+
+
+def _best(scheduler: Scheduler, rungs: list[int]) -> dict:
+    """The lowest value at the highest budget any trial reached with a finite value."""
+    rows = [(k, v, t) for t, trial in scheduler.trials.items() for k, v in trial.values.items() if math.isfinite(v)]
+    if not rows:
+        return {"trial": None, "setting": None, "value": math.nan, "budget": None}
+    top = max(k for k, _, _ in rows)
+    value, trial = min((v, t) for k, v, t in rows if k == top)
+    return {"trial": trial, "setting": dict(scheduler.trials[trial].setting), "value": value, "budget": rungs[top]}
+
+
+def _check(objective, space, max_budget, min_budget, eta, compute, n_trials, method, fidelity, workers, active,
+           cost, max_cost, options) -> dict:  # fmt: skip
+    """The GP options with defaults; a ValueError naming the argument for anything unusable."""
+
+    def bad(message: str):
+        raise ValueError(message)
+
+    if not callable(objective):
+        bad("objective: expected a callable objective(setting, budget, state) -> (value, state)")
+    if not isinstance(space, dict) or not space:
+        bad("space: expected a non-empty mapping of name to dimension")
+    for name, d in space.items():
+        kind = d.get("type") if isinstance(d, dict) else None
+        if kind == "categorical":
+            if not isinstance(d.get("values"), (list, tuple)) or not d["values"]:
+                bad(f"space.{name}.values: expected a non-empty list")
+        elif kind in ("real", "integer"):
+            low, high = d.get("low"), d.get("high")
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or low > high:
+                bad(f"space.{name}: expected numbers low <= high, got low={low!r}, high={high!r}")
+            if d.get("prior", "uniform") not in ("uniform", "log-uniform"):
+                bad(f"space.{name}.prior: expected uniform or log-uniform, got {d.get('prior')!r}")
+            if d.get("prior") == "log-uniform" and low <= 0:
+                bad(f"space.{name}.low: a log-uniform dimension needs low > 0, got {low}")
+        else:
+            bad(f"space.{name}.type: expected real, integer or categorical, got {kind!r}")
+    for key, v in (("max_budget", max_budget), ("min_budget", min_budget), ("eta", eta), ("workers", workers)):
+        if not isinstance(v, int) or isinstance(v, bool):
+            bad(f"{key}: expected an integer, got {v!r}")
+    if workers < 1:
+        bad(f"workers: expected an integer >= 1, got {workers}")
+    if fidelity not in FIDELITIES:
+        bad(f"fidelity: expected one of {', '.join(FIDELITIES)}, got {fidelity!r}")
+    if method not in METHODS:
+        bad(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
+    if method == "tpe" and importlib.util.find_spec("optuna") is None:
+        bad("method: tpe needs optuna (pip install -c constraints.txt 'metahpo[bench]')")
+    if max_budget < 1:
+        bad(f"max_budget: expected an integer >= 1, got {max_budget}")
+    if fidelity != "none":
+        problems = plan_problems(max_budget, min_budget, eta, ("max_budget", "min_budget", "eta"))
+        if problems:
+            bad(problems[0])
+    if (compute is None) == (n_trials is None):
+        bad("compute: give exactly one of compute (trial-iterations to spend) and n_trials")
+    if compute is not None and (isinstance(compute, bool) or not isinstance(compute, (int, float)) or compute <= 0):
+        bad(f"compute: expected a number > 0, got {compute!r}")
+    if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1):
+        bad(f"n_trials: expected an integer >= 1, got {n_trials!r}")
+    if active is not None:
+        if "algorithm" not in space or space["algorithm"].get("type") != "categorical":
+            bad("active: needs a categorical 'algorithm' dimension in space")
+        unknown = [n for n in active if n not in space]
+        if unknown:
+            bad(f"active: {unknown[0]!r} is not a dimension of space")
+    if cost is not None and not callable(cost):
+        bad("cost: expected a callable setting -> relative cost per iteration")
+    if max_cost is not None and (isinstance(max_cost, bool) or not isinstance(max_cost, (int, float)) or max_cost <= 0):
+        bad(f"max_cost: expected a number > 0, got {max_cost!r}")
+    unknown = [k for k in options if k not in GP_OPTIONS]
+    if unknown:
+        bad(f"{unknown[0]}: unknown option (expected one of {', '.join(GP_OPTIONS)})")
+    opts = {**GP_OPTIONS, **options}
+    for key, choices in CHOICES.items():
+        if opts[key] not in choices:
+            bad(f"{key}: expected one of {', '.join(choices)}, got {opts[key]!r}")
+    if opts["n_initial"] is not None and (not isinstance(opts["n_initial"], int) or opts["n_initial"] < 1):
+        bad(f"n_initial: expected an integer >= 1 or None, got {opts['n_initial']!r}")
+    if not isinstance(opts["candidates"], int) or opts["candidates"] < 1:
+        bad(f"candidates: expected an integer >= 1, got {opts['candidates']!r}")
+    return opts

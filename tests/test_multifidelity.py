@@ -1,0 +1,165 @@
+"""metahpo.search.minimize: the multi-fidelity search library on closed-form objectives."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from metahpo.search import minimize
+from metahpo.search.multifidelity import UnitSpace
+
+SPACE = {
+    "algorithm": {"type": "categorical", "values": ["a", "b", "c"]},
+    "lr": {"type": "real", "low": 1e-4, "high": 1.0, "prior": "log-uniform"},
+    "width": {"type": "integer", "low": 10, "high": 100, "prior": "uniform"},
+}
+ACTIVE = {"width": ["a", "b"]}  # "c" does not read width
+FAST = {"candidates": 64}
+
+
+def bowl(setting: dict) -> float:
+    """Minimum 0.05 at algorithm b, lr 0.01, width 60."""
+    off = 0.0 if setting["algorithm"] == "b" else 0.5
+    return 0.05 + math.log10(setting["lr"] / 0.01) ** 2 + ((setting["width"] - 60) / 40) ** 2 + off
+
+
+def objective(setting: dict, budget: int, state):
+    """The bowl plus a term that shrinks with the budget; the state counts the trial's rungs and checks them."""
+    if state is not None:
+        assert state["setting"] == setting and state["budget"] < budget
+    return bowl(setting) + 2.0 / math.sqrt(budget), {"setting": dict(setting), "budget": budget}
+
+
+def run(**kwargs):
+    args = {"max_budget": 81, "min_budget": 9, "eta": 3, "n_trials": 20, "seed": 0, "active": ACTIVE, **FAST}
+    return minimize(objective, SPACE, **{**args, **kwargs})
+
+
+def test_finds_the_optimum_region():
+    result = run(n_trials=30)
+    best = result.best
+    assert best["budget"] == 81 and result.rungs == [9, 27, 81]
+    assert best["setting"]["algorithm"] == "b"
+    assert abs(math.log10(best["setting"]["lr"] / 0.01)) < 0.5
+    assert bowl(best["setting"]) < 0.3
+    assert best["value"] == min(h["value"] for h in result.history if h["budget"] == 81)
+
+
+@pytest.mark.e2e
+def test_beats_random_search_on_most_seeds():
+    wins = sum(run(seed=s).best["value"] < run(seed=s, method="random").best["value"] for s in range(5))
+    assert wins >= 4
+
+
+def test_same_seed_same_history_and_another_seed_differs():
+    first, again, other = run(workers=2, n_trials=12), run(workers=2, n_trials=12), run(workers=2, n_trials=12, seed=1)
+    assert first.history == again.history and first.best == again.best
+    assert first.history != other.history
+
+
+@pytest.mark.parametrize(
+    ("fidelity", "method"),
+    [("asha", "gp"), ("hyperband", "gp"), ("successive_halving", "gp"), ("none", "gp"), ("asha", "random"),
+     ("asha", "tpe"), ("hyperband", "tpe")],
+)  # fmt: skip
+def test_every_schedule_and_method_runs_and_never_repeats_a_setting(fidelity, method):
+    result = run(fidelity=fidelity, method=method, n_trials=15, workers=2, n_initial=4)
+    starts = {h["trial"]: h["setting"] for h in reversed(result.history)}
+    keys = [tuple(sorted(s.items())) for s in starts.values()]
+    assert len(keys) == len(set(keys)) == 15
+    assert result.best["budget"] == 81
+    for h in result.history:
+        if h["setting"]["algorithm"] == "c":
+            assert h["setting"]["width"] == 10  # pinned before deduplication
+
+
+def test_history_is_in_virtual_time_and_counts_compute():
+    result = run(workers=3, compute=81 * 6, n_trials=None, n_initial=4)
+    used = [h["compute_used"] for h in result.history]
+    assert used == sorted(used) and used[-1] == sum(
+        b - ([0, *result.rungs][result.rungs.index(b)]) for b in (h["budget"] for h in result.history)
+    )
+    assert used[-1] >= 81 * 6 and used[-1] - 81 * 6 < 3 * 81
+
+
+def test_asha_promotes_only_from_the_top_third_of_a_rung():
+    result = run(n_trials=18, promote_by="rung", n_initial=4)  # one worker: each job starts when the last ends
+    promotions = 0
+    for i, h in enumerate(result.history):
+        if h["budget"] == 9:
+            continue
+        below = [(e["value"], e["trial"]) for e in result.history[:i] if e["budget"] == h["budget"] // 3]
+        top = sorted(below)[: len(below) // 3]
+        assert h["trial"] in {t for _, t in top}
+        promotions += 1
+    assert promotions >= 6 and result.best["budget"] == 81
+
+
+def test_max_cost_is_never_proposed():
+    result = run(cost=lambda s: s["width"] / 50, max_cost=1.0, n_trials=12, n_initial=4)
+    assert all(h["setting"]["width"] <= 50 for h in result.history)
+    assert result.best["setting"]["width"] <= 50
+
+
+def test_failures_are_learned_from_and_never_best():
+    def f(setting, budget, state):
+        if setting["lr"] > 0.1:
+            return math.nan, None
+        return objective(setting, budget, state)
+
+    result = minimize(f, SPACE, max_budget=81, min_budget=9, n_trials=12, n_initial=4, active=ACTIVE, **FAST)
+    failed = [h for h in result.history if h["status"] == "failed"]
+    assert failed and all(h["setting"]["lr"] > 0.1 for h in failed)
+    assert result.best["setting"]["lr"] <= 0.1 and math.isfinite(result.best["value"])
+
+
+def test_a_small_space_is_used_up_then_refused():
+    space = {"k": {"type": "integer", "low": 1, "high": 4, "prior": "uniform"}, "c": SPACE["algorithm"]}
+
+    def f(setting, budget, state):
+        return setting["k"] + 0.1 * ["a", "b", "c"].index(setting["c"]) + 1 / budget, None
+
+    result = minimize(f, space, max_budget=27, min_budget=3, n_trials=12, **FAST)
+    assert len({(h["setting"]["k"], h["setting"]["c"]) for h in result.history}) == 12
+    with pytest.raises(ValueError, match="no new setting left"):
+        minimize(f, space, max_budget=27, min_budget=3, n_trials=13, **FAST)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_budget": 300, "min_budget": 200}, "^min_budget: 200 with eta: 3 leaves a single rung"),
+        ({"eta": 1}, "^eta: expected an integer >= 2"),
+        ({"max_budget": 5, "min_budget": 9}, "^max_budget: 5 is below the first rung"),
+        ({"min_budget": 0}, "^min_budget: expected an integer >= 1"),
+        ({"method": "bohb"}, "^method: expected one of"),
+        ({"fidelity": "pbt"}, "^fidelity: expected one of"),
+        ({"compute": 100}, "^compute: give exactly one of"),
+        ({"n_trials": 0}, "^n_trials: expected an integer >= 1"),
+        ({"workers": 0}, "^workers: expected an integer >= 1"),
+        ({"transform": "sqrt"}, "^transform: expected one of"),
+        ({"acq": "EI"}, "^acq: unknown option"),
+        ({"active": {"depth": ["a"]}}, "^active: 'depth' is not a dimension"),
+        ({"max_cost": -1}, "^max_cost: expected a number > 0"),
+    ],
+)
+def test_bad_arguments_are_refused_naming_them(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        run(**kwargs)
+
+
+def test_bad_space_and_objective_are_refused():
+    with pytest.raises(ValueError, match="^space.lr.low: a log-uniform dimension needs low > 0"):
+        minimize(objective, {"lr": {"type": "real", "low": 0, "high": 1, "prior": "log-uniform"}}, n_trials=2)
+    with pytest.raises(ValueError, match="^space.x.type"):
+        minimize(objective, {"x": {"type": "complex"}}, n_trials=2)
+    with pytest.raises(TypeError, match="^objective: expected a \\(value, state\\) pair"):
+        minimize(lambda s, b, st: 1.0, SPACE, max_budget=81, min_budget=9, n_trials=2)
+
+
+def test_the_unit_space_round_trips_and_pins():
+    space = UnitSpace(SPACE, ACTIVE)
+    setting = {"algorithm": "a", "lr": 0.01, "width": 60}
+    assert space.setting(space.units(setting)) == setting
+    assert space.pin({"algorithm": "c", "lr": 0.5, "width": 70}) == {"algorithm": "c", "lr": 0.5, "width": 10}
