@@ -269,8 +269,16 @@ def run_dehb(table: Table, seeds: list[int], budget: int, draw_seed: int, penalt
         np.savez(npz, values=table.values, codes=table.codes, categorical=table.categorical)
         spec.write_text(
             json.dumps(
-                {"space": table.space, "rungs": rungs_of(table), "every": table.every, "eta": table.eta,
-                 "budget": budget, "seeds": seeds, "draw_seed": draw_seed, "penalty": penalty}
+                {
+                    "space": table.space,
+                    "rungs": rungs_of(table),
+                    "every": table.every,
+                    "eta": table.eta,
+                    "budget": budget,
+                    "seeds": seeds,
+                    "draw_seed": draw_seed,
+                    "penalty": penalty,
+                }
             )  # fmt: skip
         )
         done = subprocess.run(
@@ -487,8 +495,9 @@ def report(result: dict, table: Table, args, penalty: float, seconds: dict) -> s
     half = len(grid) // 2 - 1
     for method, m in result["methods"].items():
         tests = [t for t in m["chosen_meta_test"] if t is not None]
+        low, high = m["median_ci"]
         lines.append(
-            f"| {method} | {m['median_regret'][half]:.4f} [{m['median_ci'][0][half]:.4f}, {m['median_ci'][1][half]:.4f}]"
+            f"| {method} | {m['median_regret'][half]:.4f} [{low[half]:.4f}, {high[half]:.4f}]"
             f" | {m['median_regret'][-1]:.4f} [{m['median_ci'][0][-1]:.4f}, {m['median_ci'][1][-1]:.4f}]"
             f" | {m['iqm_regret'][-1]:.4f} [{m['iqm_ci'][0][-1]:.4f}, {m['iqm_ci'][1][-1]:.4f}]"
             f" | {fmt(m['first_full_median'])} | {m['trials_median']:.0f} | {m['duplicate_points']:.1%}"

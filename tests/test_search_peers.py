@@ -96,7 +96,8 @@ def test_simulator_runs_every_in_process_method_and_reports(tmp_path):
     prefix = synthetic_table(tmp_path)
     out = tmp_path / "peers"
     methods = ["metahpo gp + hyperband", "random + hyperband", "optuna tpe + hyperband", "optuna tpe", "smac3 mf"]
-    search_peers.main(["--table", str(prefix), "--seeds", "2", "--budget", "6", "--out", str(out), "--methods", *methods])
+    args = ["--table", str(prefix), "--seeds", "2", "--budget", "6", "--out", str(out)]
+    search_peers.main([*args, "--methods", *methods])
     result = json.loads(Path(f"{out}.json").read_text())
     assert result["settings"] == 24 and set(result["methods"]) == set(methods)
     for method in methods:

@@ -94,7 +94,8 @@ def main() -> None:
     table_path, spec_path, out_path = sys.argv[1:4]
     with np.load(table_path, allow_pickle=False) as table:
         values, codes, categorical = table["values"], table["codes"], table["categorical"].astype(bool)
-    spec = json.loads(open(spec_path).read())
+    with open(spec_path) as fh:
+        spec = json.load(fh)
     runs = {str(seed): run_seed(values, codes, categorical, spec, seed) for seed in spec["seeds"]}
     with open(out_path, "w") as fh:
         json.dump(runs, fh)

@@ -40,7 +40,7 @@ class Table:
         self.categorical = np.array([dim["type"] == "categorical" for dim in self.space.values()])
 
     def nearest(self, point: dict) -> int:
-        """The setting of the table nearest ``point``: a categorical mismatch costs 1, numbers their squared distance."""
+        """The table's setting nearest ``point``: a categorical mismatch costs 1, numbers their squared distance."""
         return nearest(self.codes, self.categorical, encode(self.space, point))
 
     def value(self, setting: int, seed: int, iterations: int) -> float | None:
