@@ -1,6 +1,6 @@
 """metahpo's search against Optuna, SMAC3 and DEHB on a tabular benchmark (benchmarks/tabular).
 
-Usage: ``python benchmarks/search_peers.py [--table benchmarks/tabular/sinusoid] [--seeds 50] [--budget 20]
+Usage: ``python benchmarks/search_peers.py [--table benchmarks/tabular/sinusoid] [--seeds 50] [--budget 10]
 [--methods ...] [--dehb-python /work/venvs/dehb/bin/python] [--report-only]``. Needs the ``bench`` extra
 (Optuna 5.0, SMAC3 2.4.1) and, for DEHB, its own venv (see benchmarks/tabular/dehb_runner.py).
 
@@ -35,6 +35,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tabular"))
 from table import Table, load_table  # noqa: E402 - the table module lives beside the builder
@@ -156,11 +157,33 @@ def run_metahpo_search(table: Table, seed: int, budget: int, draw_seed: int, pen
     return run
 
 
-def run_metahpo_default(table: Table, seed: int, budget: int, draw_seed: int, penalty: float) -> Run:
-    """metahpo's new default search through its library call (``metahpo.search.minimize``)."""
-    from metahpo.search import minimize  # noqa: F401 - not in this tree yet: the method is left out by default
+def run_metahpo_default(table: Table, seed: int, budget: int, draw_seed: int) -> Run:
+    """metahpo's new default search through its library call, ``metahpo.search.minimize`` (one worker)."""
+    try:
+        from metahpo.search import minimize
+    except ImportError:
+        raise SystemExit(
+            "--methods 'metahpo default': metahpo.search.minimize is not importable from this tree "
+            "(run that method with PYTHONPATH pointing at a tree that has it, then --merge its output)"
+        ) from None
+    from metahpo.learners import USED_ONLY_BY
 
-    raise SystemExit("--methods 'metahpo default': metahpo.search.minimize is not available in this tree")
+    run = Run(table, seed, budget, draw_seed)
+    active = {name: list(algorithms) for name, algorithms in USED_ONLY_BY.items() if name in table.space}
+
+    def objective(setting: dict, stop: int, state):
+        if state is None:
+            (setting_index, k, new), trial, start = run.start(setting), len({e["trial"] for e in run.events}), 0
+        else:
+            setting_index, k, trial, start, new = *state, False
+        value = run.evaluate(trial, setting_index, k, start, stop, new)
+        return (math.nan if value is None else value), (setting_index, k, trial, stop)
+
+    minimize(
+        objective, table.space, max_budget=table.iterations, min_budget=table.min_iterations, eta=table.eta,
+        compute=budget, seed=seed, active=active,
+    )  # fmt: skip
+    return run
 
 
 # --- Optuna ----------------------------------------------------------------------------------------------------
@@ -309,12 +332,19 @@ def one_run(job: tuple) -> tuple[str, int, list[dict], float]:
     TABLE_PREFIX = prefix
     table = load_table(prefix, max_settings)
     start = time.perf_counter()
+    # The surrogates' matrices are small: one BLAS thread is faster than several contending for two cores.
+    with threadpool_limits(1):
+        run = _dispatch(table, method, seed, budget, draw_seed, penalty)
+    return method, seed, run.events, time.perf_counter() - start
+
+
+def _dispatch(table: Table, method: str, seed: int, budget: int, draw_seed: int, penalty: float) -> Run:
     if method == "metahpo gp + hyperband":
         run = run_metahpo_search(table, seed, budget, draw_seed, penalty, "gp")
     elif method == "random + hyperband":
         run = run_metahpo_search(table, seed, budget, draw_seed, penalty, "random")
     elif method == "metahpo default":
-        run = run_metahpo_default(table, seed, budget, draw_seed, penalty)
+        run = run_metahpo_default(table, seed, budget, draw_seed)
     elif method == "optuna tpe + hyperband":
         run = run_optuna(table, seed, budget, draw_seed, "tpe", pruned=True)
     elif method == "optuna tpe":
@@ -325,7 +355,7 @@ def one_run(job: tuple) -> tuple[str, int, list[dict], float]:
         run = run_smac(table, seed, budget, draw_seed, penalty)
     else:
         raise ValueError(method)
-    return method, seed, run.events, time.perf_counter() - start
+    return run
 
 
 def penalty_of(table: Table) -> float:
@@ -556,13 +586,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table", type=Path, default=TABLE_PREFIX, help="table prefix (PREFIX.design.json, .jsonl)")
     parser.add_argument("--max-settings", type=int, default=None, help="use at most this many settings")
     parser.add_argument("--seeds", type=int, default=50)
-    parser.add_argument("--budget", type=int, default=20, help="compute per run, in full trials")
+    parser.add_argument("--budget", type=int, default=10, help="compute per run, in full trials")
     parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=list(METHODS))
-    parser.add_argument("--reference", default="metahpo gp + hyperband", choices=list(METHODS))
+    parser.add_argument(
+        "--reference", default=None, choices=list(METHODS),
+        help="the method paired differences are taken against (default: metahpo default if run, else metahpo gp + "
+        "hyperband)",
+    )  # fmt: skip
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--dehb-python", default="/work/venvs/dehb/bin/python")
     parser.add_argument("--out", type=Path, default=HERE / "search_peers")
     parser.add_argument("--report-only", action="store_true", help="re-score the runs saved in OUT.json")
+    parser.add_argument(
+        "--merge", type=Path, nargs="*", default=[],
+        help="add the runs of these outputs (same table prefix, settings, seeds and budget), e.g. a method run "
+        "from another source tree",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     for key in ("seeds", "budget", "jobs"):
         if getattr(args, key) < 1:
@@ -589,7 +628,17 @@ def main(argv: list[str] | None = None) -> None:
             dehb_runs = run_dehb(table, list(range(args.seeds)), budget, draw_seed, penalty, args.dehb_python)
             runs["dehb"] = {str(s): r.events for s, r in enumerate(dehb_runs)}
             seconds["dehb"] = time.perf_counter() - start
-    result = analyse(runs, table, penalty, args.budget, args.reference)
+    for path in args.merge:
+        if not path.exists():
+            raise SystemExit(f"--merge: {path} not found")
+        saved = json.loads(path.read_text())
+        for key, mine in (("settings", len(table.points)), ("seeds", args.seeds), ("budget", args.budget)):
+            if saved.get(key) != mine:
+                raise SystemExit(f"--merge: {path} has {key} {saved.get(key)}, this run {mine}")
+        runs.update(saved["runs"])
+        seconds.update({m: saved["seconds"][m] for m in saved["runs"]})
+    reference = args.reference or ("metahpo default" if "metahpo default" in runs else "metahpo gp + hyperband")
+    result = analyse(runs, table, penalty, args.budget, reference)
     text = report(result, table, args, penalty, seconds)
     result.update(
         table=str(args.table), settings=len(table.points), rows=table.rows, seeds=args.seeds, budget=args.budget,
