@@ -141,3 +141,35 @@ def test_simulator_refuses_bad_input(tmp_path):
     with pytest.raises(SystemExit, match="--dehb-python"):
         search_peers.main(["--table", str(prefix), "--seeds", "1", "--budget", "2", "--methods", "dehb",
                            "--dehb-python", str(tmp_path / "nope"), "--out", str(tmp_path / "x")])  # fmt: skip
+
+
+def test_merge_refuses_another_budget_and_adds_runs(tmp_path):
+    import search_peers
+
+    prefix = synthetic_table(tmp_path)
+    common = ["--table", str(prefix), "--seeds", "2"]
+    search_peers.main([*common, "--budget", "3", "--out", str(tmp_path / "a"), "--methods", "optuna tpe"])
+    with pytest.raises(SystemExit, match="budget"):
+        search_peers.main([*common, "--budget", "4", "--out", str(tmp_path / "b"), "--methods", "optuna gp",
+                           "--merge", str(tmp_path / "a.json")])  # fmt: skip
+    search_peers.main([*common, "--budget", "3", "--out", str(tmp_path / "b"), "--methods", "optuna gp",
+                       "--merge", str(tmp_path / "a.json")])  # fmt: skip
+    merged = json.loads((tmp_path / "b.json").read_text())
+    assert set(merged["methods"]) == {"optuna tpe", "optuna gp"}
+    assert merged["runs"]["optuna tpe"] == json.loads((tmp_path / "a.json").read_text())["runs"]["optuna tpe"]
+
+
+def test_default_method_names_a_tree_without_minimize(tmp_path):
+    import search_peers
+
+    try:
+        from metahpo.search import minimize  # noqa: F401
+    except ImportError:
+        prefix = synthetic_table(tmp_path)
+        with pytest.raises(SystemExit, match="minimize"):
+            search_peers.one_run((prefix, None, "metahpo default", 0, 900, 20_000, 4.0))
+    else:  # a tree with the new search: its runs spend the budget and continue trainings
+        prefix = synthetic_table(tmp_path)
+        _, _, events, _ = search_peers.one_run((prefix, None, "metahpo default", 0, 2700, 20_000, 4.0))
+        assert sum(e["stop"] - e["start"] for e in events) >= 2700
+        assert any(e["start"] > 0 for e in events)
