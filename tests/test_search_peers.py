@@ -90,6 +90,7 @@ def test_load_table_names_a_missing_file(tmp_path):
         table_module.load_table(tmp_path / "sinusoid")
 
 
+@pytest.mark.e2e  # a few minutes on a loaded machine
 def test_simulator_runs_every_in_process_method_and_reports(tmp_path):
     import search_peers
 
@@ -119,6 +120,7 @@ def test_simulator_runs_every_in_process_method_and_reports(tmp_path):
     assert Path(f"{out}.txt").read_text() == first
 
 
+@pytest.mark.e2e
 def test_simulator_is_deterministic(tmp_path):
     import search_peers
 
@@ -173,3 +175,24 @@ def test_default_method_names_a_tree_without_minimize(tmp_path):
         _, _, events, _ = search_peers.one_run((prefix, None, "metahpo default", 0, 2700, 20_000, 4.0))
         assert sum(e["stop"] - e["start"] for e in events) >= 2700
         assert any(e["start"] > 0 for e in events)
+
+
+def test_run_trial_scores_a_full_length_training_on_the_test_split_only():
+    from metahpo.params import Params
+    from metahpo.search.trial import TrialRequest, run_trial
+    from metahpo.tasks.sinusoid import generate_splits
+
+    raw = build_table.table_params("sinusoid", 20, 10)
+    raw["tasks"]["splits"].update(meta_train=200, meta_val=20, meta_test=30, meta_ood=10)
+    params = Params.from_dict(raw)
+    data = generate_splits(params.tasks, 0)
+    point = {"algorithm": "maml", "inner_lr": 0.01, "outer_lr": 0.001, "outer_schedule": "constant",
+             "inner_steps": 1, "hidden": 20}  # fmt: skip
+    folds = [(data["meta_train"], data["meta_val"])]
+    full = run_trial(TrialRequest(0, point, 5, params, folds, test_split=data["meta_test"]))
+    assert full.status == "ok" and len(full.curve) == 2 and full.curve[-1] == full.objective
+    assert len(full.test_objectives) == 1 and full.test_objectives[0] != full.objective
+    # The same training stopped at a rung is not scored on the test split, and without one nothing is.
+    rung = run_trial(TrialRequest(0, point, 5, params, folds, stop_at=10, test_split=data["meta_test"]))
+    assert rung.test_objectives == [] and rung.curve == full.curve[:1]
+    assert run_trial(TrialRequest(0, point, 5, params, folds)).test_objectives == []
