@@ -130,7 +130,6 @@ def run_metahpo_search(table: Table, seed: int, budget: int, draw_seed: int, pen
 
     run = Run(table, seed, budget, draw_seed)
     params = search_params(table, seed, method, whole_brackets_reaching(table, budget))
-    trials: dict[int, tuple[int, int]] = {}
 
     def trial_fn(request) -> TrialResult:
         stop = request.stop_at or table.iterations
@@ -140,7 +139,6 @@ def run_metahpo_search(table: Table, seed: int, budget: int, draw_seed: int, pen
             start = 0
         else:
             setting, k, new, start = state["setting"], state["seed"], False, state["step"]
-        trials[request.trial] = (setting, k)
         value = run.evaluate(request.trial, setting, k, start, stop, new)
         if value is None:
             return TrialResult(request.trial, "failed", error="DivergenceError: the table's training failed")

@@ -196,3 +196,19 @@ def test_run_trial_scores_a_full_length_training_on_the_test_split_only():
     rung = run_trial(TrialRequest(0, point, 5, params, folds, stop_at=10, test_split=data["meta_test"]))
     assert rung.test_objectives == [] and rung.curve == full.curve[:1]
     assert run_trial(TrialRequest(0, point, 5, params, folds)).test_objectives == []
+
+
+DEHB_PYTHON = Path("/work/venvs/dehb/bin/python")
+
+
+@pytest.mark.skipif(not DEHB_PYTHON.exists(), reason="DEHB's own venv is not installed (benchmarks/README.md)")
+def test_dehb_runs_in_its_venv_deterministically_within_the_budget(tmp_path):
+    import search_peers
+
+    table = table_module.load_table(synthetic_table(tmp_path))
+    first = search_peers.run_dehb(table, [0, 1], 2700, 20_000, 4.0, str(DEHB_PYTHON))
+    again = search_peers.run_dehb(table, [0, 1], 2700, 20_000, 4.0, str(DEHB_PYTHON))
+    assert [r.events for r in first] == [r.events for r in again]
+    for run in first:
+        assert 2700 <= run.compute < 2700 + 900
+        assert {e["stop"] for e in run.events} <= {100, 300, 900} and all(e["start"] == 0 for e in run.events)
