@@ -62,9 +62,13 @@ class Run:
         self.rng = np.random.default_rng([draw_seed, seed])
         self.compute, self.events, self.seen = 0, [], set()
 
-    def start(self, point: dict) -> tuple[int, int, bool]:
-        """A new trial at ``point``: its setting, its training seed, and whether the point is new to this run."""
-        key = json.dumps(point, sort_keys=True)
+    def start(self, point: dict, budget: int | None = None) -> tuple[int, int, bool]:
+        """A new trial at ``point``: its setting, its training seed, and whether the point is new to this run.
+
+        ``budget``: for methods that train every evaluation from scratch, a point is a repeat only at the same
+        budget (an evaluation at a higher budget is their promotion, not a duplicate).
+        """
+        key = json.dumps([point, budget], sort_keys=True)
         new = key not in self.seen
         self.seen.add(key)
         return self.table.nearest(point), int(self.rng.integers(self.table.values.shape[1])), new
@@ -267,8 +271,8 @@ def run_smac(table: Table, seed: int, budget: int, draw_seed: int, penalty: floa
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
             while not run.spent:
                 info = smac.ask()
-                setting, k, new = run.start(dict(info.config))
                 stop = int(round(info.budget))
+                setting, k, new = run.start(dict(info.config), stop)
                 value = run.evaluate(trial, setting, k, 0, stop, new)
                 trial += 1
                 if value is None:
@@ -393,8 +397,8 @@ def trace(events: list[dict], table: Table, true: np.ndarray, iterations: int, g
         chosen[g_index] = current
         if current is not None:
             regret[g_index] = true[current] - true.min()
-    starts = [e for e in events if e["start"] == 0]
-    settings = [e["setting"] for e in starts]
+    starts = [e for e in events if e["start"] == 0]  # new trials (and every evaluation of SMAC3 and DEHB)
+    settings = [(e["setting"], e["stop"]) for e in starts]
     shares: dict[str, int] = {}
     for e in events:
         shares[str(e["stop"])] = shares.get(str(e["stop"]), 0) + e["stop"] - e["start"]
@@ -450,7 +454,7 @@ def analyse(runs: dict, table: Table, penalty: float, budget_trials: int, refere
         seeds = runs[method]
         traces = [trace(seeds[s], table, true, table.iterations, grid) for s in sorted(seeds, key=int)]
         r = np.array([t["regret"] for t in traces])
-        regrets[method] = r
+        regrets[method] = dict(zip(sorted(seeds, key=int), r))
         med_lo, med_hi = bootstrap(r, np.median)
         iqm_lo, iqm_hi = bootstrap(r, iqm)
         final_chosen = [t["chosen"][-1] for t in traces]
@@ -480,14 +484,17 @@ def analyse(runs: dict, table: Table, penalty: float, budget_trials: int, refere
     if reference in regrets:
         ref = regrets[reference]
         half = len(grid) // 2 - 1
-        for method, r in regrets.items():
-            if method == reference or len(r) != len(ref):
+        for method, by_seed in regrets.items():
+            common = [seed for seed in by_seed if seed in ref]  # paired on the seeds both ran
+            if method == reference or len(common) < 2:
                 continue
+            r, r_ref = np.array([by_seed[x] for x in common]), np.array([ref[x] for x in common])
             paired = {}
             for label, index in (("half budget", half), ("full budget", len(grid) - 1)):
-                d = r[:, index] - ref[:, index]  # positive: the reference has lower regret
+                d = r[:, index] - r_ref[:, index]  # positive: the reference has lower regret
                 p = float(wilcoxon(d).pvalue) if np.any(d != 0) else 1.0
                 paired[label] = {
+                    "seeds": len(common),
                     "median_difference": float(np.median(d)), "reference_wins": int((d > 0).sum()),
                     "ties": int((d == 0).sum()), "reference_losses": int((d < 0).sum()), "wilcoxon_p": p,
                 }  # fmt: skip
@@ -510,17 +517,24 @@ def report(result: dict, table: Table, args, penalty: float, seconds: dict) -> s
         f"full trial {table.iterations:,} iterations, rungs {', '.join(map(str, rungs_of(table)))}.",
         f"Best setting's expected meta_val {true.min():.4f}, median setting {np.median(true):.4f}, worst "
         f"{true.max():.4f} (a failed seed counts as the zero predictor's {penalty:.4f}). Budget {args.budget} full "
-        f"trials = {args.budget * table.iterations:,} trial-iterations; {args.seeds} seeds per method.",
+        f"trials = {args.budget * table.iterations:,} trial-iterations; "
+        f"{'/'.join(sorted({str(m['seeds']) for m in result['methods'].values()}))} seeds per method.",
         "Regret: the incumbent's expected full-length meta_val minus the table's best (lower is better).",
         "Targets (regret of the table's k-th best setting): "
         + ", ".join(f"{k} <= {v:.4f}" for k, v in result["targets"].items()),
         "",
         "| method | median regret at 1/2 budget [95% CI] | at full budget [95% CI] | IQM at full [95% CI] | "
-        "first full-length result (median) | trials (median) | duplicate points | duplicate settings | "
+        "first full-length result (median) | trials started (median) | duplicate points | duplicate settings | "
         "meta_test of the chosen setting (median) | seconds |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     half = len(grid) // 2 - 1
+    notes = [
+        "",
+        "Trials started: SMAC3 and DEHB train every evaluation from scratch, so each of their evaluations counts. "
+        "Duplicate points: trials started at a point tried before (SMAC3, DEHB: at the same budget); duplicate "
+        "settings: the same for the table setting a point lands on.",
+    ]
     for method, m in result["methods"].items():
         tests = [t for t in m["chosen_meta_test"] if t is not None]
         low, high = m["median_ci"]
@@ -532,6 +546,7 @@ def report(result: dict, table: Table, args, penalty: float, seconds: dict) -> s
             f" | {m['duplicate_settings']:.1%} | {np.median(tests) if tests else float('nan'):.4f}"
             f" | {seconds.get(method, 0):.0f} |"
         )
+    lines += notes
     lines += ["", "Compute (trial-iterations) to reach each target: median over seeds, a seed that never reaches it "
               "counting as never; reached/seeds.", "", "| method | " + " | ".join(result["targets"]) + " |",
               "|---|" + "---|" * len(result["targets"])]  # fmt: skip
@@ -584,6 +599,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table", type=Path, default=TABLE_PREFIX, help="table prefix (PREFIX.design.json, .jsonl)")
     parser.add_argument("--max-settings", type=int, default=None, help="use at most this many settings")
     parser.add_argument("--seeds", type=int, default=50)
+    parser.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--budget", type=int, default=10, help="compute per run, in full trials")
     parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=list(METHODS))
     parser.add_argument(
@@ -615,7 +631,7 @@ def main(argv: list[str] | None = None) -> None:
         runs, seconds = {}, {}
         jobs = [
             (args.table, args.max_settings, m, s, budget, draw_seed, penalty)
-            for m in args.methods if m != "dehb" for s in range(args.seeds)
+            for m in args.methods if m != "dehb" for s in range(args.first_seed, args.first_seed + args.seeds)
         ]  # fmt: skip
         with ProcessPoolExecutor(args.jobs) as pool:
             for method, seed, events, took in pool.map(one_run, jobs):
@@ -623,30 +639,34 @@ def main(argv: list[str] | None = None) -> None:
                 seconds[method] = seconds.get(method, 0.0) + took
         if "dehb" in args.methods:
             start = time.perf_counter()
-            dehb_runs = run_dehb(table, list(range(args.seeds)), budget, draw_seed, penalty, args.dehb_python)
-            runs["dehb"] = {str(s): r.events for s, r in enumerate(dehb_runs)}
+            seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+            dehb_runs = run_dehb(table, seeds, budget, draw_seed, penalty, args.dehb_python)
+            runs["dehb"] = {str(s): r.events for s, r in zip(seeds, dehb_runs)}
             seconds["dehb"] = time.perf_counter() - start
     for path in args.merge:
         if not path.exists():
             raise SystemExit(f"--merge: {path} not found")
         saved = json.loads(path.read_text())
-        for key, mine in (("settings", len(table.points)), ("seeds", args.seeds), ("budget", args.budget)):
+        for key, mine in (("settings", len(table.points)), ("budget", args.budget)):
             if saved.get(key) != mine:
                 raise SystemExit(f"--merge: {path} has {key} {saved.get(key)}, this run {mine}")
-        runs.update(saved["runs"])
-        seconds.update({m: saved["seconds"][m] for m in saved["runs"]})
+        for method, seeds in saved["runs"].items():  # a merged seed replaces this run's
+            fresh = method not in runs or set(seeds) >= set(runs[method])
+            runs[method] = seeds if fresh else {**runs[method], **seeds}
+            seconds[method] = saved["seconds"][method] if fresh else seconds[method] + saved["seconds"][method]
     reference = args.reference or ("metahpo default" if "metahpo default" in runs else "metahpo gp + hyperband")
     result = analyse(runs, table, penalty, args.budget, reference)
+    seeds_run = max(m["seeds"] for m in result["methods"].values())
     text = report(result, table, args, penalty, seconds)
     result.update(
-        table=str(args.table), settings=len(table.points), rows=table.rows, seeds=args.seeds, budget=args.budget,
+        table=str(args.table), settings=len(table.points), rows=table.rows, seeds=seeds_run, budget=args.budget,
         penalty=penalty, seconds=seconds, runs=runs,
     )  # fmt: skip
     from metahpo.atomic import write_json, write_text
 
     write_text(Path(f"{args.out}.txt"), text)
     write_json(Path(f"{args.out}.json"), result)
-    plot(result, Path(f"{args.out}.png"), f"{table.family}: {len(table.points)} settings, {args.seeds} seeds")
+    plot(result, Path(f"{args.out}.png"), f"{table.family}: {len(table.points)} settings, {seeds_run} seeds")
     print(text, end="")
 
 

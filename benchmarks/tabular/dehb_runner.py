@@ -78,7 +78,7 @@ def run_seed(values, codes, categorical, spec: dict, seed: int) -> list[dict]:
             k = int(rng.integers(values.shape[1]))
             value = values[setting, k, budget // every - 1]
             compute += budget
-            key = json.dumps(config, sort_keys=True)
+            key = json.dumps([config, budget], sort_keys=True)  # a higher budget is a promotion, not a repeat
             events.append(
                 {"trial": len(events), "setting": setting, "start": 0, "stop": budget, "seed": k,
                  "value": float(value) if math.isfinite(value) else None, "new_point": key not in seen}
