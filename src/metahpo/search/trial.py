@@ -42,6 +42,9 @@ class TrialRequest:
     trainings: tuple[int, ...] | None = None  # indices (see :func:`training_count`) to run; None: all
     stop_at: int | None = None  # train up to this iteration (a rung) instead of search.iterations
     resume: dict[int, dict] | None = None  # training index -> state to continue from (see meta_train)
+    # A split each training that reaches search.iterations is also scored on (the tabular benchmark's
+    # meta_test column); its scores go to TrialResult.test_objectives and never to a search.
+    test_split: dict[str, np.ndarray] | None = None
 
 
 @dataclass
@@ -57,6 +60,7 @@ class TrialResult:
     seconds: float = 0.0
     error: str = ""
     states: dict[int, dict] = field(default_factory=dict)  # training index -> state at ``stop_at``
+    test_objectives: list[float] = field(default_factory=list)  # on ``TrialRequest.test_split``, if any
 
     @classmethod
     def from_plain(cls, record, trial: int) -> TrialResult:
@@ -148,6 +152,7 @@ def merge_results(parts: list[TrialResult]) -> TrialResult:
             return merged
         merged.objectives += part.objectives
         merged.curve += part.curve
+        merged.test_objectives += part.test_objectives
         merged.states |= part.states
     merged.objective = statistics.fmean(merged.objectives)
     return merged
@@ -196,6 +201,8 @@ def _train_once(
         state = meta_train(learner, pool, budget, seed, every, checkpoint if every else None, stop_at=stop_at)
     if stop_at is not None and stop_at < iterations:
         result.states[index] = state
+    elif request.test_split is not None:
+        result.test_objectives.append(family.objective(learner, request.test_split, steps, device))
     return family.objective(learner, val_split, steps, device)
 
 
