@@ -64,11 +64,16 @@ def learner_settings(params: Params) -> dict[str, dict]:
     """
     tuned = read_best(params)
     baselines = {"protonet": "protonet", "pretrained": "maml"}
+    # The baselines do not meta-learn an inner loop, so MAML++'s options of the tuned setting stay off for them.
+    plain = {k: v for k, v in BASELINE_OPTIONS.items() if k in tuned}
     return {
         "tuned": tuned,
         "default": default_setting(params),
-        **{name: {**tuned, "algorithm": baselines[name]} for name in family_of(params).learners[2:]},
+        **{name: {**tuned, **plain, "algorithm": baselines[name]} for name in family_of(params).learners[2:]},
     }
+
+
+BASELINE_OPTIONS = {"inner_rates": "fixed", "multi_step_loss": 0.0, "first_order_fraction": 0.0}
 
 
 def kind_settings(params: Params, tuned: dict) -> tuple[dict[str, dict], dict]:
