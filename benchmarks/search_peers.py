@@ -362,7 +362,7 @@ def _dispatch(table: Table, method: str, seed: int, budget: int, draw_seed: int,
 
 def penalty_of(table: Table) -> float:
     """The penalty a failed training is told and counted as: the zero predictor's meta_val MSE (or chance)."""
-    from metahpo.family import family_of
+    from metahpo.learners.family import family_of
     from metahpo.params import Params
     from metahpo.tasks.generate import classification_splits, regression_splits
 
