@@ -38,7 +38,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tabular"))
-from table import Table, load_table  # noqa: E402 - the table module lives beside the builder
+from table import Table, config_space, load_table  # noqa: E402 - the table module lives beside the builder
 
 HERE = Path(__file__).resolve().parent
 METHODS = {
@@ -243,20 +243,12 @@ def run_optuna(table: Table, seed: int, budget: int, draw_seed: int, sampler: st
 
 def run_smac(table: Table, seed: int, budget: int, draw_seed: int, penalty: float) -> Run:
     """SMAC3's MultiFidelityFacade by ask/tell, with its Hyperband intensifier on the common rungs."""
-    from ConfigSpace import Categorical, ConfigurationSpace, Float, Integer
     from smac import MultiFidelityFacade, Scenario
     from smac.runhistory.dataclasses import TrialValue
     from smac.runhistory.enumerations import StatusType
 
     run, rungs = Run(table, seed, budget, draw_seed), rungs_of(table)
-    cs = ConfigurationSpace(seed=seed)
-    for name, dim in table.space.items():
-        if dim["type"] == "categorical":
-            cs.add(Categorical(name, list(dim["values"])))
-        elif dim["type"] == "integer":
-            cs.add(Integer(name, (int(dim["low"]), int(dim["high"]))))
-        else:
-            cs.add(Float(name, (float(dim["low"]), float(dim["high"])), log=dim.get("prior") == "log-uniform"))
+    cs = config_space(table.space, seed)
     with tempfile.TemporaryDirectory() as tmp:
         scenario = Scenario(
             cs, output_directory=Path(tmp) / "smac", n_trials=100_000, min_budget=rungs[0], max_budget=rungs[-1],

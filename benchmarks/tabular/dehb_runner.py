@@ -20,37 +20,7 @@ import sys
 import tempfile
 
 import numpy as np
-
-
-def encode(space: dict, point: dict) -> list[float]:
-    """The same encoding as ``benchmarks/tabular/table.py``: category index, or position in [0, 1]."""
-    out = []
-    for name, dim in space.items():
-        value = point[name]
-        if dim["type"] == "categorical":
-            out.append(float(list(dim["values"]).index(value)))
-            continue
-        low, high = float(dim["low"]), float(dim["high"])
-        if dim.get("prior") == "log-uniform":
-            out.append((math.log(value) - math.log(low)) / (math.log(high) - math.log(low)))
-        else:
-            out.append((float(value) - low) / (high - low))
-    return out
-
-
-def config_space(space: dict, seed: int):
-    """The ConfigSpace of the search space."""
-    from ConfigSpace import Categorical, ConfigurationSpace, Float, Integer
-
-    cs = ConfigurationSpace(seed=seed)
-    for name, dim in space.items():
-        if dim["type"] == "categorical":
-            cs.add(Categorical(name, list(dim["values"])))
-        elif dim["type"] == "integer":
-            cs.add(Integer(name, (int(dim["low"]), int(dim["high"]))))
-        else:
-            cs.add(Float(name, (float(dim["low"]), float(dim["high"])), log=dim.get("prior") == "log-uniform"))
-    return cs
+from table import config_space, encode  # the runner's folder is on sys.path: it runs as a script
 
 
 def run_seed(values, codes, categorical, spec: dict, seed: int) -> list[dict]:

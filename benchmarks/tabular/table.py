@@ -127,3 +127,18 @@ def load_table(prefix: Path, max_settings: int | None = None) -> Table:
         settings_designed=len(design["points"]),
         rows=len(rows),
     )
+
+
+def config_space(space: dict, seed: int):
+    """The search space as a ConfigSpace for SMAC3 and DEHB (imported here, so the table loads without it)."""
+    from ConfigSpace import Categorical, ConfigurationSpace, Float, Integer
+
+    cs = ConfigurationSpace(seed=seed)
+    for name, dim in space.items():
+        if dim["type"] == "categorical":
+            cs.add(Categorical(name, list(dim["values"])))
+        elif dim["type"] == "integer":
+            cs.add(Integer(name, (int(dim["low"]), int(dim["high"]))))
+        else:
+            cs.add(Float(name, (float(dim["low"]), float(dim["high"])), log=dim.get("prior") == "log-uniform"))
+    return cs
