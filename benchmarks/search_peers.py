@@ -51,7 +51,18 @@ METHODS = {
     "smac3 mf": "SMAC3 MultiFidelityFacade (random forest, Hyperband intensifier)",
     "dehb": "DEHB 0.1.2 (subprocess in its own venv)",
 }
-DEFAULT_METHODS = [m for m in METHODS if m != "metahpo default"]
+# The new default with one choice changed (GP_OPTIONS of metahpo.search.multifidelity, or minimize's keywords):
+# the ablation of each choice, on the same table and seeds.
+VARIANTS = {
+    "metahpo default, transform none": {"transform": "none"},
+    "metahpo default, promote by rung": {"promote_by": "rung"},
+    "metahpo default, random initial": {"initial": "random"},
+    "metahpo default, hyperband": {"fidelity": "hyperband"},
+    "metahpo tpe + asha": {"method": "tpe"},
+    "metahpo random + asha": {"method": "random"},
+}
+METHODS.update({name: f"metahpo.search.minimize with {change}" for name, change in VARIANTS.items()})
+DEFAULT_METHODS = [m for m in METHODS if m not in VARIANTS]
 
 
 class Run:
@@ -159,8 +170,11 @@ def run_metahpo_search(table: Table, seed: int, budget: int, draw_seed: int, pen
     return run
 
 
-def run_metahpo_default(table: Table, seed: int, budget: int, draw_seed: int) -> Run:
-    """metahpo's new default search through its library call, ``metahpo.search.minimize`` (one worker)."""
+def run_metahpo_default(table: Table, seed: int, budget: int, draw_seed: int, change: dict | None = None) -> Run:
+    """metahpo's new default search through its library call, ``metahpo.search.minimize`` (one worker).
+
+    ``change``: keywords of ``minimize`` that differ from the default (an ablation's variant).
+    """
     try:
         from metahpo.search import minimize
     except ImportError:
@@ -183,7 +197,7 @@ def run_metahpo_default(table: Table, seed: int, budget: int, draw_seed: int) ->
 
     minimize(
         objective, table.space, max_budget=table.iterations, min_budget=table.min_iterations, eta=table.eta,
-        compute=budget, seed=seed, active=active,
+        compute=budget, seed=seed, active=active, **(change or {}),
     )  # fmt: skip
     return run
 
@@ -339,6 +353,8 @@ def _dispatch(table: Table, method: str, seed: int, budget: int, draw_seed: int,
         run = run_metahpo_search(table, seed, budget, draw_seed, penalty, "random")
     elif method == "metahpo default":
         run = run_metahpo_default(table, seed, budget, draw_seed)
+    elif method in VARIANTS:
+        run = run_metahpo_default(table, seed, budget, draw_seed, VARIANTS[method])
     elif method == "optuna tpe + hyperband":
         run = run_optuna(table, seed, budget, draw_seed, "tpe", pruned=True)
     elif method == "optuna tpe":

@@ -23,7 +23,7 @@ def synthetic_table(directory: Path, settings: int = 24, seeds: int = 3, torn: b
     """A table of made-up curves over the real design (900 iterations, rungs of 100, 300, 900)."""
     raw = build_table.table_params("sinusoid", 900, 100)
     raw["search"]["min_iterations"] = 100
-    points, drawn = build_table.sobol_design(raw["search"]["space"], settings)
+    points, _, _ = build_table.sobol_design(raw["search"]["space"], settings)
     design = {"family": "sinusoid", "params": raw, "every": 100, "seeds": [11, 12, 13][:seeds], "sobol": {},
               "points": points}  # fmt: skip
     (directory / "sinusoid.design.json").write_text(json.dumps(design))
@@ -49,13 +49,38 @@ def synthetic_table(directory: Path, settings: int = 24, seeds: int = 3, torn: b
 
 def test_sobol_design_is_distinct_pinned_and_a_prefix_of_a_larger_one():
     space = build_table.table_params("sinusoid", None, 100)["search"]["space"]
-    small, _ = build_table.sobol_design(space, 16)
-    large, _ = build_table.sobol_design(space, 64)
+    small, _, _ = build_table.sobol_design(space, 16)
+    large, _, _ = build_table.sobol_design(space, 64)
     assert large[:16] == small
     assert len({json.dumps(p, sort_keys=True) for p in large}) == 64
     assert {p["algorithm"] for p in large} == set(build_table.MAML_FAMILY)
     for p in large:
         assert 0.001 <= p["inner_lr"] <= 0.5 and 20 <= p["hidden"] <= 100 and p["inner_steps"] in (1, 2, 3)
+
+
+def test_sobol_design_leaves_out_settings_above_the_cost_cap():
+    from metahpo.learners.cost import setting_macs
+    from metahpo.learners.settings import apply_point, default_setting
+    from metahpo.params import Params
+
+    raw = build_table.table_params("sinusoid", None, 100)
+    raw["search"]["max_cost"] = 4
+    params = Params.from_dict(raw)
+    points, drawn, refused = build_table.sobol_design(raw["search"]["space"], 32, allowed=build_table.within_cost(params))
+    all_points, _, none_refused = build_table.sobol_design(raw["search"]["space"], 32 + refused)
+    assert refused > 0 and none_refused == 0 and drawn >= 32 + refused
+    baseline = setting_macs(default_setting(params), params)
+    costs = [setting_macs(apply_point(params, p), params) / baseline for p in all_points]
+    # The capped design is the uncapped one with the costly points taken out, in the same order.
+    assert points == [p for p, c in zip(all_points, costs) if c <= 4]
+
+
+def test_build_table_refuses_a_bad_shard(tmp_path, capsys):
+    for bad in ("2/2", "x", "1/0"):
+        with pytest.raises(SystemExit):
+            build_table.main(["--shard", bad, "--out", str(tmp_path)])
+        assert "--shard" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
 
 
 def test_table_params_refuse_an_every_that_does_not_divide_the_trial():

@@ -1,12 +1,13 @@
 """Build a tabular benchmark: learning curves of a Sobol design of settings, each trained with a few seeds.
 
 Usage: ``python benchmarks/tabular/build_table.py [--family sinusoid] [--settings 256] [--seeds 3] [--every 100]
-[--iterations N] [--max-settings N] [--out benchmarks/tabular]``
+[--iterations N] [--max-settings N] [--shard K/N] [--out benchmarks/tabular]``
 
 The design is a scrambled Sobol sequence (scipy ``qmc.Sobol``, seed 0) over the MAML family's part of the
 ``search.space`` of params.yaml (algorithm in maml, fomaml, metasgd, anil; every other dimension as in
 params.yaml), each point pinned (:func:`metahpo.search.proposers.pin_inactive`) and deduplicated in Sobol order,
-so that any prefix of the table is a prefix of the design. Every setting is trained ``--seeds`` times for the full
+so that any prefix of the table is a prefix of the design. Settings above ``search.max_cost`` are left out
+of the design, as the search never trains them. Every setting is trained ``--seeds`` times for the full
 trial length (``search.iterations``) by :func:`metahpo.search.trial.run_trial`, the function a search trial runs:
 the median rule's checkpoints, with no medians to stop against, record the search objective on meta_val
 (``search.objective_steps`` steps) every ``--every`` iterations, and the trained learner is also scored on
@@ -20,7 +21,7 @@ Files (``FAMILY`` is the task family):
   build can be killed and rerun any time (a torn last line is dropped on the next start). Values are
   ``null`` where the objective was not finite; a row of status ``failed`` has the curve up to the failure.
 
-One process, one torch thread, on the CPU: run it under ``nice -n 19``.
+One process per ``--shard``, one torch thread each, on the CPU: run them under ``nice -n 19``.
 """
 
 from __future__ import annotations
@@ -58,16 +59,17 @@ def table_params(family: str, iterations: int | None, every: int) -> dict:
     return raw
 
 
-def sobol_design(space: dict, count: int, seed: int = 0) -> tuple[list[dict], int]:
+def sobol_design(space: dict, count: int, seed: int = 0, allowed=None) -> tuple[list[dict], int, int]:
     """The first ``count`` distinct pinned points of a scrambled Sobol sequence over ``space``, in Sobol order.
 
-    Also returns how many Sobol points were drawn to find them (the rest were duplicates after pinning).
+    ``allowed(point)``: whether a point may enter the design (the search's ``max_cost``). Also returns how many
+    Sobol points were drawn to find them, and how many of those ``allowed`` refused.
     """
     from metahpo.search.proposers import build_space, pin_inactive
 
     dims = build_space(space)
     sampler = qmc.Sobol(d=len(dims), scramble=True, seed=seed)
-    points, seen, drawn = [], set(), 0
+    points, seen, drawn, refused = [], set(), 0, 0
     while len(points) < count:
         block = sampler.random(max(count, 64))
         for u in block:
@@ -76,12 +78,26 @@ def sobol_design(space: dict, count: int, seed: int = 0) -> tuple[list[dict], in
             key = tuple(point)
             if key not in seen:
                 seen.add(key)
-                points.append(dict(zip([d.name for d in dims], point)))
+                named = dict(zip([d.name for d in dims], point))
+                if allowed is None or allowed(named):
+                    points.append(named)
+                else:
+                    refused += 1
             if len(points) == count:
                 break
         if drawn > 64 * count:
             raise SystemExit(f"search.space: only {len(points)} distinct settings; --settings {count} is too many")
-    return points, drawn
+    return points, drawn, refused
+
+
+def within_cost(params):
+    """Whether a point costs at most ``search.max_cost`` times the untuned setting (always, without a cap)."""
+    from metahpo.learners.cost import setting_macs
+    from metahpo.learners.settings import apply_point, default_setting
+
+    cap = params.search.max_cost
+    baseline = setting_macs(default_setting(params), params)
+    return lambda point: cap is None or setting_macs(apply_point(params, point), params) <= cap * baseline
 
 
 def _from_unit(dim, u: float):
@@ -182,7 +198,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iterations", type=int, default=None, help="trial length (default: search.iterations)")
     parser.add_argument("--max-settings", type=int, default=None, help="stop after this many settings are done")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    parser.add_argument("--shard", default="0/1", help="K/N: train only the settings whose index is K modulo N "
+                        "(run N processes, K = 0..N-1, one per core; they append to the same file)")
     args = parser.parse_args(argv)
+    try:
+        shard, shards = (int(x) for x in args.shard.split("/"))
+        if not 0 <= shard < shards:
+            raise ValueError
+    except ValueError:
+        parser.error(f"--shard: expected K/N with 0 <= K < N, got {args.shard!r}")
     for key in ("settings", "seeds", "every"):
         if getattr(args, key) < 1:
             parser.error(f"--{key} must be at least 1")
@@ -191,14 +215,14 @@ def main(argv: list[str] | None = None) -> None:
 
     raw = table_params(args.family, args.iterations, args.every)
     params = Params.from_dict(raw)
-    points, drawn = sobol_design(raw["search"]["space"], args.settings)
+    points, drawn, refused = sobol_design(raw["search"]["space"], args.settings, allowed=within_cost(params))
     seeds = training_seeds(params.seed, args.seeds)
     design = {
         "family": args.family,
         "params": raw,
         "every": args.every,
         "seeds": seeds,
-        "sobol": {"seed": 0, "scramble": True, "drawn": drawn},
+        "sobol": {"seed": 0, "scramble": True, "drawn": drawn, "above_max_cost": refused},
         "points": points,
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -211,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
 
         write_json(design_path, design)
     done = {(r["setting"], r["seed_index"]) for r in load_rows(rows_path)}
-    todo = [(i, j) for i in range(len(points)) for j in range(len(seeds)) if (i, j) not in done]
+    todo = [(i, j) for i in range(len(points)) for j in range(len(seeds)) if (i, j) not in done and i % shards == shard]
     if args.max_settings is not None:
         todo = [(i, j) for i, j in todo if i < args.max_settings]
     print(f"{len(done)} rows done, {len(todo)} to train ({len(points)} settings x {len(seeds)} seeds)", file=sys.stderr)
