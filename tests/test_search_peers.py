@@ -66,7 +66,8 @@ def test_sobol_design_leaves_out_settings_above_the_cost_cap():
     raw = build_table.table_params("sinusoid", None, 100)
     raw["search"]["max_cost"] = 4
     params = Params.from_dict(raw)
-    points, drawn, refused = build_table.sobol_design(raw["search"]["space"], 32, allowed=build_table.within_cost(params))
+    allowed = build_table.within_cost(params)
+    points, drawn, refused = build_table.sobol_design(raw["search"]["space"], 32, allowed=allowed)
     all_points, _, none_refused = build_table.sobol_design(raw["search"]["space"], 32 + refused)
     assert refused > 0 and none_refused == 0 and drawn >= 32 + refused
     baseline = setting_macs(default_setting(params), params)
