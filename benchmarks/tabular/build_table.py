@@ -198,8 +198,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iterations", type=int, default=None, help="trial length (default: search.iterations)")
     parser.add_argument("--max-settings", type=int, default=None, help="stop after this many settings are done")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
-    parser.add_argument("--shard", default="0/1", help="K/N: train only the settings whose index is K modulo N "
-                        "(run N processes, K = 0..N-1, one per core; they append to the same file)")
+    parser.add_argument(
+        "--shard",
+        default="0/1",
+        help="K/N: train only the settings whose index is K modulo N "
+        "(run N processes, K = 0..N-1, one per core; they append to the same file)",
+    )
     args = parser.parse_args(argv)
     try:
         shard, shards = (int(x) for x in args.shard.split("/"))
