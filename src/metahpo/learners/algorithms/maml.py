@@ -1,4 +1,4 @@
-"""The MAML family: MAML, first-order MAML, Meta-SGD and ANIL, which adapt by gradient steps.
+"""The MAML family: MAML, first-order MAML and Meta-SGD, which adapt every weight by gradient steps.
 
 * MAML: Finn et al. 2017, "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks" (ICML). Every
   weight adapts to a task by gradient steps at ``inner_lr`` on its support set, and the meta-gradient
@@ -7,7 +7,6 @@
   constants by the meta-gradient.
 * Meta-SGD: Li et al. 2017, "Meta-SGD: Learning to Learn Quickly for Few-Shot Learning": one inner learning
   rate per parameter, meta-learned with the initialisation.
-* ANIL: Raghu et al. 2020, "Rapid Learning or Feature Reuse?": only the last layer adapts to a task.
 
 Example:
     >>> from metahpo.learners.algorithms.registry import algorithm
@@ -56,17 +55,3 @@ class MetaSGD(Algorithm):
     # Li et al. 2017, Table 1.
     one_step_sinusoid = {5: (0.90, 0.90, 0.16), 10: (0.53, 0.53, 0.09), 20: (0.31, 0.31, 0.05)}
 
-
-class ANIL(Algorithm):
-    """MAML whose inner steps change the head only."""
-
-    name = "anil"
-    label = "ANIL"
-    reference = "Raghu et al. 2020"
-    adapts = "head"
-    lslr = True
-    reads = (*STEP_KEYS, "inner_rates", "first_order_fraction")
-
-    def inner_macs(self, support: int, per_point: int, head: int, steps: int) -> int:
-        """The body runs once on the support set; each step is a forward and backward pass of the head."""
-        return support * (per_point - head) + steps * 3 * support * head

@@ -7,10 +7,11 @@ this list; the meta-learner, the cost model and the memory guard ask a learner's
 
 from __future__ import annotations
 
+from metahpo.learners.algorithms.anil import ANIL
 from metahpo.learners.algorithms.base import ADAPTS, KIND_NAMES, OPTIONAL_KEYS, Algorithm
 from metahpo.learners.algorithms.cnp import CNP
 from metahpo.learners.algorithms.learned_optimizer import FirstOrderLearnedOptimizer, LearnedOptimizer
-from metahpo.learners.algorithms.maml import ANIL, MAML, FirstOrderMAML, MetaSGD
+from metahpo.learners.algorithms.maml import MAML, FirstOrderMAML, MetaSGD
 from metahpo.learners.algorithms.protonet import ProtoNet
 
 _REGISTRY: dict[str, Algorithm] = {}
