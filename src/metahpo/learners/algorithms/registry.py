@@ -10,8 +10,10 @@ from __future__ import annotations
 from metahpo.learners.algorithms.anil import ANIL
 from metahpo.learners.algorithms.base import ADAPTS, KIND_NAMES, OPTIONAL_KEYS, Algorithm
 from metahpo.learners.algorithms.cnp import CNP
+from metahpo.learners.algorithms.fomaml import FirstOrderMAML
 from metahpo.learners.algorithms.learned_optimizer import FirstOrderLearnedOptimizer, LearnedOptimizer
-from metahpo.learners.algorithms.maml import MAML, FirstOrderMAML, MetaSGD
+from metahpo.learners.algorithms.maml import MAML
+from metahpo.learners.algorithms.metasgd import MetaSGD
 from metahpo.learners.algorithms.protonet import ProtoNet
 
 _REGISTRY: dict[str, Algorithm] = {}
