@@ -11,8 +11,10 @@ import pytest
 import torch
 
 import metahpo
+from metahpo.errors import InputError
 from metahpo.learners import (
     ALGORITHMS,
+    ARCHITECTURES,
     FIRST_ORDER_ALGORITHMS,
     GRADIENT_ALGORITHMS,
     KINDS,
@@ -28,6 +30,7 @@ from metahpo.learners.cost import meta_iteration_macs
 from metahpo.learners.memory import meta_step_bytes
 from metahpo.learners.meta_learner import LearnerConfig, MetaLearner
 from metahpo.learners.mlp import head_names
+from metahpo.params import Params
 from metahpo.sources import SRC
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,6 +226,19 @@ def test_the_scan_finds_a_comparison(tmp_path):
     module = tmp_path / "m.py"
     module.write_text('def f(setting):\n    return setting["algorithm"] in ("maml", "anil") or 1 == 1\n')
     assert _name_comparisons(module) == {"maml", "anil"}
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_params_refuse_exactly_the_architectures_a_learner_does_not_run_on(name, arch, tiny_params):
+    tiny_params["meta"]["algorithm"], tiny_params["model"]["arch"] = name, arch
+    try:
+        Params.from_dict(tiny_params)
+        problems = ""
+    except InputError as error:
+        problems = str(error)
+    refused = f"meta.algorithm: {name} needs model.arch" in problems
+    assert refused == (arch not in registry.algorithm(name).architectures)
 
 
 def test_the_learners_page_has_a_line_for_every_learner():

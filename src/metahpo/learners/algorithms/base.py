@@ -56,6 +56,7 @@ class Algorithm:
         lslr: ``inner_rates: lslr`` gives it learned per-layer (Meta-SGD: per-parameter) per-step rates.
         per_parameter_rates: it meta-learns one inner rate per parameter (Meta-SGD).
         per_task_weights: its query outputs read per-task copies of the weights (False: the shared ones).
+        architectures: the values of ``model.arch`` it runs on.
         reads: the keys of :data:`OPTIONAL_KEYS` it reads.
         one_step_sinusoid: published sinusoid MSE after one step, ``{K: (low, high, 95% half-width or
             None)}`` (Li et al. 2017, Table 1), or None.
@@ -73,6 +74,7 @@ class Algorithm:
     lslr: bool = False
     per_parameter_rates: bool = False
     per_task_weights: bool = True
+    architectures: tuple[str, ...] = ("mlp", "conv")
     reads: tuple[str, ...] = ()
     one_step_sinusoid: dict[int, tuple[float, float, float | None]] | None = None
 

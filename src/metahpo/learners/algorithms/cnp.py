@@ -44,6 +44,7 @@ class CNP(Algorithm):
     adapts = "none"
     adapts_by = "conditioning on the support set"
     per_task_weights = False
+    architectures = ("mlp",)  # its encoder and decoder are MLPs
     reads = ("representation",)
 
     def initial_weights(self, config, generator: torch.Generator, device) -> Weights:
