@@ -6,11 +6,12 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from metahpo.learners.algorithms.cnp import cnp_macs
 from metahpo.learners.cnp import init_cnp_weights
 from metahpo.learners.conv import conv_forward, feature_count, init_conv_weights
-from metahpo.learners.cost import cnp_macs, layer_macs, meta_iteration_macs
+from metahpo.learners.cost import meta_iteration_macs
 from metahpo.learners.memory import meta_step_bytes
-from metahpo.learners.sizes import weight_count
+from metahpo.learners.sizes import layer_macs, weight_count
 
 SETTING = {
     "algorithm": "maml", "hidden": 40, "layers": 2, "inner_steps": 1, "meta_batch_size": 25,

@@ -76,5 +76,5 @@ def test_the_search_fingerprint_ignores_error_wording_but_not_trial_code(tmp_pat
     assert _fingerprint_of_copy(tmp_path / "a", monkeypatch, reworded) == same
     changed = ("space.py", 'dim["high"]', 'dim["low"]')
     assert _fingerprint_of_copy(tmp_path / "b", monkeypatch, changed) != same
-    inner = ("learners/meta_learner.py", "import math", "import math  # changed")
+    inner = ("learners/algorithms/base.py", "import math", "import math  # changed")
     assert _fingerprint_of_copy(tmp_path / "c", monkeypatch, inner) != same

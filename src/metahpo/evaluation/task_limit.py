@@ -25,7 +25,8 @@ import math
 import numpy as np
 import torch
 
-from metahpo.learners.meta_learner import prototype_logits, task_accuracy
+from metahpo.learners.algorithms.protonet import prototype_logits
+from metahpo.learners.meta_learner import task_accuracy
 from metahpo.params import TaskParams
 from metahpo.tasks.episodes import episode_arrays, select_episodes
 

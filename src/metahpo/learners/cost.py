@@ -22,6 +22,10 @@ of one forward pass over ``P`` points:
   adds, for ``multi_step_loss`` of it, the query forward and backward after every step but the last
   (``3 F(Q)`` each); learned per-step rates (``inner_rates: lslr``) are element-wise and cost nothing here.
 
+Each learner's terms are its own (:mod:`metahpo.learners.algorithms`): the MAML count above is the default
+of :meth:`~metahpo.learners.algorithms.base.Algorithm.task_macs`, ANIL's inner steps, the learned rule's MLP,
+the prototypical network's and the CNP's counts are overrides in their files.
+
 Element-wise work (activations, the inner updates, Meta-SGD's rates, batch normalisation, pooling) is
 small beside the matrix products and left out. ``benchmarks/cost_model.py`` compares the estimate with
 measured seconds per iteration over a spread of settings.
@@ -29,63 +33,22 @@ measured seconds per iteration over a spread of settings.
 
 from __future__ import annotations
 
-from metahpo.learners import FIRST_ORDER_ALGORITHMS, LEARNED_RULE_ALGORITHMS
-from metahpo.learners.conv import feature_count, feature_side
+from metahpo.learners.algorithms.registry import algorithm
 from metahpo.learners.family import family_of
-from metahpo.learners.learned_rule import FEATURES
 from metahpo.learners.memory import SIZE_KEYS
 from metahpo.learners.settings import default_setting
-from metahpo.learners.sizes import weight_count
 from metahpo.params import Params
 from metahpo.space import smallest_value, space_algorithms
-
-
-def layer_macs(hidden: int, layers: int, arch: str = "mlp", side: int = 1, outputs: int = 1) -> list[int]:
-    """Multiply-adds of each layer's forward pass for one point; the last entry is the head.
-
-    ``side`` is the MLP's input size, or the image side for ``arch: conv`` (3x3 convolutions, each
-    block's map halved by pooling while larger than 1).
-    """
-    if arch == "conv":  # block b convolves the map that b poolings left; the head reads the last one
-        blocks = [9 * (hidden if b else 1) * hidden * feature_side(side, b) ** 2 for b in range(layers)]
-        return [*blocks, feature_count(hidden, layers, side) * outputs]
-    sizes = [side] + [hidden] * layers + [outputs]
-    return [a * b for a, b in zip(sizes[:-1], sizes[1:])]
-
-
-def cnp_macs(setting: dict, support: int, query: int, side: int = 1, outputs: int = 1) -> int:
-    """Multiply-adds of a conditional neural process on one task: encode the support, decode the queries."""
-    hidden, layers, representation = setting["hidden"], setting["layers"], setting["representation"]
-    regression = outputs == 1
-    encode = sum(layer_macs(hidden, layers, "mlp", side + (1 if regression else 0), representation))
-    decode = sum(layer_macs(hidden, layers, "mlp", side + representation, 1))
-    return support * encode + query * (1 if regression else outputs) * decode
 
 
 def meta_iteration_macs(
     setting: dict, support: int, query: int, arch: str = "mlp", side: int = 1, outputs: int = 1
 ) -> int:
-    """Estimated multiply-adds of one meta-iteration of ``setting`` (``support``/``query`` points per task)."""
-    macs = layer_macs(setting["hidden"], setting["layers"], arch, side, outputs)
-    per_point, head = sum(macs), macs[-1]
-    steps, algorithm = setting["inner_steps"], setting["algorithm"]
-    forward_s, forward_q = support * per_point, query * per_point
-    if algorithm == "protonet":
-        per_task = 3 * (forward_s + forward_q)
-    elif algorithm == "cnp":
-        per_task = 3 * cnp_macs(setting, support, query, side, outputs)
-    else:
-        if algorithm == "anil":
-            inner = support * (per_point - head) + steps * 3 * support * head
-        else:
-            inner = steps * 3 * forward_s
-        first_order = 1.0 if algorithm in FIRST_ORDER_ALGORITHMS else setting.get("first_order_fraction", 0.0)
-        backward = first_order * 2 * forward_q + (1 - first_order) * 2 * (inner + forward_q)
-        per_task = inner + forward_q + backward
-        per_task += setting.get("multi_step_loss", 0.0) * (steps - 1) * 3 * forward_q
-        if algorithm in LEARNED_RULE_ALGORITHMS:
-            rule = FEATURES * setting["rule_hidden"] + setting["rule_hidden"] * 2
-            per_task += steps * 3 * weight_count(setting["hidden"], setting["layers"], arch, side, outputs) * rule
+    """Estimated multiply-adds of one meta-iteration of ``setting`` (``support``/``query`` points per task).
+
+    ``side`` is the MLP's input size, or the image side for ``arch: conv`` (:func:`metahpo.learners.sizes.layer_macs`).
+    """
+    per_task = algorithm(setting["algorithm"]).task_macs(setting, support, query, arch, side, outputs)
     return round(setting["meta_batch_size"] * per_task)
 
 

@@ -9,6 +9,8 @@ times over; a CNP takes no inner step and keeps its encoder's and decoder's weig
 (the decoder's once per class) three times over. MAML++'s multi-step loss keeps the query activations
 after every step; its per-step rates and first-order phase add nothing to the peak (the second-order
 phase sets it).
+Each learner's terms are its own (:meth:`~metahpo.learners.algorithms.base.Algorithm.task_values`: the
+network's count above by default, the learned rule's and the CNP's in their files).
 ``benchmarks/README.md`` compares the estimate with the memory autograd really keeps (about 1.5x less
 on the MAML-paper setting).
 """
@@ -18,12 +20,8 @@ from __future__ import annotations
 import torch
 
 from metahpo.errors import InputError
-from metahpo.learners import LEARNED_RULE_ALGORITHMS
-from metahpo.learners.cnp import cnp_sizes
-from metahpo.learners.conv import feature_side
+from metahpo.learners.algorithms.registry import algorithm
 from metahpo.learners.family import family_of
-from metahpo.learners.learned_rule import FEATURES
-from metahpo.learners.sizes import linear_count, weight_count
 from metahpo.params import Params, SearchParams
 from metahpo.resources import gib, physical_memory, usable_cores
 from metahpo.space import largest_value, space_algorithms
@@ -34,40 +32,12 @@ USABLE_FRACTION = 0.8
 SIZE_KEYS = ("meta_batch_size", "inner_steps", "hidden", "layers", "query", "representation", "rule_hidden")
 
 
-def cnp_step_values(setting: dict, points: int, in_features: int, outputs: int) -> int:
-    """Values a CNP's meta-step keeps per task: weights, and the activations of ``points`` points."""
-    hidden, layers, representation = setting["hidden"], setting["layers"], setting["representation"]
-    params = sum(linear_count(s) for s in cnp_sizes(hidden, layers, representation, in_features, outputs))
-    per_point = hidden * layers + representation + outputs * (hidden * layers + 1)
-    return 3 * (params + points * per_point)
-
-
-def conv_activations(width: int, blocks: int, side: int) -> int:
-    """Values kept per image: convolution, normalisation and ReLU outputs of every block."""
-    return 3 * width * sum(feature_side(side, b) ** 2 for b in range(blocks))
-
-
 def meta_step_bytes(setting: dict, points: int, arch: str = "mlp", side: int = 1, outputs: int = 1) -> int:
     """Estimated peak memory of one meta-step (``points`` = support + query points per task).
 
     ``side`` is the image side for ``arch: conv`` (the MLP's input size otherwise).
     """
-    if setting["algorithm"] == "cnp":
-        return BYTES_PER_FLOAT * setting["meta_batch_size"] * cnp_step_values(setting, points, side, outputs)
-    hidden, layers = setting["hidden"], setting["layers"]
-    if arch == "conv":
-        params, activations = (
-            weight_count(hidden, layers, arch, side, outputs, biases=True),
-            points * conv_activations(hidden, layers, side),
-        )
-    else:
-        params, activations = weight_count(hidden, layers, arch, side, outputs, biases=True), points * hidden * layers
-    per_step = 3 * params + 3 * activations
-    if setting["algorithm"] in LEARNED_RULE_ALGORITHMS:
-        per_step += 3 * params * (FEATURES + 2 * setting["rule_hidden"] + 2)
-    per_task = setting["inner_steps"] * per_step + 2 * activations
-    if setting.get("multi_step_loss", 0.0) > 0:
-        per_task += (setting["inner_steps"] - 1) * 2 * activations
+    per_task = algorithm(setting["algorithm"]).task_values(setting, points, arch, side, outputs)
     return BYTES_PER_FLOAT * setting["meta_batch_size"] * per_task
 
 

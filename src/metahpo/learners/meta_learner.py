@@ -1,6 +1,9 @@
-"""MAML-family meta-learners sharing one adaptation core, vectorised over the task batch.
+"""Meta-learners sharing one adaptation core, vectorised over the task batch.
 
-All four algorithms adapt per-task copies of the weights with gradient steps on the support set:
+What differs between learners (what adapts, the inner step, the outputs on the query points, the extra
+parameters) is declared by each learner's entry in :mod:`metahpo.learners.algorithms`; this module asks the
+entry of ``config.algorithm`` and compares no algorithm names. The MAML family adapts per-task copies of
+the weights with gradient steps on the support set:
 
 * ``maml``: second-order MAML (the meta-gradient differentiates through the inner updates);
 * ``fomaml``: first-order MAML (inner gradients are treated as constants);
@@ -36,7 +39,6 @@ Two more families share the interface (``docs/learners.md``):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -44,19 +46,9 @@ import torch
 import torch.nn.functional as F
 
 from metahpo.errors import DivergenceError
-from metahpo.learners import FIRST_ORDER_ALGORITHMS, LEARNED_RULE_ALGORITHMS, LEARNER_ALGORITHMS, LSLR_ALGORITHMS
-from metahpo.learners.cnp import class_means, cnp_outputs, init_cnp_weights
-from metahpo.learners.conv import conv_features, conv_forward, init_conv_weights
-from metahpo.learners.learned_rule import init_rule_weights, rule_updates
-from metahpo.learners.mlp import (
-    Weights,
-    expand_to_tasks,
-    forward,
-    head_names,
-    init_weights,
-    layer_sizes,
-    mlp_gradients,
-)
+from metahpo.learners.algorithms.registry import algorithm
+from metahpo.learners.conv import conv_features, conv_forward
+from metahpo.learners.mlp import Weights, expand_to_tasks, forward, head_names, mlp_gradients
 
 
 @dataclass(frozen=True)
@@ -97,30 +89,10 @@ def task_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(dim=-1) == labels).double().mean(dim=1)
 
 
-def prototype_logits(support: torch.Tensor, support_y: torch.Tensor, query: torch.Tensor, ways: int) -> torch.Tensor:
-    """Negative squared distances ``[tasks, query points, ways]`` from query embeddings to class means."""
-    prototypes = class_means(support, support_y, ways)
-    return -(query.unsqueeze(2) - prototypes.unsqueeze(1)).pow(2).sum(dim=-1)
-
-
 def _mlp_features(weights: Weights, x: torch.Tensor) -> torch.Tensor:
     """The MLP's last hidden activations (its input to the output layer)."""
     body = {n: w for n, w in weights.items() if n not in head_names(weights)}
     return torch.relu(forward(body, x))
-
-
-def initial_weights(config: LearnerConfig, generator: torch.Generator, device) -> Weights:
-    """Freshly initialised network weights for ``config``."""
-    in_features = math.prod(config.input_shape)
-    if config.algorithm == "cnp":
-        return init_cnp_weights(
-            config.hidden, config.layers, config.representation, in_features, config.outputs, generator, device
-        )
-    if config.arch == "conv":
-        return init_conv_weights(
-            config.hidden, config.layers, config.input_shape[-1], config.outputs, generator, device
-        )
-    return init_weights(layer_sizes(config.hidden, config.layers, in_features, config.outputs), generator, device)
 
 
 class MetaLearner(torch.nn.Module):
@@ -128,44 +100,39 @@ class MetaLearner(torch.nn.Module):
 
     def __init__(self, config: LearnerConfig, generator: torch.Generator, device: torch.device | str = "cpu"):
         super().__init__()
-        if config.algorithm not in LEARNER_ALGORITHMS:
-            raise ValueError(f"unknown algorithm {config.algorithm!r}; expected one of {', '.join(LEARNER_ALGORITHMS)}")
+        self.algorithm = algorithm(config.algorithm)  # the learner's entry: what it adapts, and how
         self.config = config
         self.conv = config.arch == "conv"
         self.classifies = config.loss == "cross_entropy"
         self.weights = torch.nn.ParameterDict(
-            {name: torch.nn.Parameter(w) for name, w in initial_weights(config, generator, device).items()}
+            {
+                name: torch.nn.Parameter(w)
+                for name, w in self.algorithm.initial_weights(config, generator, device).items()
+            }
         )
-        self.adapted = self._adapted_names()
+        self.adapted = self.algorithm.adapted_names(self.weights, self.conv)
         self.inner_lrs = torch.nn.ParameterDict()
-        self.per_step = config.inner_rates == "lslr" and config.algorithm in LSLR_ALGORITHMS
+        self.per_step = config.inner_rates == "lslr" and self.algorithm.lslr
+        per_parameter = self.algorithm.per_parameter_rates
         steps = (max(config.inner_steps, 1),) if self.per_step else ()
-        for name in self.adapted if config.algorithm == "metasgd" or self.per_step else ():
+        for name in self.adapted if per_parameter or self.per_step else ():
             # Meta-SGD: a rate per parameter; LSLR: a rate per layer tensor (and per step).
-            shape = (*steps, *self.weights[name].shape) if config.algorithm == "metasgd" else steps
+            shape = (*steps, *self.weights[name].shape) if per_parameter else steps
             self.inner_lrs[name] = torch.nn.Parameter(
                 torch.full(shape, config.inner_lr, dtype=self.weights[name].dtype, device=self.weights[name].device)
             )
         self.rule = torch.nn.ParameterDict()
-        if config.algorithm in LEARNED_RULE_ALGORITHMS:
-            for name, w in init_rule_weights(config.rule_hidden, generator, device).items():
-                self.rule[name] = torch.nn.Parameter(w)
+        for name, w in self.algorithm.rule_weights(config, generator, device).items():
+            self.rule[name] = torch.nn.Parameter(w)
 
-    def _shared_weights(self) -> Weights:
+    def shared_weights(self) -> Weights:
         """The meta-learned weights by name (the module's own table: ``dict(self.weights)`` walks it key by key)."""
         return dict(self.weights._parameters)
-
-    def _adapted_names(self) -> list[str]:
-        if self.config.algorithm in ("protonet", "cnp"):
-            return []
-        if self.config.algorithm == "anil":
-            return ["head_w", "head_b"] if self.conv else list(head_names(self.weights))
-        return list(self.weights)
 
     @property
     def second_order(self) -> bool:
         """Whether the meta-gradient differentiates through the inner updates."""
-        return self.config.algorithm not in FIRST_ORDER_ALGORITHMS
+        return not self.algorithm.first_order
 
     def predict(self, fast: Weights, x: torch.Tensor) -> torch.Tensor:
         """Network outputs ``[tasks, points, outputs]`` with task weights ``fast``."""
@@ -181,14 +148,7 @@ class MetaLearner(torch.nn.Module):
 
     def query_outputs(self, fast: Weights, support_x, support_y, query_x) -> torch.Tensor:
         """Outputs on the query points: the adapted network's, prototype scores for ``protonet``, or the CNP's."""
-        if self.config.algorithm == "cnp":  # no weight adapts: every task's ``fast`` weights are the shared ones
-            ways = self.config.outputs if self.classifies else None
-            return cnp_outputs(self._shared_weights(), support_x, support_y, query_x, ways)
-        if self.config.algorithm == "protonet":
-            return prototype_logits(
-                self.embed(fast, support_x), support_y, self.embed(fast, query_x), self.config.outputs
-            )
-        return self.predict(fast, query_x)
+        return self.algorithm.query_outputs(self, fast, support_x, support_y, query_x)
 
     def _gradients(self, fast: Weights, x: torch.Tensor, y: torch.Tensor, create_graph: bool) -> list[torch.Tensor]:
         if not self.conv:
@@ -202,20 +162,7 @@ class MetaLearner(torch.nn.Module):
         grads = self._gradients(fast, x, y, create_graph)
         if not create_graph:
             grads = [g.detach() for g in grads]
-        current = [fast[n] for n in self.adapted]
-        if self.rule:
-            progress = step / self.config.inner_steps
-            steps = rule_updates(dict(self.rule._parameters), grads, current, progress, self.config.inner_lr)
-            new = torch._foreach_sub(current, steps)
-        elif self.inner_lrs:
-            rates = [self.inner_lrs[n] for n in self.adapted]
-            if self.per_step:  # steps past the trained ones keep the last step's rates
-                index = min(step, rates[0].shape[0] - 1)
-                rates = [r[index] for r in rates]
-            steps = torch._foreach_mul(grads, rates)
-            new = torch._foreach_sub(current, steps)
-        else:
-            new = torch._foreach_add(current, grads, alpha=-self.config.inner_lr)
+        new = self.algorithm.step(self, [fast[n] for n in self.adapted], grads, step)
         return {**fast, **dict(zip(self.adapted, new))}
 
     def adapt(self, x: torch.Tensor, y: torch.Tensor, steps: int | None = None, first_order: bool = False) -> Weights:
@@ -228,7 +175,7 @@ class MetaLearner(torch.nn.Module):
     def _adapted(self, x, y, steps: int | None, first_order: bool) -> list[Weights]:
         """Task weights after 0, 1, ..., ``steps`` differentiable inner updates."""
         steps = self.config.inner_steps if steps is None else steps
-        fast = [expand_to_tasks(self._shared_weights(), x.shape[0])]
+        fast = [expand_to_tasks(self.shared_weights(), x.shape[0])]
         for step in range(steps):
             fast.append(self._inner_step(fast[-1], x, y, create_graph=self.second_order and not first_order, step=step))
         return fast
@@ -256,7 +203,7 @@ class MetaLearner(torch.nn.Module):
         losses after every step; None scores the last step alone. ``first_order`` treats the inner gradients
         as constants (derivative-order annealing).
         """
-        if self.config.algorithm == "cnp":  # adapts no weight and reads the shared ones: no task copies to make
+        if not self.algorithm.per_task_weights:  # the CNP reads the shared weights: no task copies to make
             return self._query_loss({}, support_x, support_y, query_x, query_y)
         trajectory = self._adapted(support_x, support_y, steps, first_order)
         if step_weights is None or len(trajectory) == 1:

@@ -15,6 +15,7 @@ import torch
 from dvclive import Live
 
 from metahpo import paths
+from metahpo.learners.algorithms.registry import algorithm as algorithm_of
 from metahpo.learners.family import family_of
 from metahpo.learners.finetuning import choose_finetuning
 from metahpo.learners.metatrain import build_learner, meta_train, on_cpu
@@ -128,7 +129,7 @@ def distinct_jobs(settings: dict[str, dict], names: list[str]) -> tuple[dict, di
     return jobs, same_as
 
 
-ADAPTS = {"maml": "the whole network", "anil": "the head only"}
+ADAPTS = {"all": "the whole network", "head": "the head only"}  # by the rule's ``adapts``
 
 
 def tune_pretrained(weights: dict, setting: dict, params: Params, device: torch.device) -> tuple[dict, dict, dict]:
@@ -154,12 +155,13 @@ def tune_pretrained(weights: dict, setting: dict, params: Params, device: torch.
     episodes = len(val["support_index"] if "support_index" in val else val["support_x"])
     chosen = choose_finetuning(learners, params.train.finetune, score, episodes, device)
     algorithm = chosen["algorithm"]
-    print(f"pretrained: fine-tuning {ADAPTS[algorithm]} at rate {chosen['inner_lr']:.4g} for {chosen['inner_steps']} "
+    adapts = ADAPTS[algorithm_of(algorithm).adapts]
+    print(f"pretrained: fine-tuning {adapts} at rate {chosen['inner_lr']:.4g} for {chosen['inner_steps']} "
           f"steps chosen on meta_val in {time.perf_counter() - start:.1f} s", file=sys.stderr)  # fmt: skip
     record = {
         "chosen_on": "meta_val",
         "score": family.finetune_score_name,
-        "adapts": ADAPTS[algorithm],
+        "adapts": adapts,
         **chosen,
     }
     tuned = {**setting, "algorithm": algorithm, "inner_lr": chosen["inner_lr"], "inner_steps": chosen["inner_steps"]}

@@ -9,7 +9,8 @@ numbers only where the task and protocol make them comparable.
 
 from __future__ import annotations
 
-from metahpo.learners import KINDS, LEARNED_RULE_ALGORITHMS
+from metahpo.learners import KINDS
+from metahpo.learners.algorithms.registry import algorithm
 from metahpo.learners.cost import setting_macs
 from metahpo.params import Params
 from metahpo.reporting import published
@@ -23,7 +24,6 @@ TITLES = {
 }
 SHORT = {"maml_family": "MAML family", "learned_optimizer": "learned optimizer", "cnp": "CNP",
          "protonet": "prototypical network"}  # fmt: skip
-NO_STEPS = ("cnp", "protonet")
 
 
 def _published(kind: str, task_family: str, shots: int) -> str:
@@ -91,14 +91,15 @@ def kinds_section(params: Params, metrics: dict, cell, metric: str, kind: str, h
             rows.append([TITLES[kind_name], "–", where, "–", *["–"] * len(steps), "–"])
             continue
         setting = settings[name]
-        algorithm = setting["algorithm"] + (", no inner steps" if setting["algorithm"] in NO_STEPS else "")
+        entry = algorithm(setting["algorithm"])
+        learner = entry.name + ("" if entry.takes_steps else ", no inner steps")
         stats, macs = metrics[name]["test"][kind][k], setting_macs(setting, params)
-        rows.append([TITLES[kind_name], f"`{name}`: {algorithm}", where, f"{macs / 1e6:,.2f} M",
+        rows.append([TITLES[kind_name], f"`{name}`: {learner}", where, f"{macs / 1e6:,.2f} M",
                      *(cell(stats[s]) for s in steps), _published(kind_name, tasks.family, tasks.shots)])  # fmt: skip
     past = "".join(
         f" {rule_note(f'`{name}`', settings[name])}"
         for _, name, _ in present
-        if settings[name]["algorithm"] in LEARNED_RULE_ALGORITHMS
+        if algorithm(settings[name]["algorithm"]).learned_rule
     )
     verdict = "Only one kind was trained: add kinds to search.space.algorithm to compare them."
     if len(present) > 1:

@@ -5,14 +5,14 @@ confidence intervals where the source gives them; the MAML row is quoted differe
 sources, so it is given as the range of the quoted values.
 """
 
+from metahpo.learners.algorithms.registry import algorithms
+
 SOURCE = "Li et al. 2017 (Meta-SGD), Table 1"
 PROTOCOL = "one gradient step; test-set protocol of the source, not metahpo's"
 
-# method -> K -> (low, high, 95% half-width or None); low == high for a single quoted value.
-ONE_STEP = {
-    "MAML": {5: (1.13, 1.13, 0.18), 10: (0.77, 0.85, None), 20: (0.48, 0.71, None)},
-    "Meta-SGD": {5: (0.90, 0.90, 0.16), 10: (0.53, 0.53, 0.09), 20: (0.31, 0.31, 0.05)},
-}
+# method -> K -> (low, high, 95% half-width or None); low == high for a single quoted value. Each learner's
+# rows are declared in its own file (``one_step_sinusoid``).
+ONE_STEP = {a.label: a.one_step_sinusoid for a in algorithms() if a.one_step_sinusoid is not None}
 
 
 def format_quote(low: float, high: float, ci: float | None) -> str:

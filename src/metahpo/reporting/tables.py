@@ -5,7 +5,8 @@ from __future__ import annotations
 from metahpo import paths
 from metahpo.errors import ArtifactError
 from metahpo.json_files import load_json_object
-from metahpo.learners import LEARNED_RULE_ALGORITHMS, USED_ONLY_BY
+from metahpo.learners import USED_ONLY_BY
+from metahpo.learners.algorithms.registry import algorithm
 from metahpo.reporting.figures import LABELS
 
 
@@ -63,12 +64,13 @@ def steps_note(learners: tuple[str, ...] = ("tuned", "default")) -> str:
     """What the step columns mean for a CNP or a learned rule among ``learners`` (empty for the others)."""
     notes = []
     for name, setting in trained_settings(learners).items():
-        if setting["algorithm"] == "cnp":
+        entry = algorithm(setting["algorithm"])
+        if not entry.takes_steps:
             notes.append(
-                f"The {LABELS[name]} learner is a CNP: it adapts by conditioning on the support set, with no inner "
+                f"The {LABELS[name]} learner is a {entry.label}: it adapts by {entry.adapts_by}, with no inner "
                 "step, so it is scored at 0 steps and every step column repeats that score."
             )
-        elif setting["algorithm"] in LEARNED_RULE_ALGORITHMS:
+        elif entry.learned_rule:
             notes.append(rule_note(LABELS[name], setting))
     return "\n" + " ".join(notes) + "\n" if notes else ""
 
