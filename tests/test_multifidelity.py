@@ -7,7 +7,7 @@ import math
 import pytest
 
 from metahpo.search import minimize
-from metahpo.search.multifidelity import UnitSpace
+from metahpo.search.unit_space import UnitSpace
 
 SPACE = {
     "algorithm": {"type": "categorical", "values": ["a", "b", "c"]},

@@ -20,7 +20,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def distributions(space) -> dict:
-    """Optuna's distribution of each dimension of a :class:`metahpo.search.multifidelity.UnitSpace`."""
+    """Optuna's distribution of each dimension of a :class:`metahpo.search.unit_space.UnitSpace`."""
     out = {}
     for name, d in zip(space.names, space.dims):
         if d["type"] == "categorical":
