@@ -51,6 +51,9 @@ from metahpo.learners.conv import conv_features, conv_forward
 from metahpo.learners.mlp import Weights, expand_to_tasks, forward, head_names, mlp_gradients
 
 
+EXTRA_STEPS = ("safeguarded", "plain")
+
+
 @dataclass(frozen=True)
 class LearnerConfig:
     """Everything needed to rebuild a learner and adapt it the way it was meta-trained."""
@@ -67,6 +70,7 @@ class LearnerConfig:
     representation: int = 32  # cnp: size of the aggregated representation
     rule_hidden: int = 20  # learned_optimizer: hidden units of the update rule
     inner_rates: str = "fixed"  # fixed | lslr (learned per-layer per-step inner rates, MAML++)
+    extra_steps: str = "safeguarded"  # safeguarded | plain: steps past inner_steps at test time (trajectory)
 
     def to_dict(self) -> dict:
         """Plain-JSON form of the config."""
@@ -95,12 +99,20 @@ def _mlp_features(weights: Weights, x: torch.Tensor) -> torch.Tensor:
     return torch.relu(forward(body, x))
 
 
+def _per_task(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``values [tasks]`` shaped to broadcast over a task-expanded weight ``like [tasks, ...]``, in its dtype."""
+    shaped = values.view(-1, *([1] * (like.dim() - 1)))
+    return shaped if shaped.dtype == torch.bool else shaped.to(like.dtype)
+
+
 class MetaLearner(torch.nn.Module):
     """A network initialisation (plus Meta-SGD's inner rates, or a learned update rule) that adapts to tasks."""
 
     def __init__(self, config: LearnerConfig, generator: torch.Generator, device: torch.device | str = "cpu"):
         super().__init__()
         self.algorithm = algorithm(config.algorithm)  # the learner's entry: what it adapts, and how
+        if config.extra_steps not in EXTRA_STEPS:
+            raise ValueError(f"extra_steps: expected one of {', '.join(EXTRA_STEPS)}, got {config.extra_steps!r}")
         self.config = config
         self.conv = config.arch == "conv"
         self.classifies = config.loss == "cross_entropy"
@@ -218,15 +230,40 @@ class MetaLearner(torch.nn.Module):
         return torch.stack(losses).sum()
 
     def trajectory(self, x: torch.Tensor, y: torch.Tensor, steps: int) -> Iterator[Weights]:
-        """Yield detached task weights after 0, 1, ..., ``steps`` inner updates (for evaluation)."""
+        """Yield detached task weights after 0, 1, ..., ``steps`` inner updates (for evaluation).
+
+        The first ``inner_steps`` steps are the trained rule's. Past them, with ``extra_steps: safeguarded``,
+        a task keeps a step only where its support loss does not rise; otherwise it keeps its weights and
+        halves its later steps. A rule meta-trained for a few steps (Meta-SGD's learned rates, LSLR) can
+        overshoot when it is repeated; this keeps every task's support loss monotone from there on, using
+        the support set alone. ``plain`` repeats the rule unchecked.
+        """
         fast = {n: w.detach().expand(x.shape[0], *w.shape) for n, w in self.weights.items()}
         yield fast
+        guarded = self.config.extra_steps == "safeguarded" and bool(self.adapted)
+        scale, loss = torch.ones(x.shape[0], dtype=torch.float64, device=x.device), None
         for step in range(steps):
             with torch.enable_grad():
                 leaves = {n: (w.clone().requires_grad_(True) if n in self.adapted else w) for n, w in fast.items()}
-                stepped = self._inner_step(leaves, x, y, create_graph=False, step=step)
-            fast = {n: w.detach() for n, w in stepped.items()}
+                stepped = {
+                    n: w.detach() for n, w in self._inner_step(leaves, x, y, create_graph=False, step=step).items()
+                }
+            if guarded and step >= self.config.inner_steps:
+                if loss is None:
+                    loss = self._support_loss(fast, x, y)
+                tried = {n: fast[n] + _per_task(scale, fast[n]) * (stepped[n] - fast[n]) for n in self.adapted}
+                tried_loss = self._support_loss({**fast, **tried}, x, y)
+                kept = tried_loss <= loss  # False for a NaN
+                stepped = {**fast, **{n: torch.where(_per_task(kept, fast[n]), tried[n], fast[n]) for n in tried}}
+                loss = torch.where(kept, tried_loss, loss)
+                scale = torch.where(kept, scale, scale / 2)
+            fast = stepped
             yield fast
+
+    def _support_loss(self, fast: Weights, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each task's loss on its own support set ``[tasks]`` (float64, for the safeguard's comparisons)."""
+        with torch.no_grad():
+            return self.task_loss(self.query_outputs(fast, x, y, x), y).double()
 
     def check_finite(self) -> None:
         """Raise :class:`DivergenceError` if any meta-parameter is NaN or infinite."""
