@@ -9,8 +9,7 @@ import pytest
 import yaml
 
 from metahpo.errors import ConfigError
-from metahpo.params import load_params, read_params_file
-from metahpo.validation import validate
+from metahpo.params import load_params, read_params_file, validate
 
 from conftest import DELETE, set_dotted
 

@@ -23,7 +23,7 @@ import yaml
 
 from metahpo.atomic import write_text
 from metahpo.errors import ConfigError, first_line
-from metahpo.validation import validate
+from metahpo.params import validate
 
 RECIPES = Path("recipes")
 PARAMS = Path("params.yaml")

@@ -19,3 +19,7 @@ def __getattr__(name: str):
         # part of any stage's dependencies in dvc.yaml (see metahpo.sources).
         return getattr(importlib.import_module("metahpo.search.multifidelity"), name)
     raise AttributeError(f"module 'metahpo.search' has no attribute {name!r}")
+
+
+# The names above and the learners' are registered with the params schema (core), with the rules that read them.
+from metahpo.search import params_rules  # noqa: E402, F401
