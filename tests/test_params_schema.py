@@ -120,7 +120,7 @@ def test_the_schema_imports_no_domain_package_and_names_are_checked_once_registe
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert json.loads(out.stdout) == [[], {}]
     assert set(VOCABULARY) == {"algorithm", "arch", "inner_rates", "outer_schedule", "method", "acq_func",
-                               "executor", "prior", "objective", "fidelity", "fidelity_unit"}  # fmt: skip
+                               "executor", "objective", "fidelity", "fidelity_unit"}  # fmt: skip
 
 
 def test_no_module_of_the_schema_is_over_400_lines():

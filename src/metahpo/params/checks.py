@@ -6,7 +6,6 @@ other files (a learner's ``config.json``, a search result) are checked with the 
 
 from __future__ import annotations
 
-import types
 import typing
 from collections.abc import Callable
 
@@ -25,19 +24,7 @@ def _path(loc: tuple) -> str:
     return out
 
 
-def _unwrap(tp):
-    while True:
-        origin = typing.get_origin(tp)
-        if origin is typing.Annotated:
-            tp = typing.get_args(tp)[0]
-        elif origin in (typing.Union, types.UnionType):
-            tp = next(a for a in typing.get_args(tp) if a is not type(None))
-        else:
-            return tp
-
-
 def _fields(tp) -> dict | None:
-    tp = _unwrap(tp)
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return {name: info.annotation for name, info in tp.model_fields.items()}
     if is_typeddict(tp):

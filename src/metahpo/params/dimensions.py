@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Annotated
 
-from pydantic import WrapValidator
+from pydantic import WithJsonSchema, WrapValidator
 
 from metahpo.params.checks import Rule, section
-from metahpo.params.types import VOCABULARY, Choice, Fraction, Int, Name, Number, problems
+from metahpo.params.types import Choice, Fraction, Int, Name, Number, problems
 
+PRIORS = ("uniform", "log-uniform")  # of a real or integer dimension
 # name: (section, type, the dimension it takes besides categorical). The order is that of a learner's setting.
 _TUNABLE = {
     "algorithm": ("meta", Name("algorithm"), "categorical"),
@@ -26,23 +28,8 @@ _TUNABLE = {
     "multi_step_loss": ("meta", Fraction, "real"),
     "first_order_fraction": ("meta", Fraction, "real"),
 }
-# The types by name, for the sections (model.hidden: hidden).
-algorithm, inner_lr, inner_steps, outer_lr, meta_batch_size, query, outer_schedule = (
-    _TUNABLE[k][1]
-    for k in ("algorithm", "inner_lr", "inner_steps", "outer_lr", "meta_batch_size", "query", "outer_schedule")
-)
-hidden, layers, representation, rule_hidden, inner_rates, multi_step_loss, first_order_fraction = (
-    _TUNABLE[k][1]
-    for k in (
-        "hidden",
-        "layers",
-        "representation",
-        "rule_hidden",
-        "inner_rates",
-        "multi_step_loss",
-        "first_order_fraction",
-    )
-)
+# The types by name, for the sections (``hidden: T.hidden``).
+T = SimpleNamespace(**{name: tp for name, (_, tp, _) in _TUNABLE.items()})
 # What each tunable meta-hyperparameter may be, shared by its fixed value and its search dimension.
 TUNABLE: dict[str, tuple[str, Rule]] = {name: (group, Rule(tp, kind)) for name, (group, tp, kind) in _TUNABLE.items()}
 
@@ -70,8 +57,7 @@ def dimension_problems(v, path: str) -> list[str]:
         return found + [p for i, item in enumerate(values) for p in rule(item, f"{path}.values[{i}]")]
     if kind != rule.kind:
         return [f"{path}.type: {name} takes {rule.kind} or categorical values, not {kind}"]
-    prior = Rule(Name("prior"))
-    found = section({"type": Rule(Choice(kind)), "low": rule, "high": rule, "prior": prior})(v, path)
+    found = section({"type": Rule(Choice(kind)), "low": rule, "high": rule, "prior": Rule(Choice(*PRIORS))})(v, path)
     if not found and v["low"] >= v["high"]:
         found.append(f"{path}: expected low < high, got low={v['low']!r}, high={v['high']!r}")
     if not found and v["prior"] == "log-uniform" and v["low"] <= 0:
@@ -88,35 +74,19 @@ def _space(v, handler):
     return v
 
 
-class _SpaceSchema:
-    """The JSON schema of ``search.space`` for editors: a dimension per tunable name."""
-
-    def __get_pydantic_json_schema__(self, schema, handler) -> dict:
-        numeric = {
-            "type": "object",
-            "properties": {
-                "type": {"enum": ["real", "integer"]},
-                "low": {"type": "number"},
-                "high": {"type": "number"},
-                "prior": {"type": "string"},
-            },  # fmt: skip
-            "required": ["type", "low", "high", "prior"],
-            "additionalProperties": False,
-        }
-        if VOCABULARY.get("prior"):
-            numeric["properties"]["prior"]["enum"] = list(VOCABULARY["prior"])
-        categorical = {
-            "type": "object",
-            "properties": {"type": {"const": "categorical"}, "values": {"type": "array", "minItems": 1}},
-            "required": ["type", "values"],
-            "additionalProperties": False,
-        }
-        return {
-            "type": "object",
-            "minProperties": 1,
-            "propertyNames": {"enum": list(TUNABLE)},
-            "additionalProperties": {"oneOf": [numeric, categorical]},
-        }
-
-
-Space = Annotated[dict[str, dict], WrapValidator(_space), _SpaceSchema()]
+_NUMERIC = {"type": {"enum": ["real", "integer"]}, "low": {"type": "number"}, "high": {"type": "number"},
+            "prior": {"enum": list(PRIORS)}}  # fmt: skip
+_CATEGORICAL = {"type": {"const": "categorical"}, "values": {"type": "array", "minItems": 1}}
+# For editors: a dimension per tunable name.
+_SPACE_SCHEMA = {
+    "type": "object",
+    "minProperties": 1,
+    "propertyNames": {"enum": list(TUNABLE)},
+    "additionalProperties": {
+        "oneOf": [
+            {"type": "object", "properties": p, "required": list(p), "additionalProperties": False}
+            for p in (_NUMERIC, _CATEGORICAL)
+        ]  # fmt: skip
+    },
+}
+Space = Annotated[dict[str, dict], WrapValidator(_space), WithJsonSchema(_SPACE_SCHEMA)]

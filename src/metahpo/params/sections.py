@@ -8,8 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, WrapValidator
 from typing_extensions import TypedDict
 
-from metahpo.params import dimensions as T
-from metahpo.params.dimensions import Space
+from metahpo.params.dimensions import Space, T
 from metahpo.params.types import (
     Address,
     Bool,

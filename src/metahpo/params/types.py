@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AllowInfNan, Field, GetJsonSchemaHandler, Strict, ValidationError, WrapValidator
+from pydantic import AfterValidator, AllowInfNan, Field, Strict, ValidationError, WithJsonSchema, WrapValidator
 from pydantic_core import PydanticCustomError, core_schema
 
 # Registered by the domain packages: vocabulary name -> allowed values, and rules over the whole Params.
@@ -59,18 +59,20 @@ def _bounds(*parts: tuple[str, Any]) -> str:
     return " and ".join(f"{op} {value}" for op, value in parts if value is not None)
 
 
-def _replace_schema(schema: dict) -> Callable[[dict], None]:
-    """Give a union of int and float the JSON schema of one number (pydantic writes its bounds as gt/le there)."""
+def _that(holds: Callable[[Any], bool]) -> AfterValidator:
+    """A condition the value must meet (its message is the type's ``expected ...``)."""
 
-    def replace(generated: dict) -> None:
-        generated.clear()
-        generated.update(schema)
+    def check(value):
+        if not holds(value):
+            raise ValueError("condition")
+        return value
 
-    return replace
+    return AfterValidator(check)
 
 
 _INT = Annotated[int, Strict()]
 _FLOAT = Annotated[float, Strict(), AllowInfNan(False)]
+_NUMBER = _INT | _FLOAT  # an integer stays an integer (9 is not read as 9.0)
 
 
 def Int(ge: int | None = None, le: int | None = None):  # noqa: N802 (a type)
@@ -78,22 +80,15 @@ def Int(ge: int | None = None, le: int | None = None):  # noqa: N802 (a type)
     return Annotated[_INT, Field(ge=ge, le=le), _expect(f"an integer {_bounds(('>=', ge), ('<=', le))}".strip())]
 
 
-def Number(gt: float | None = None, le: float | None = None, want: str | None = None):  # noqa: N802
-    """A finite number ``> gt`` and ``<= le``; an integer stays an integer."""
+def Number(gt: float | None = None, le: float | None = None):  # noqa: N802
+    """A finite number ``> gt`` and ``<= le``."""
     schema = {"type": "number"} | ({"exclusiveMinimum": gt} if gt is not None else {})
-    schema |= {"maximum": le} if le is not None else {}
-    return Annotated[
-        _INT | _FLOAT,
-        Field(gt=gt, le=le, json_schema_extra=_replace_schema(schema)),
-        _expect(want or f"a number {_bounds(('>', gt), ('<=', le))}".strip()),
-    ]
+    return Annotated[_NUMBER, Field(gt=gt, le=le), WithJsonSchema(schema | ({"maximum": le} if le else {})),
+                     _expect(f"a number {_bounds(('>', gt), ('<=', le))}".strip())]  # fmt: skip
 
 
-Fraction = Annotated[
-    _INT | _FLOAT,
-    Field(ge=0, le=1, json_schema_extra=_replace_schema({"type": "number", "minimum": 0, "maximum": 1})),
-    _expect("a number from 0 to 1"),
-]
+Fraction = Annotated[_NUMBER, Field(ge=0, le=1), WithJsonSchema({"type": "number", "minimum": 0, "maximum": 1}),
+                     _expect("a number from 0 to 1")]  # fmt: skip
 Bool = Annotated[bool, Strict(), _expect("true or false")]
 
 
@@ -103,25 +98,24 @@ def Choice(*allowed: str | int):  # noqa: N802
 
 
 class _Name:
-    """One of the values registered for a vocabulary; a non-empty name while none are registered."""
+    """One of the values registered for a vocabulary; any non-empty name while none are registered."""
 
     def __init__(self, vocabulary: str):
         self.vocabulary = vocabulary
 
     def check(self, value):
         allowed = VOCABULARY.get(self.vocabulary)
-        if allowed is None and isinstance(value, str) and value:
-            return value
-        if allowed is None or value not in allowed:
+        if (value not in allowed) if allowed else not (isinstance(value, str) and value):
             raise problem(f"expected one of {', '.join(allowed or ('a name',))}, got {value!r}")
         return value
 
     def __get_pydantic_core_schema__(self, source, handler):
         return core_schema.no_info_plain_validator_function(self.check)
 
-    def __get_pydantic_json_schema__(self, schema, handler: GetJsonSchemaHandler) -> dict:
-        allowed = VOCABULARY.get(self.vocabulary)
-        return {"type": "string", "enum": list(allowed)} if allowed else {"type": "string"}
+    def __get_pydantic_json_schema__(self, schema, handler) -> dict:
+        return {"type": "string"} | (
+            {"enum": list(VOCABULARY[self.vocabulary])} if self.vocabulary in VOCABULARY else {}
+        )
 
 
 def Name(vocabulary: str):  # noqa: N802
@@ -140,9 +134,8 @@ def _interval(min_low: float | None):
         if min_low is not None and v[0] < min_low:
             raise problem(f"expected low >= {min_low}, got {v!r}")
         if max(abs(v[0]), abs(v[1])) > TASK_RANGE_LIMIT:
-            raise problem(
-                f"expected values within +-{TASK_RANGE_LIMIT:g} (tasks are float32 and errors are squared), got {v!r}"
-            )
+            raise problem(f"expected values within +-{TASK_RANGE_LIMIT:g} (tasks are float32 and errors are squared), "
+                          f"got {v!r}")  # fmt: skip
         return v
 
     return check
@@ -150,57 +143,19 @@ def _interval(min_low: float | None):
 
 def Interval(min_low: float | None = None):  # noqa: N802
     """A ``[low, high]`` pair of numbers with ``low < high`` (and ``low >= min_low``), within +-1e6."""
-    return Annotated[
-        list[_INT | _FLOAT],
-        Field(
-            min_length=2,
-            max_length=2,
-            json_schema_extra=_replace_schema({"type": "array", "items": {"type": "number"}}),
-        ),
-        AfterValidator(_interval(min_low)),
-        _expect("[low, high] with low < high"),
-    ]
-
-
-def _distinct(v: list) -> list:
-    if len(set(v)) != len(v):
-        raise ValueError("duplicates")
-    return v
+    return Annotated[list[_NUMBER], Field(min_length=2, max_length=2), AfterValidator(_interval(min_low)),
+                     WithJsonSchema({"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}),
+                     _expect("[low, high] with low < high")]  # fmt: skip
 
 
 def DistinctList(item, want: str):  # noqa: N802
     """A non-empty list of distinct ``item`` values."""
     return Annotated[list[item], Field(min_length=1, json_schema_extra={"uniqueItems": True}),
-                     AfterValidator(_distinct), _expect(want)]  # fmt: skip
+                     _that(lambda v: len(set(v)) == len(v)), _expect(want)]  # fmt: skip
 
 
-def _rates(v: list) -> list:
-    if not 0 < v[0] < v[1]:
-        raise ValueError("order")
-    return v
-
-
-RateRange = Annotated[
-    list[Number(gt=0, le=100)],
-    Field(min_length=2, max_length=2),
-    AfterValidator(_rates),
-    _expect("[low, high] with 0 < low < high <= 100"),
-]
-
-
-def _text(v: str) -> str:
-    if not v.strip():
-        raise ValueError("empty")
-    return v
-
-
-Text = Annotated[str, Strict(), AfterValidator(_text), _expect("a non-empty path")]
-
-
-def _address(v):
-    if v is not None and (not isinstance(v, str) or ":" not in v or " " in v):
-        raise problem(f"expected null or a scheduler address like tcp://host:8786, got {v!r}")
-    return v
-
-
-Address = Annotated[str | None, WrapValidator(lambda v, handler: _address(v))]
+RateRange = Annotated[list[Number(gt=0, le=100)], Field(min_length=2, max_length=2), _that(lambda v: v[0] < v[1]),
+                      _expect("[low, high] with 0 < low < high <= 100")]  # fmt: skip
+Text = Annotated[str, Strict(), _that(str.strip), _expect("a non-empty path")]
+Address = Annotated[Annotated[str, Strict(), _that(lambda v: ":" in v and " " not in v)] | None,
+                    _expect("null or a scheduler address like tcp://host:8786")]  # fmt: skip

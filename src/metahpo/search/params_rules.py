@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from metahpo.learners import ALGORITHMS, ARCHITECTURES, INNER_RATES, OUTER_SCHEDULES, USED_ONLY_BY
 from metahpo.params import Params, register_names, register_rule
-from metahpo.search import ACQ_FUNCS, EXECUTORS, FIDELITIES, FIDELITY_UNITS, METHODS, OBJECTIVES, PRIORS
+from metahpo.search import ACQ_FUNCS, EXECUTORS, FIDELITIES, FIDELITY_UNITS, METHODS, OBJECTIVES
 from metahpo.search.plan import plan_problems
 from metahpo.space import space_algorithms
 
@@ -49,7 +49,6 @@ register_names(
     method=METHODS,
     acq_func=ACQ_FUNCS,
     executor=EXECUTORS,
-    prior=PRIORS,
     objective=OBJECTIVES,
     fidelity=FIDELITIES,
     fidelity_unit=FIDELITY_UNITS,
