@@ -16,6 +16,7 @@ from metahpo.params import VOCABULARY, Params, json_schema, load_params, validat
 from metahpo.params.checks import _fields
 from metahpo.recipes import apply_recipe, recipe_names
 from metahpo.search import METHODS, PRIORS
+from metahpo.sources import source_closure
 
 from conftest import ROOT, load_default_params, shrink
 
@@ -121,6 +122,13 @@ def test_the_schema_imports_no_domain_package_and_names_are_checked_once_registe
     assert json.loads(out.stdout) == [[], {}]
     assert set(VOCABULARY) == {"algorithm", "arch", "inner_rates", "outer_schedule", "method", "acq_func",
                                "executor", "objective", "fidelity", "fidelity_unit"}  # fmt: skip
+
+
+@pytest.mark.parametrize("stage", ["generate", "search", "train", "evaluate", "report"])
+def test_every_stage_checks_the_names_the_domain_packages_register(stage):
+    """A stage that did not import ``metahpo.search`` would accept any algorithm or search method."""
+    closure = {path.relative_to(ROOT).as_posix() for path in source_closure(ROOT / f"stages/{stage}.py")}
+    assert "src/metahpo/search/params_rules.py" in closure
 
 
 def test_no_module_of_the_schema_is_over_400_lines():

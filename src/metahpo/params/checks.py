@@ -46,15 +46,14 @@ def error_lines(exc: ValidationError, root=None, prefix: str = "") -> list[str]:
     for err in exc.errors():
         loc = (prefix,) + tuple(err["loc"]) if prefix else tuple(err["loc"])
         path, kind = _path(loc), err["type"]
-        keys = ", ".join(_keys_at(root, tuple(err["loc"])[:-1])) if root is not None else ""
         if kind == "problems":
             lines.extend(err["ctx"]["lines"])
         elif kind == "missing":
             lines.append(f"{path}: missing")
-        elif kind == "extra_forbidden":
-            lines.append(f"{path}: unknown key (expected one of {keys})")
-        elif kind in ("model_type", "dict_type", "model_attributes_type") and root is not None:
-            keys = ", ".join(_keys_at(root, tuple(err["loc"])))
+        elif kind == "extra_forbidden" and root is not None:
+            lines.append(f"{path}: unknown key (expected one of {', '.join(_keys_at(root, err['loc'][:-1]))})")
+        elif kind in ("model_type", "dict_type") and root is not None:
+            keys = ", ".join(_keys_at(root, err["loc"]))
             lines.append(f"{path or 'the file'}: expected a mapping with keys {keys}, got {err['input']!r}")
         else:
             lines.append(f"{path}: {err['msg']}")

@@ -34,7 +34,7 @@ T = SimpleNamespace(**{name: tp for name, (_, tp, _) in _TUNABLE.items()})
 TUNABLE: dict[str, tuple[str, Rule]] = {name: (group, Rule(tp, kind)) for name, (group, tp, kind) in _TUNABLE.items()}
 
 
-def _values(v, path) -> list[str]:
+def _checked_below(v, path) -> list[str]:
     return []
 
 
@@ -48,7 +48,7 @@ def dimension_problems(v, path: str) -> list[str]:
     if kind not in ("real", "integer", "categorical"):
         return [f"{path}.type: expected one of real, integer, categorical, got {kind if isinstance(v, dict) else v!r}"]
     if kind == "categorical":
-        found = section({"type": Rule(Choice("categorical")), "values": _values})(v, path)
+        found = section({"type": Rule(Choice("categorical")), "values": _checked_below})(v, path)
         values = v.get("values")
         if not isinstance(values, list) or not values:
             return found + [f"{path}.values: expected a non-empty list, got {values!r}"]
@@ -86,7 +86,7 @@ _SPACE_SCHEMA = {
         "oneOf": [
             {"type": "object", "properties": p, "required": list(p), "additionalProperties": False}
             for p in (_NUMERIC, _CATEGORICAL)
-        ]  # fmt: skip
+        ]
     },
 }
 Space = Annotated[dict[str, dict], WrapValidator(_space), WithJsonSchema(_SPACE_SCHEMA)]
