@@ -110,16 +110,20 @@ def test_every_problem_of_the_whole_file_is_one_line_naming_its_key(tiny_params)
     ]
 
 
-def test_the_schema_imports_no_domain_package_and_names_are_checked_once_registered():
-    """The core schema alone accepts any name; ``metahpo.search`` registers the learners' and its own."""
+def test_the_schema_imports_no_domain_package_and_names_are_checked_once_registered(tiny_params):
+    """The core schema alone takes any name; ``metahpo.search`` registers the learners' and its own."""
     code = (
         "import sys, json; from metahpo.params import validate, VOCABULARY; "
+        "params = json.loads(sys.stdin.read()); "
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'metahpo' and m.count('.') and "
         "m.split('.')[1] in ('tasks', 'learners', 'search', 'evaluation', 'reporting')); "
-        "print(json.dumps([loaded, dict(VOCABULARY)]))"
+        "print(json.dumps([loaded, dict(VOCABULARY), validate(params)]))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert json.loads(out.stdout) == [[], {}]
+    tiny_params["meta"]["algorithm"] = "reptile"
+    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(tiny_params), capture_output=True,
+                         text=True, check=True, cwd=ROOT)  # fmt: skip
+    assert json.loads(out.stdout) == [[], {}, []]
+    assert validate(tiny_params) == [f"meta.algorithm: expected one of {', '.join(ALGORITHMS)}, got 'reptile'"]
     assert set(VOCABULARY) == {"algorithm", "arch", "inner_rates", "outer_schedule", "method", "acq_func",
                                "executor", "objective", "fidelity", "fidelity_unit"}  # fmt: skip
 
