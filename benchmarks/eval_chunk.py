@@ -20,6 +20,7 @@ from unittest import mock
 import torch
 import torch.nn.functional as F
 
+import metahpo.search  # noqa: F401  (registers the learners' and the search's names with the params schema)
 from metahpo.learners import conv
 from metahpo.learners.adaptation import classification_scores
 from metahpo.learners.meta_learner import LearnerConfig, MetaLearner

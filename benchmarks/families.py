@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from search_common import benchmark_params, timed_search
 
+import metahpo.search  # noqa: F401  (registers the learners' and the search's names with the params schema)
 from metahpo.learners.adaptation import adaptation_errors, classification_scores, summarize, summarize_accuracy
 from metahpo.learners.family import family_of
 from metahpo.learners.metatrain import build_learner, meta_train

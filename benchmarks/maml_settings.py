@@ -19,7 +19,6 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import replace
 
 from metahpo import paths
 from metahpo.evaluation.regression import learner_results, load_splits
@@ -37,7 +36,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, required=True, help="meta-iterations of the training")
     args = parser.parse_args()
     params = load_params()
-    params = replace(params, train=replace(params.train, iterations=args.iterations))
+    params = params.replace("train", iterations=args.iterations)
     point = json.loads(args.setting)
     setting = apply_point(params, point)
     device = setup(params)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+import metahpo.search  # noqa: F401  (registers the learners' and the search's names with the params schema)
 from metahpo.learners.adaptation import classification_scores
 from metahpo.learners.family import family_of
 from metahpo.learners.metatrain import build_learner, meta_train

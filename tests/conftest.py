@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import metahpo.search  # noqa: F401  (registers the learners' and the search's names with the params schema)
 from metahpo.params import Params, TaskParams, read_params_file
 
 ROOT = Path(__file__).resolve().parents[1]

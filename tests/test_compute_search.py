@@ -17,10 +17,10 @@ from metahpo.errors import InputError
 from metahpo.learners.cost import cheapest_macs, setting_macs, trained_iterations
 from metahpo.learners.settings import apply_point, default_setting
 from metahpo.learners.timing import fit_seconds, nonnegative_least_squares, predict
+from metahpo.params import validate
 from metahpo.reporting.pareto import pareto_front
 from metahpo.search.driver import check_affordable
 from metahpo.search.trial import TrialRequest, run_trial
-from metahpo.validation import validate
 
 from conftest import typed
 

@@ -72,8 +72,12 @@ def _fingerprint_of_copy(tmp_path, monkeypatch, edit: tuple[str, str, str] | Non
 
 def test_the_search_fingerprint_ignores_error_wording_but_not_trial_code(tmp_path, monkeypatch):
     same = _fingerprint_of_copy(tmp_path, monkeypatch, None)
-    reworded = ("validation.py", "expected a non-empty path", "expected a path that is not empty")
-    assert _fingerprint_of_copy(tmp_path / "a", monkeypatch, reworded) == same
+    for reworded in (
+        ("params/types.py", '_expect("a non-empty path")', '_expect("a path that is not empty")'),
+        ("params/model.py", "got {tasks.train_points}", "not {tasks.train_points}"),
+        ("search/params_rules.py", "drop the dimension", "remove the dimension"),
+    ):
+        assert _fingerprint_of_copy(tmp_path / "a" / reworded[0], monkeypatch, reworded) == same
     changed = ("space.py", 'dim["high"]', 'dim["low"]')
     assert _fingerprint_of_copy(tmp_path / "b", monkeypatch, changed) != same
     inner = ("learners/algorithms/base.py", "import math", "import math  # changed")

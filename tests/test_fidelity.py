@@ -12,11 +12,11 @@ import synthetic_trials as st
 import torch
 
 from metahpo.learners.family import zero_predictor_mse
+from metahpo.params import validate
 from metahpo.search.driver import Search
 from metahpo.search.rungs import brackets, planned_iterations, promoted, rung_iterations, snapped_rung
 from metahpo.search.trial import TrialRequest, run_trial
 from metahpo.tasks.sinusoid import generate_splits
-from metahpo.validation import validate
 
 from conftest import typed
 

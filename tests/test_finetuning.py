@@ -48,7 +48,7 @@ def grid_mse(val, shots):
 
 def test_the_full_grid_is_its_minimum_and_the_race_scores_its_winner_on_every_task(params, val):
     learner = build_learner(LearnerConfig("maml", 16, 2, 0.01, 1), 0, CPU)
-    finetune = dataclasses.replace(params.train.finetune, lr=[0.001, 0.3], lr_points=5, max_steps=3, eta=1)
+    finetune = params.train.finetune.model_copy(update=dict(lr=[0.001, 0.3], lr_points=5, max_steps=3, eta=1))
     score, n = grid_mse(val, params.tasks.shots), len(val["support_x"])
     chosen = choose_finetuning({"maml": learner}, finetune, score, n, CPU)
     rates = finetuning_rates(finetune)
@@ -60,7 +60,7 @@ def test_the_full_grid_is_its_minimum_and_the_race_scores_its_winner_on_every_ta
     assert (chosen["algorithm"], chosen["inner_lr"], chosen["inner_steps"]) == ("maml", rates[i], j + 1)
     assert chosen == choose_finetuning({"maml": learner}, finetune, score, n, CPU)  # deterministic
     assert learner.config.inner_lr == 0.01  # the learner itself is left as it was
-    raced = choose_finetuning({"maml": learner}, dataclasses.replace(finetune, eta=3), score, n, CPU)
+    raced = choose_finetuning({"maml": learner}, finetune.model_copy(update={"eta": 3}), score, n, CPU)
     seen = raced["grid"]["episodes"]["maml"]
     assert sorted(seen) == [-(-n // 9)] * 3 + [-(-n // 3)] + [n]  # 5 arms on n/9, the best 2 on n/3, 1 on all
     # The race's winner: the best on the third of the tasks of the two arms that got there, scored on all of them.
@@ -104,7 +104,7 @@ def test_halving_costs_a_fraction_of_the_grid_and_scores_each_episode_once(param
 
 def test_a_diverging_rate_is_recorded_as_null_and_never_chosen(params, val):
     learner = build_learner(LearnerConfig("maml", 16, 2, 0.01, 1), 0, CPU)
-    finetune = dataclasses.replace(params.train.finetune, lr=[0.01, 100.0], lr_points=5, max_steps=3)
+    finetune = params.train.finetune.model_copy(update=dict(lr=[0.01, 100.0], lr_points=5, max_steps=3))
     chosen = choose_finetuning(
         {"maml": learner}, finetune, grid_mse(val, params.tasks.shots), len(val["support_x"]), CPU
     )

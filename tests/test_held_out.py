@@ -9,12 +9,12 @@ import pytest
 from image_folders import make_flat, make_omniglot
 
 from metahpo.errors import TaskDataError
+from metahpo.params import validate
 from metahpo.search.class_folds import class_folds
 from metahpo.tasks.episodes import generate_episode_splits
 from metahpo.tasks.generate import generate_stage
 from metahpo.tasks.images import digits_classes, image_folder_classes
 from metahpo.tasks.storage import load_manifest, load_split
-from metahpo.validation import validate
 
 from conftest import task_params, typed
 

@@ -15,8 +15,8 @@ import yaml
 from image_folders import image_folder_params, make_omniglot
 
 from metahpo.errors import ConfigError
+from metahpo.params import validate
 from metahpo.recipes import apply_recipe, load_recipe, recipe_names
-from metahpo.validation import validate
 
 from project import ROOT, commit_all, copy_project, dvc, env_for, ran_stages
 

@@ -36,7 +36,6 @@ from metahpo.sources import SRC
 ROOT = Path(__file__).resolve().parents[1]
 # Comparisons with a learner's name that remain outside the registry, each with its reason.
 KNOWN_NAME_COMPARISONS = {
-    ("metahpo/validation.py", "cnp"): "cnp needs model.arch: mlp; goes with the params schema",
     ("metahpo/search/final_training.py", "protonet"): "the name of the trained baseline (models/protonet), "
     "not its algorithm",
 }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -60,7 +59,7 @@ def test_same_seed_same_tasks_and_other_seed_other_tasks(big_tasks):
 
 
 def test_splits_are_independent_streams(big_tasks):
-    bigger = dataclasses.replace(big_tasks, splits={**big_tasks.splits, "meta_train": 10})
+    bigger = big_tasks.model_copy(update={"splits": {**big_tasks.splits, "meta_train": 10}})
     a, b = generate_splits(big_tasks, 0), generate_splits(bigger, 0)
     assert np.array_equal(a["meta_test"]["support_x"], b["meta_test"]["support_x"])
 

@@ -2,9 +2,10 @@
 
 A recipe is ``recipes/<name>.yaml``: a flat mapping of dotted keys (``tasks.shots``) to values. Applying
 one writes those values into ``params.yaml`` in place, keeping its comments and every key the recipe
-leaves alone, after validating the result as the stages will; ``params.yaml`` stays the one source the
-stages and DVC read, so ``dvc params diff`` shows every value a recipe changed and ``-S`` overrides
-stack on top of it::
+leaves alone, after validating the result with the params schema (the names that ``metahpo.search``
+registers, such as the algorithms, are checked where it is imported, as by every stage); ``params.yaml``
+stays the one source the stages and DVC read, so ``dvc params diff`` shows every value a recipe changed
+and ``-S`` overrides stack on top of it::
 
     python -m metahpo.recipes omniglot && dvc exp run -n omniglot
     python -m metahpo.recipes images tasks.root=data/raw/letters   # key=value: more overrides after it
@@ -23,7 +24,7 @@ import yaml
 
 from metahpo.atomic import write_text
 from metahpo.errors import ConfigError, first_line
-from metahpo.validation import validate
+from metahpo.params import validate
 
 RECIPES = Path("recipes")
 PARAMS = Path("params.yaml")

@@ -1,7 +1,7 @@
 """Reading a validated search space: the values a dimension spans, the algorithms it tries, and what lies outside it.
 
 These decide trials (the cost cap, the memory guard, the points of a resumed search), so they live apart from
-:mod:`metahpo.validation`, whose checks only accept or refuse params; the search fingerprint hashes this file.
+:mod:`metahpo.params`, whose checks only accept or refuse params; the search fingerprint hashes this file.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from metahpo.errors import ArtifactError, first_line
 from metahpo.json_files import load_json_object
 from metahpo.learners import ARCHITECTURES, LEARNER_ALGORITHMS
 from metahpo.learners.meta_learner import LearnerConfig, MetaLearner
-from metahpo.validation import TUNABLE, choice, integer, section
+from metahpo.params import TUNABLE, choice, integer, section
 
 
 def _shape(v, path) -> list[str]:

@@ -50,7 +50,6 @@ from metahpo.learners.algorithms.registry import algorithm
 from metahpo.learners.conv import conv_features, conv_forward
 from metahpo.learners.mlp import Weights, expand_to_tasks, forward, head_names, mlp_gradients
 
-
 EXTRA_STEPS = ("safeguarded", "plain")
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from metahpo.learners.family import family_of
 from metahpo.learners.meta_learner import LearnerConfig
 from metahpo.learners.metatrain import TrainSettings
-from metahpo.params import Params
-from metahpo.validation import TUNABLE
+from metahpo.params import TUNABLE, Params
 
 
 def default_setting(params: Params) -> dict:

@@ -30,7 +30,7 @@ from metahpo.json_files import (
     schema_problem,
 )
 from metahpo.learners.artifacts import load_learner
-from metahpo.validation import TUNABLE, validate_setting
+from metahpo.params import TUNABLE, validate_setting
 
 RERUN = "rerun the stage that writes it (dvc repro)"
 TRIAL_COLUMNS = {"trial": True, "status": False, "objective": True, "told": True, "best_so_far": True,

@@ -3,10 +3,11 @@ training of what it found (the train stage)."""
 
 import importlib
 
+from metahpo.params.dimensions import PRIORS  # noqa: F401  (part of the schema; named here with the others)
+
 METHODS = ("gp", "forest", "random", "grid")
 ACQ_FUNCS = ("EI", "PI", "LCB", "gp_hedge")
 EXECUTORS = ("local", "dask")
-PRIORS = ("uniform", "log-uniform")
 OBJECTIVES = ("loss", "accuracy")
 FIDELITIES = ("none", "successive_halving", "hyperband")
 FIDELITY_UNITS = ("iterations", "compute")
@@ -19,3 +20,7 @@ def __getattr__(name: str):
         # part of any stage's dependencies in dvc.yaml (see metahpo.sources).
         return getattr(importlib.import_module("metahpo.search.multifidelity"), name)
     raise AttributeError(f"module 'metahpo.search' has no attribute {name!r}")
+
+
+# The names above and the learners' are registered with the params schema (core), with the rules that read them.
+from metahpo.search import params_rules  # noqa: E402, F401

@@ -22,12 +22,11 @@ from metahpo.learners.metatrain import build_learner
 from metahpo.learners.settings import apply_point, default_setting, learner_config
 from metahpo.learners.timing import predict, timed, write_timing
 from metahpo.learners.training import copy_logs, distinct_jobs, train_job, tune_pretrained
-from metahpo.params import Params
+from metahpo.params import TUNABLE, Params, validate_setting
 from metahpo.search.kind_bests import kind_bests, searched_kinds
 from metahpo.search.trial_log import load_best
 from metahpo.space import outside_space
 from metahpo.tasks.storage import check_generated_with, load_split
-from metahpo.validation import TUNABLE, validate_setting
 
 
 def read_best(params: Params) -> dict:

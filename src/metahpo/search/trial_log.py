@@ -7,7 +7,7 @@ rewritten atomically each time a trial (or a trial's rung) finishes, in trial or
 ``trial_seconds.csv`` so that the log itself is byte-identical across reruns. ``state.json`` records
 a fingerprint of everything that determines the trials (params except ``n_calls`` and where trials
 run, the task data, and the source of every module the search runs, found by following its imports, except
-the params checks, whose wording decides no trial):
+the params schema, whose wording decides no trial):
 a log with another fingerprint is never reused, and a change elsewhere (the report, say) keeps it.
 """
 
@@ -23,9 +23,8 @@ from pathlib import Path
 from metahpo.atomic import write_json, write_text
 from metahpo.errors import ArtifactError, first_line
 from metahpo.json_files import INTEGER, NUMBER, OBJECT, load_json_object, parse_json
-from metahpo.params import Params
+from metahpo.params import TUNABLE, Params
 from metahpo.sources import SRC, import_closure
-from metahpo.validation import TUNABLE
 
 COLUMNS = (
     "status",
@@ -92,10 +91,19 @@ def log_row(result, point: dict, seed: int, iterations: int, cost: int) -> dict:
 NOT_FINGERPRINTED = ("n_calls", "executor", "address", "tls", "retries")
 # The search stage's code: every module the search loop imports, and so every module a trial runs.
 SEARCH_CODE = "metahpo.search.driver"
-# Modules of that code which decide no trial's result: validation only accepts or refuses params (the accepted
-# params are hashed themselves), so rewording one of its messages keeps a resumable search's finished trials.
-# What it holds that trials do read, the section of each tunable key, is hashed on its own.
-NOT_DECIDING = ("validation.py",)
+# Modules of that code which decide no trial's result: the params schema only accepts or refuses params (the
+# accepted params are hashed themselves), so rewording one of its messages keeps a resumable search's finished
+# trials. What it holds that trials do read (the section of each tunable key, the values the task params derive)
+# is hashed on its own.
+NOT_DECIDING = (
+    "params/__init__.py",
+    "params/checks.py",
+    "params/dimensions.py",
+    "params/model.py",
+    "params/sections.py",
+    "params/types.py",
+    "search/params_rules.py",
+)
 
 
 def fingerprint(params: Params, manifest: Path) -> str:
@@ -106,6 +114,8 @@ def fingerprint(params: Params, manifest: Path) -> str:
     digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode())
     digest.update(manifest.read_bytes())
     digest.update(json.dumps({key: section for key, (section, _) in TUNABLE.items()}).encode())
+    tasks = params.tasks
+    digest.update(json.dumps([tasks.classification, tasks.image_side, tasks.support_pool]).encode())
     for source in import_closure(SEARCH_CODE):
         if source.relative_to(SRC / "metahpo").as_posix() not in NOT_DECIDING:
             digest.update(source.read_bytes())

@@ -8,7 +8,6 @@ before any work.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -62,7 +61,7 @@ def save_splits(
         "format_version": FORMAT_VERSION,
         "family": tasks.family,
         "seed": seed,
-        "tasks": dataclasses.asdict(tasks),
+        "tasks": tasks.model_dump(),
         "splits": {},
     }
     for name, arrays in splits.items():
@@ -103,7 +102,7 @@ def check_generated_with(data_dir: str | Path, tasks: TaskParams, seed: int) -> 
     would otherwise read stale data without a word: K = 50 evaluated with the 20 support points stored.
     """
     manifest = load_manifest(data_dir)
-    now = json.loads(json.dumps({"seed": seed, **{f"tasks.{k}": v for k, v in dataclasses.asdict(tasks).items()}}))
+    now = json.loads(json.dumps({"seed": seed, **{f"tasks.{k}": v for k, v in tasks.model_dump().items()}}))
     stored = manifest.get("tasks") if isinstance(manifest.get("tasks"), dict) else {}
     then = {"seed": manifest.get("seed"), **{f"tasks.{k}": v for k, v in stored.items()}}
     changed = [key for key in now if now[key] != then.get(key)]

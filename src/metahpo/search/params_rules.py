@@ -1,0 +1,63 @@
+"""The params rules that need the learners' and the search's own names: registered with the core schema.
+
+:mod:`metahpo.params` names these vocabularies without importing the packages that own them; importing
+``metahpo.search`` (every stage does) fills them in and adds the checks that read them.
+"""
+
+from __future__ import annotations
+
+from metahpo.learners import ALGORITHMS, ARCHITECTURES, INNER_RATES, OUTER_SCHEDULES, USED_ONLY_BY
+from metahpo.learners.algorithms.registry import algorithm
+from metahpo.params import Params, register_names, register_rule
+from metahpo.search import ACQ_FUNCS, EXECUTORS, FIDELITIES, FIDELITY_UNITS, METHODS, OBJECTIVES
+from metahpo.search.plan import plan_problems
+from metahpo.space import space_algorithms
+
+
+def rung_plan(params: Params) -> list[str]:
+    """A multi-fidelity plan left with a single rung (see :func:`metahpo.search.plan.plan_problems`)."""
+    s = params.search
+    if s.fidelity == "none" or s.min_iterations >= s.iterations:  # the latter is refused by the schema itself
+        return []
+    return plan_problems(s.iterations, s.min_iterations, s.eta, ("search.iterations", "search.min_iterations",
+                                                                 "search.eta"))  # fmt: skip
+
+
+def algorithm_rules(params: Params) -> list[str]:
+    """A learner on an architecture it does not declare, and search dimensions that no algorithm of the search reads."""
+    found, arch, space = [], params.model.arch, params.search.space
+    if params.meta.algorithm in ALGORITHMS and arch not in algorithm(params.meta.algorithm).architectures:
+        runs_on = ", ".join(algorithm(params.meta.algorithm).architectures)
+        found.append(f"meta.algorithm: {params.meta.algorithm} needs model.arch: {runs_on}, got {arch}")
+    for name in space.get("algorithm", {}).get("values", []):
+        if name in ALGORITHMS and arch not in algorithm(name).architectures:
+            runs_on = ", ".join(algorithm(name).architectures)
+            found.append(
+                f"search.space.algorithm: {name} needs model.arch: {runs_on}, got {arch} "
+                f"(remove {name} from its values)"
+            )
+    tried = space_algorithms(space, params.meta.algorithm)
+    for name in space:
+        users = USED_ONLY_BY.get(name, tried)
+        if not set(users) & set(tried):
+            found.append(
+                f"search.space.{name}: read only by algorithm {', '.join(users)}, which this search never tries "
+                f"({', '.join(tried)}); drop the dimension or add the algorithm to search.space.algorithm"
+            )
+    return found
+
+
+register_names(
+    algorithm=ALGORITHMS,
+    arch=ARCHITECTURES,
+    inner_rates=INNER_RATES,
+    outer_schedule=OUTER_SCHEDULES,
+    method=METHODS,
+    acq_func=ACQ_FUNCS,
+    executor=EXECUTORS,
+    objective=OBJECTIVES,
+    fidelity=FIDELITIES,
+    fidelity_unit=FIDELITY_UNITS,
+)
+register_rule(rung_plan)
+register_rule(algorithm_rules)
