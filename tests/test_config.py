@@ -239,9 +239,7 @@ def test_cnp_needs_the_mlp(tiny_params):
     conv = _set(_set(tiny_params, "tasks.family", "digits"), "model.arch", "conv")
     conv = _set(conv, "search.space.algorithm", {"type": "categorical", "values": ["maml", "anil"]})
     assert validate(conv) == []
-    assert validate(_set(conv, "meta.algorithm", "cnp")) == [
-        "meta.algorithm: cnp needs model.arch: mlp, got conv"
-    ]
+    assert validate(_set(conv, "meta.algorithm", "cnp")) == ["meta.algorithm: cnp needs model.arch: mlp, got conv"]
     searched = _set(conv, "search.space.algorithm", {"type": "categorical", "values": ["maml", "cnp"]})
     expected = "search.space.algorithm: cnp needs model.arch: mlp, got conv (remove cnp from its values)"
     assert validate(searched) == [expected]

@@ -124,8 +124,8 @@ def test_the_schema_imports_no_domain_package_and_names_are_checked_once_registe
                          text=True, check=True, cwd=ROOT)  # fmt: skip
     assert json.loads(out.stdout) == [[], {}, []]
     assert validate(tiny_params) == [f"meta.algorithm: expected one of {', '.join(ALGORITHMS)}, got 'reptile'"]
-    assert set(VOCABULARY) == {"algorithm", "arch", "inner_rates", "outer_schedule", "method", "acq_func",
-                               "executor", "objective", "fidelity", "fidelity_unit"}  # fmt: skip
+    assert set(VOCABULARY) == {"algorithm", "arch", "inner_rates", "extra_steps", "outer_schedule", "method",
+                               "acq_func", "executor", "objective", "fidelity", "fidelity_unit"}  # fmt: skip
 
 
 @pytest.mark.parametrize("stage", ["generate", "search", "train", "evaluate", "report"])

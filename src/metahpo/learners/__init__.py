@@ -24,6 +24,9 @@ ARCHITECTURES = ("mlp", "conv")
 # Inner learning rates: ``fixed`` (one rate, or Meta-SGD's per-parameter rates, shared by every step) or ``lslr``
 # (MAML++'s learned per-layer per-step rates; Meta-SGD's become per-parameter per-step).
 INNER_RATES = ("fixed", "lslr")
+# Steps past the trained ones at test time: each task keeps a step only where its support loss does not rise
+# (safeguarded), or the trained rule is repeated unchecked (plain). See MetaLearner.trajectory.
+EXTRA_STEPS = ("safeguarded", "plain")
 LSLR_ALGORITHMS = tuple(a.name for a in _SEARCHED if a.lslr)
 # Second-order algorithms, which derivative-order annealing trains first order for a part of the run.
 SECOND_ORDER_ALGORITHMS = tuple(a.name for a in _SEARCHED if a.second_order)

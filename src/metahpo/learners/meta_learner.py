@@ -46,11 +46,10 @@ import torch
 import torch.nn.functional as F
 
 from metahpo.errors import DivergenceError
+from metahpo.learners import EXTRA_STEPS
 from metahpo.learners.algorithms.registry import algorithm
 from metahpo.learners.conv import conv_features, conv_forward
 from metahpo.learners.mlp import Weights, expand_to_tasks, forward, head_names, mlp_gradients
-
-EXTRA_STEPS = ("safeguarded", "plain")
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ def learner_config(setting: dict, params: Params) -> LearnerConfig:
         representation=setting["representation"],
         rule_hidden=setting["rule_hidden"],
         inner_rates=setting["inner_rates"],
+        extra_steps=setting["extra_steps"],
     )
 
 

@@ -27,6 +27,7 @@ _TUNABLE = {
     "inner_rates": ("meta", Name("inner_rates"), "categorical"),
     "multi_step_loss": ("meta", Fraction, "real"),
     "first_order_fraction": ("meta", Fraction, "real"),
+    "extra_steps": ("meta", Name("extra_steps"), "categorical"),
 }
 # The types by name, for the sections (``hidden: T.hidden``).
 T = SimpleNamespace(**{name: tp for name, (_, tp, _) in _TUNABLE.items()})

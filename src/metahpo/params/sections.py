@@ -120,6 +120,7 @@ class MetaParams(Section):
     inner_rates: T.inner_rates
     multi_step_loss: T.multi_step_loss
     first_order_fraction: T.first_order_fraction
+    extra_steps: T.extra_steps
 
 
 class MedianStop(Section):

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from metahpo.learners import ALGORITHMS, ARCHITECTURES, INNER_RATES, OUTER_SCHEDULES, USED_ONLY_BY
+from metahpo.learners import ALGORITHMS, ARCHITECTURES, EXTRA_STEPS, INNER_RATES, OUTER_SCHEDULES, USED_ONLY_BY
 from metahpo.learners.algorithms.registry import algorithm
 from metahpo.params import Params, register_names, register_rule
 from metahpo.search import ACQ_FUNCS, EXECUTORS, FIDELITIES, FIDELITY_UNITS, METHODS, OBJECTIVES
@@ -51,6 +51,7 @@ register_names(
     algorithm=ALGORITHMS,
     arch=ARCHITECTURES,
     inner_rates=INNER_RATES,
+    extra_steps=EXTRA_STEPS,
     outer_schedule=OUTER_SCHEDULES,
     method=METHODS,
     acq_func=ACQ_FUNCS,
