@@ -242,6 +242,12 @@ class TrialRunner:
             pool = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=context, initializer=exit_with_parent, initargs=(os.getpid(),)
             )
+            # Start every worker before the first job. A worker the pool spawns at a later submit can be
+            # left out of the processes its manager thread is already watching, and its death then goes
+            # unnoticed until another job returns (a neighbour's trial finishes on a pool already broken).
+            launch = getattr(pool, "_launch_processes", None)  # no public API for it (CPython 3.9 and later)
+            if launch is not None:
+                launch()
             self.executor = self._stack.enter_context(pool)
 
     def submit(self, fn, *args) -> Future:
