@@ -245,7 +245,7 @@ class TrialRunner:
             # Start every worker before the first job. A worker the pool spawns at a later submit can be
             # left out of the processes its manager thread is already watching, and its death then goes
             # unnoticed until another job returns (a neighbour's trial finishes on a pool already broken).
-            launch = getattr(pool, "_launch_processes", None)  # no public API for it (CPython 3.9 and later)
+            launch = getattr(pool, "_launch_processes", None)  # CPython's own, private: no public API does it
             if launch is not None:
                 launch()
             self.executor = self._stack.enter_context(pool)
@@ -302,7 +302,7 @@ def run_jobs(
     flight at any time between its submission and the break. Any other lost job reruns alone, uncounted,
     so that the next break names its cause.
     """
-    if limit < 1:
+    if jobs and limit < 1:
         raise ValueError(f"run_jobs: limit must be at least 1, got {limit}")
     waiting = deque(jobs)
     running: dict[Future, Hashable] = {}
