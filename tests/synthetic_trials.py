@@ -143,32 +143,52 @@ def raises_evil_on_trial_1(request: TrialRequest):
 
 
 def kills_its_worker_once_on_trial_1(request: TrialRequest) -> TrialResult:
-    """Trial 1 kills its worker the first time; trial 0 waits for that, so the pool breaks under both."""
-    marker = Path(os.environ[MARKER_DIR]) / "died"
-    if request.trial == 1 and not marker.exists():
-        time.sleep(0.5)
-        marker.touch()
-        os._exit(1)
-    if request.trial == 0:  # wait (however slow the machine) until trial 1 has died, so the pool breaks under it
-        deadline = time.monotonic() + 120
-        while not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.5)
+    """Trial 1 kills its worker the first time, while trial 0 runs beside it until the broken pool ends it.
+
+    Each run appends its trial to ``$METAHPO_TEST_MARKERS/runs``, so a test can tell which trials ran again.
+    """
+    folder = Path(os.environ[MARKER_DIR])
+    with open(folder / "runs", "a") as fh:
+        fh.write(f"{request.trial}\n")
+    started, died = str(folder / "started"), str(folder / "died")
+    if request.trial == 0:
+        beside_a_death(started, died, None)
+    elif request.trial == 1:
+        die_once_after(started, died, None)
     return bowl(request)
 
 
-def sleep_then(seconds: float, value):
-    """``value`` after ``seconds`` (a healthy job beside one that kills its worker)."""
-    time.sleep(seconds)
-    return value
+def wait_for(path: str, seconds: float = 120) -> None:
+    """Return once the file ``path`` exists; raise after ``seconds`` (so a test fails instead of hanging)."""
+    deadline = time.monotonic() + seconds
+    while not Path(path).exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"waited {seconds} s for {path}")
+        time.sleep(0.02)
 
 
-def die_once(marker: str, value):
-    """Kills its worker the first time (``marker`` remembers), then returns ``value``."""
-    if not Path(marker).exists():
-        time.sleep(0.5)
-        Path(marker).touch()
-        os._exit(1)
+def beside_a_death(started: str, died: str, value):
+    """The first time: creates ``started``, waits for ``died``, then runs until the broken pool terminates
+    its worker (it raises if that never comes). Afterwards: ``value`` at once."""
+    if Path(started).exists():
+        return value
+    Path(started).touch()
+    wait_for(died)
+    time.sleep(120)
+    raise RuntimeError("still running 120 s after the pool broke: it was not lost with the pool")
+
+
+def die_once_after(event: str, died: str, value):
+    """The first time: waits for the file ``event``, creates ``died`` and kills its worker. Afterwards: ``value``."""
+    if Path(died).exists():
+        return value
+    wait_for(event)
+    Path(died).touch()
+    os._exit(1)
+
+
+def return_value(value):
+    """``value`` (a healthy job)."""
     return value
 
 

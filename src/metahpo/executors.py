@@ -242,6 +242,12 @@ class TrialRunner:
             pool = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=context, initializer=exit_with_parent, initargs=(os.getpid(),)
             )
+            # Start every worker before the first job. A worker the pool spawns at a later submit can be
+            # left out of the processes its manager thread is already watching, and its death then goes
+            # unnoticed until another job returns (a neighbour's trial finishes on a pool already broken).
+            launch = getattr(pool, "_launch_processes", None)  # CPython's own, private: no public API does it
+            if launch is not None:
+                launch()
             self.executor = self._stack.enter_context(pool)
 
     def submit(self, fn, *args) -> Future:
@@ -255,7 +261,11 @@ class TrialRunner:
         return _chain(self.executor.submit(call_plain, fn, *args), read_plain)
 
     def restart(self) -> None:
-        """Replace a local process pool after a worker died (Dask reschedules on its own)."""
+        """Replace a local process pool after a worker died (Dask reschedules on its own).
+
+        Returns once the old pool is shut down, so each of its futures is settled: it has a result,
+        or the pool's BrokenProcessPool.
+        """
         if isinstance(self.executor, ProcessPoolExecutor):
             self._stack.close()
             self._stack = contextlib.ExitStack()
@@ -286,47 +296,59 @@ def run_jobs(
     """Run every ``jobs[key] = (fn, *args)`` on ``runner``, at most ``limit`` at once, in key order.
 
     ``done(key, value, None)`` is called as each job finishes, or ``done(key, None, exc)`` once it failed
-    for good. A broken local pool is replaced and every job it lost runs again: a job running beside
-    others when the pool broke is not blamed (it reruns alone, as each lost job does, so the next break
-    names its cause); a job lost while it ran alone is, and counts against ``retries``, as a job of a
-    Dask worker that died does.
+    for good. A broken local pool is replaced; a job that finished before the break keeps its result,
+    and every other job the pool held is lost and runs again. A lost job is blamed (counted against
+    ``retries``, as a job of a Dask worker that died is) only if it ran alone: no other job was in
+    flight at any time between its submission and the break. Any other lost job reruns alone, uncounted,
+    so that the next break names its cause.
     """
+    if jobs and limit < 1:
+        raise ValueError(f"run_jobs: limit must be at least 1, got {limit}")
     waiting = deque(jobs)
-    futures: dict[Future, tuple[Hashable, int]] = {}
+    running: dict[Future, Hashable] = {}
+    alone: dict[Future, bool] = {}  # whether no other job has been in flight since this one was submitted
     attempts: dict[Hashable, int] = dict.fromkeys(jobs, 0)
-    suspects: set = set()
-    alone: dict[int, bool] = {}  # generation -> whether one job alone was running when its pool broke
-    generation = 0
+    suspects: set = set()  # jobs lost beside others, or that broke a pool alone: each runs alone from now on
     order = {key: i for i, key in enumerate(jobs)}
-    while waiting or futures:
-        while waiting and len(futures) < limit:
-            if futures and (waiting[0] in suspects or any(key in suspects for key, _ in futures.values())):
+    while waiting or running:
+        broken = False
+        while waiting and len(running) < limit:
+            if running and (waiting[0] in suspects or any(key in suspects for key in running.values())):
                 break  # a suspect runs alone
-            key = waiting.popleft()
-            futures[runner.submit(*jobs[key])] = (key, generation)
-        finished, _ = wait(futures, return_when=FIRST_COMPLETED)
-        again = []
-        for future in sorted(finished, key=lambda f: order[futures[f][0]]):
-            key, gen = futures.pop(future)
             try:
-                value = future.result()
-            except Exception as exc:  # noqa: BLE001 - sorted out below, and handed to done()
-                if isinstance(exc, BrokenProcessPool):
-                    if gen == generation:  # replace a broken pool once, not once per lost future
-                        alone[gen] = not any(g == gen for _, g in futures.values())
-                        runner.restart()
-                        generation += 1
-                    if not alone[gen]:
-                        suspects.add(key)
-                        again.append(key)
-                        continue
-                if is_lost_worker(exc) and attempts[key] < retries:
-                    attempts[key] += 1
-                    again.append(key)
-                    continue
+                future = runner.submit(*jobs[waiting[0]])
+            except BrokenProcessPool:  # the pool broke after the last wait: its futures fail (or failed) with it
+                broken = True
+                break
+            for other in running:
+                alone[other] = False
+            alone[future] = not running
+            running[future] = waiting.popleft()
+        if not broken:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            broken = any(isinstance(f.exception(), BrokenProcessPool) for f in finished)
+        if broken:
+            # Replacing the pool joins the broken one's manager thread, which settles every future the pool
+            # held before it exits: from here on each has its result (finished before the break) or the break.
+            runner.restart()
+            finished, _ = wait(running)
+        again = []
+        for future in sorted(finished, key=lambda f: order[running[f]]):
+            key, solo = running.pop(future), alone.pop(future)
+            exc = future.exception()
+            if exc is None:
                 suspects.discard(key)
-                done(key, None, exc)
+                done(key, future.result(), None)
+                continue
+            if isinstance(exc, BrokenProcessPool):
+                suspects.add(key)
+                if not solo:
+                    again.append(key)  # lost beside others: not its fault until it breaks a pool alone
+                    continue
+            if is_lost_worker(exc) and attempts[key] < retries:
+                attempts[key] += 1
+                again.append(key)
                 continue
             suspects.discard(key)
-            done(key, value, None)
+            done(key, None, exc)
         waiting.extendleft(reversed(again))
