@@ -8,7 +8,8 @@ The setting is applied over params.yaml's untuned one (``meta``, ``model``), tra
 ``training.train_learner`` for ``--iterations`` (meta_val every ``train.log_every``, best weights kept), and
 evaluated by ``evaluation.regression.learner_results`` on meta_test and meta_ood. One JSON line is printed:
 grid MSE ± CI after one step at each K of ``tasks.eval_shots``, the K = ``tasks.shots`` grid MSE after
-every step up to ``evaluate.max_steps``, the seconds per iteration (contended if the machine is shared:
+every step up to ``evaluate.max_steps`` (with ``--extra-steps plain safeguarded``, also the curve under each rule
+past the trained steps, ``meta.extra_steps``), the seconds per iteration (contended if the machine is shared:
 compare ratios of runs made together, not the seconds) and the best meta_val.
 """
 
@@ -19,9 +20,11 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 
 from metahpo import paths
 from metahpo.evaluation.regression import learner_results, load_splits
+from metahpo.learners import EXTRA_STEPS
 from metahpo.learners.family import family_of
 from metahpo.learners.settings import apply_point
 from metahpo.learners.training import train_learner
@@ -34,6 +37,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("setting", help="JSON mapping of tunable keys (applied over params.yaml's untuned setting)")
     parser.add_argument("--iterations", type=int, required=True, help="meta-iterations of the training")
+    parser.add_argument(
+        "--extra-steps", nargs="+", choices=EXTRA_STEPS, default=None,
+        help="evaluate the trained learner with each of these rules past its trained steps (meta.extra_steps); "
+        "the K-step curve of each is printed as k_steps_<rule>",
+    )  # fmt: skip
     args = parser.parse_args()
     params = load_params()
     params = params.replace("train", iterations=args.iterations)
@@ -48,9 +56,15 @@ def main() -> None:
         learner, summary = train_learner("setting", setting, params, pool, val, device, logs=logs)
     seconds = time.perf_counter() - start
     steps = list(range(params.evaluate.max_steps + 1))
+    shots = params.tasks.shots
+    curves = {}
+    for rule in args.extra_steps or []:
+        learner.config = replace(learner.config, extra_steps=rule)
+        other, _ = learner_results(learner, load_splits(), params, steps, device)
+        curves[f"k_steps_{rule}"] = [other["test"]["grid"][f"k{shots}"][f"step{s}"]["mse"] for s in steps]
+    learner.config = replace(learner.config, extra_steps=setting["extra_steps"])
     entry, _ = learner_results(learner, load_splits(), params, steps, device)
     grid = entry["test"]["grid"]
-    shots = params.tasks.shots
     result = {
         "setting": point,
         "iterations": args.iterations,
@@ -59,6 +73,7 @@ def main() -> None:
         "kshot_step1": {f"k{k}": grid[f"k{k}"]["step1"] for k in params.tasks.eval_shots},
         "k_steps": [grid[f"k{shots}"][f"step{s}"]["mse"] for s in steps],
         "ood_step1": entry["ood"]["grid"][f"k{shots}"]["step1"]["mse"],
+        **curves,
     }
     print(json.dumps(result), flush=True)
     sys.exit(0)

@@ -59,7 +59,14 @@ def task_params(**changes) -> TaskParams:
     return typed(params).tasks
 
 
-DELETE = object()
+class _Delete:
+    """The marker of a key to delete (a fixed repr, so that test ids are the same in every process)."""
+
+    def __repr__(self) -> str:
+        return "<deleted>"
+
+
+DELETE = _Delete()
 
 
 def set_dotted(params: dict, dotted: str, value) -> None:

@@ -151,6 +151,8 @@ def test_the_fine_tuning_reads_meta_val_and_nothing_held_out(params, tmp_path, m
     ]
     kept = ("hidden", "layers", "outer_lr", "meta_batch_size", "query", "outer_schedule")
     assert {k: tuned[k] for k in kept} == {k: setting[k] for k in kept}
+    # Plain SGD, as it was chosen: each of its steps is its own (a safeguard would change what was chosen).
+    assert setting["extra_steps"] == "safeguarded" and tuned["extra_steps"] == "plain"
     # The saved learner rebuilds from the tuned setting and the returned weights.
     build_learner(learner_config(tuned, params), 0, CPU).load_state_dict(weights)
 

@@ -73,7 +73,10 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tiny_params, tm
     resumed = run(root, sys.executable, "stages/search.py")
     assert f"{finished} finished trials" in resumed.stderr
     seconds_after = pd.read_csv(root / "reports/search/trial_seconds.csv")
-    pd.testing.assert_frame_equal(seconds_after[:finished], seconds_before)  # not rerun: same timings
+    # Not rerun: the same timings. The kill may fall between the log's two files, so the timings file can
+    # hold one trial fewer than the trial log.
+    assert len(seconds_before) in (finished - 1, finished)
+    pd.testing.assert_frame_equal(seconds_after[: len(seconds_before)], seconds_before)
     for name in ("trials.csv", "best.json"):
         assert (root / "reports/search" / name).read_bytes() == (reference / "reports/search" / name).read_bytes()
 

@@ -147,6 +147,9 @@ def tune_pretrained(weights: dict, setting: dict, params: Params, device: torch.
     def score(candidate, steps: int, part: slice):
         return family.finetune_score(candidate, val, steps, part, device)
 
+    # Plain SGD: every step of the fine-tuning is its own rule, chosen on meta_val with the steps it runs
+    # (none is past a trained step, so meta.extra_steps does not apply to it).
+    setting = {**setting, "extra_steps": "plain"}
     start, learners = time.perf_counter(), {}
     for algorithm in family.finetune_algorithms:
         learner = build_learner(learner_config({**setting, "algorithm": algorithm}, params), params.seed, device)
