@@ -30,8 +30,8 @@ def finetuning_rates(finetune: FinetuneParams) -> list[float]:
 
 
 def with_rate(learner: MetaLearner, rate: float, device: torch.device) -> MetaLearner:
-    """A copy of ``learner`` (same weights) whose plain SGD inner rule uses ``rate``."""
-    config = dataclasses.replace(learner.config, inner_lr=rate)
+    """A copy of ``learner`` (same weights) whose plain SGD inner rule uses ``rate`` at every step."""
+    config = dataclasses.replace(learner.config, inner_lr=rate, extra_steps="plain")
     copy = MetaLearner(config, torch.Generator().manual_seed(0), device)
     copy.load_state_dict(learner.state_dict())
     return copy
