@@ -5,12 +5,19 @@ import importlib
 
 from metahpo.params.dimensions import PRIORS  # noqa: F401  (part of the schema; named here with the others)
 
-METHODS = ("gp", "forest", "random", "grid")
+METHODS = ("gp", "forest", "random", "grid", "tpe")
 ACQ_FUNCS = ("EI", "PI", "LCB", "gp_hedge")
 EXECUTORS = ("local", "dask")
 OBJECTIVES = ("loss", "accuracy")
-FIDELITIES = ("none", "successive_halving", "hyperband")
+FIDELITIES = ("none", "successive_halving", "hyperband", "asha")
+# The methods the search library (metahpo.search.multifidelity) runs: search.fidelity: asha takes one of them.
+LIBRARY_METHODS = ("gp", "tpe", "random")
 FIDELITY_UNITS = ("iterations", "compute")
+
+
+def runs_library(search) -> bool:
+    """Whether the search stage runs the search library (``search.fidelity: asha`` or ``search.method: tpe``)."""
+    return search.fidelity == "asha" or search.method == "tpe"
 
 
 def __getattr__(name: str):

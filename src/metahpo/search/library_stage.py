@@ -1,0 +1,213 @@
+"""The search stage run by the search library: ``search.fidelity: asha`` or ``search.method: tpe``.
+
+:func:`run_library` hands :func:`metahpo.search.multifidelity.minimize` an objective that runs one trial's
+rung as a job on the stage's executors (the local process pool or Dask, with retries, as the Hyperband path
+does), so the decisions (ASHA's promotions and new trials, per finished job) are the library's own.
+
+* **The rungs** are those of ``search.iterations``, ``search.min_iterations`` and ``search.eta``. A rung
+  continues from the trial's checkpoint of its previous rung (the mechanism of :mod:`metahpo.search.fidelity`).
+* **Compute**: ``asha`` spends what the Hyperband plan of ``search.n_calls`` trials would train, in iterations
+  of the untuned setting: a job costs its iterations times the setting's estimated multiply-adds relative to
+  the untuned setting's (:func:`metahpo.learners.cost.setting_macs`). The other fidelities (with ``tpe``) run
+  the whole brackets of their own plan of ``search.n_calls`` trials. Settings above ``search.max_cost`` are
+  never proposed, and so never logged.
+* **Determinism**: ``minimize`` decides in virtual time, so with ``search.workers > 1`` the jobs run at once
+  while the log depends only on the params, never on which job really ends first (nor on the executor).
+* **Durable log and resume**: each finished job is written at once to the trial log the Hyperband path
+  writes. A rerun replays the search: a job whose (trial, rung) is in a reusable log returns the logged value
+  instead of training, the decisions come up the same, and only jobs not in the log train.
+* A failed job (divergence, a worker lost more than ``search.retries`` times) is a NaN value to ``minimize``
+  and a failed row in the log; a trial left below the last rung when the search ends is logged as stopped.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import shutil
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from tqdm import tqdm
+
+from metahpo.errors import InputError
+from metahpo.executors import TrialRunner
+from metahpo.learners import USED_ONLY_BY
+from metahpo.search.fidelity import RungSchedule
+from metahpo.search.multifidelity import minimize
+from metahpo.search.rungs import as_of, brackets, planned_iterations, reached, rung_iterations
+from metahpo.search.trial_log import OK, PENDING, STOPPED, UNSCORED, told_values
+
+
+def library_plan(search) -> dict:
+    """The rungs and the amount of search (``compute`` for ``asha``, else ``n_trials``) for ``search`` params."""
+    rungs = (
+        [search.iterations]
+        if search.fidelity == "none"
+        else rung_iterations(search.iterations, search.min_iterations, search.eta)
+    )
+    plan = brackets("hyperband" if search.fidelity == "asha" else search.fidelity, len(rungs), search.eta,
+                    search.n_calls)  # fmt: skip
+    if search.fidelity == "asha":
+        return {"rungs": rungs, "compute": planned_iterations(plan, rungs, search.eta), "n_trials": None}
+    return {"rungs": rungs, "compute": None, "n_trials": sum(b.size for b in plan)}
+
+
+class SharedRunner:
+    """A :class:`~metahpo.executors.TrialRunner` that several jobs' threads use at once.
+
+    ``run_jobs`` of every in-flight job submits here; when a local pool breaks, each of them asks for a
+    restart, and only the first (for the pool it submitted to) replaces it. Once closed (the search
+    ended or was interrupted) nothing more is submitted.
+    """
+
+    def __init__(self, runner: TrialRunner):
+        self.runner, self.lock, self.generation, self.closed = runner, threading.Lock(), 0, False
+        self.mine = threading.local()
+
+    def submit(self, fn, *args):
+        with self.lock:
+            if self.closed:
+                raise RuntimeError("search: the search ended; no job is started")
+            self.mine.generation = self.generation
+            return self.runner.submit(fn, *args)
+
+    def restart(self) -> None:
+        with self.lock:
+            if not self.closed and getattr(self.mine, "generation", self.generation) == self.generation:
+                self.runner.restart()
+                self.generation += 1
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+
+
+class _Rungs(RungSchedule):
+    """The Hyperband path's rung records and checkpoints (``_record``, ``_load``), without its brackets."""
+
+    def __init__(self, search):  # noqa: D107 - no bracket plan: the library decides the jobs
+        self.search = search
+
+
+class LibraryObjective:
+    """``minimize``'s objective: one rung of one trial, replayed from the log or run as a job.
+
+    Trials are numbered in the order their first job starts, which is ``minimize``'s own numbering (it
+    never proposes a setting twice, so a setting names its trial).
+    """
+
+    def __init__(self, search, runner, threads: ThreadPoolExecutor | None, reusable: dict, bar):
+        self.search, self.runner, self.threads, self.reusable, self.bar = search, runner, threads, reusable, bar
+        self.rungs = _Rungs(search)
+        self.trials: dict[str, int] = {}
+        self.lock = threading.Lock()  # rows and the log are written from the jobs' threads
+        self.replayed = 0
+
+    def trial_of(self, setting: dict) -> int:
+        return self.trials.setdefault(json.dumps(setting, sort_keys=True), len(self.trials))
+
+    def __call__(self, setting: dict, budget: int, state):
+        trial = self.trial_of(setting)
+        search = self.search
+        old = self.reusable.get(trial)
+        if old is not None and old["point"] == setting and reached(old, budget):
+            row = as_of(old, budget)
+            with self.lock:
+                search.rows[trial] = row
+                self.replayed += 1
+            self.bar.update()
+            return (math.nan if row["status"] in UNSCORED else row["objective"]), None
+        with self.lock:
+            earlier = search.rows.get(trial)
+        previous = max((int(r) for r in earlier["rungs"]), default=0) if earlier else 0
+        request = search._request(trial, setting, stop_at=budget, resume=self.rungs._load(trial, setting, previous))
+        if self.threads is None:
+            return self._job(trial, request, budget)
+        return self.threads.submit(self._job, trial, request, budget)
+
+    def _job(self, trial: int, request, budget: int) -> tuple[float, None]:
+        results = []
+        self.search._run_jobs(self.runner, {trial: request}, lambda t, r: results.append(r))
+        (result,) = results
+        with self.lock:  # the log first, then the value: a killed search keeps every job that ended
+            self.rungs._record(trial, result, request.point, budget)
+        self.bar.update()
+        return (result.objective if result.status == OK else math.nan), None
+
+
+def _active(space: dict) -> dict | None:
+    """``minimize``'s ``active``: the dimensions only some algorithms read (with an ``algorithm`` dimension)."""
+    if "algorithm" not in space:
+        return None
+    return {name: list(USED_ONLY_BY[name]) for name in space if name in USED_ONLY_BY}
+
+
+def run_library(search) -> dict:
+    """Run (or resume) the search of :class:`metahpo.search.driver.Search` ``search`` with ``minimize``."""
+    settings = search.search
+    plan = library_plan(settings)
+    reusable = search.log.reusable(search.key)
+    if reusable:
+        print(f"search: {len(reusable)} trials in {search.log.log} can be reused", file=sys.stderr)
+    amount = (
+        f"{plan['compute']:,} untuned-setting iterations (the hyperband plan of {settings.n_calls} trials)"
+        if plan["compute"] is not None
+        else f"{plan['n_trials']} trials"
+    )
+    print(f"search: {settings.method} with {settings.fidelity}, rungs of {', '.join(map(str, plan['rungs']))} "
+          f"iterations, {amount}", file=sys.stderr)  # fmt: skip
+
+    @functools.cache
+    def relative(key: str) -> float:
+        return search.cost(json.loads(key)) / search.baseline_cost
+
+    bar = tqdm(desc="search", unit="job", file=sys.stderr, mininterval=1.0)
+    threads = ThreadPoolExecutor(settings.workers, "search-job") if settings.workers > 1 else None
+    with TrialRunner(settings.executor, settings.workers, settings.address, settings.tls) as runner:
+        shared = SharedRunner(runner)
+        objective = LibraryObjective(search, shared, threads, reusable, bar)
+        try:
+            result = minimize(
+                objective,
+                settings.space,
+                max_budget=plan["rungs"][-1],
+                min_budget=settings.min_iterations,
+                eta=settings.eta,
+                compute=plan["compute"],
+                n_trials=plan["n_trials"],
+                method=settings.method,
+                fidelity=settings.fidelity,
+                workers=settings.workers,
+                seed=search.seed,
+                active=_active(settings.space),
+                cost=lambda s: relative(json.dumps(s, sort_keys=True)),
+                max_cost=settings.max_cost,
+                n_initial=settings.n_initial_points,
+            )
+        finally:
+            shared.close()
+            if threads is not None:
+                threads.shutdown(wait=False, cancel_futures=True)
+    bar.close()
+    for entry in result.history:  # the objective's numbering is minimize's (see LibraryObjective)
+        if objective.trial_of(entry["setting"]) != entry["trial"]:
+            raise RuntimeError(f"search: trial {entry['trial']} of the library is not the stage's trial")
+    top = str(plan["rungs"][-1])
+    for row in search.rows.values():
+        if row["status"] == PENDING:
+            row["status"] = OK if top in row["rungs"] else STOPPED
+    told_values(search.rows, search.floor)
+    search.log.write(search.rows, search.key, settings.n_calls)
+    if objective.replayed:
+        print(f"search: {objective.replayed} jobs replayed from the log, not trained again", file=sys.stderr)
+    shutil.rmtree(search.checkpoints, ignore_errors=True)
+    statuses = {row["status"] for row in search.rows.values()}
+    if STOPPED in statuses and OK not in statuses:
+        raise InputError(
+            f"params.yaml: search.n_calls: {settings.n_calls} gives {settings.fidelity} too little compute for any "
+            f"trial to reach search.iterations ({settings.iterations}); raise it (every finished job is reused)"
+        )
+    return search.best()
