@@ -52,10 +52,16 @@ def test_asha_decides_per_job_and_continues_each_rung(asha_params, tmp_path, mon
     for trial in {t for t, _, _ in ran}:
         mine = sorted((stop, start) for t, start, stop in ran if t == trial)
         assert [start for _, start in mine] == [0] + [stop for stop, _ in mine[:-1]]
-    # The compute of the hyperband plan of 20 trials, in untuned-setting iterations (every setting costs
-    # about the same here: the bowl's hidden sizes change the cost, so compare loosely).
+    # The compute: the hyperband plan of 20 trials (9 + 5 + 3 trials, then 9), each at the space's mean cost.
     plan = library_plan(typed(asha_params).search)
     assert plan["compute"] == 9 * 100 + 3 * 200 + 600 + 5 * 300 + 1 * 600 + 3 * 900 + 9 * 100 + 3 * 200 + 600
+    baseline = typed_baseline(asha_params)
+    spent = (trials["iterations"] * trials["cost_macs"] / baseline).sum()
+    priced = library_plan(typed(asha_params).search, lambda s: s["hidden"] / 40, 0)  # a linear cost
+    assert priced["compute"] == plan["compute"] * priced["mean_cost"] and 1.0 < priced["mean_cost"] < 1.6
+    # Jobs start until the compute is committed, each priced at its own cost: at most one job more.
+    most = 900 * trials["cost_macs"].max() / baseline
+    assert plan_of_stage(asha_params) <= spent < plan_of_stage(asha_params) + most
     assert not (tmp_path / "s/checkpoints").exists()
 
 
@@ -93,12 +99,16 @@ def test_tpe_runs_through_the_stage(asha_params, tmp_path, fidelity):
         assert len(trials) == 9 and (fidelity == "none") == (trials["status"] == "ok").all()
 
 
-def test_too_little_compute_for_the_last_rung_is_refused_naming_the_key(asha_params, tmp_path):
-    asha_params["search"]["n_calls"] = 9  # one hyperband bracket: asha starts new trials instead of promoting
-    with pytest.raises(InputError, match="^params.yaml: search.n_calls: 9 gives asha too little compute"):
-        run_search(asha_params, tmp_path)
-    asha_params["search"]["n_calls"] = 20
-    run_search(asha_params, tmp_path)  # reuses every finished job and goes on
+def test_too_little_compute_for_the_last_rung_is_refused_naming_the_key(asha_params, tmp_path, monkeypatch):
+    import metahpo.search.library_stage as library_stage
+
+    with monkeypatch.context() as patch:  # a plan of 600 trial-iterations: six trials of the first rung
+        patch.setattr(library_stage, "planned_iterations", lambda plan, rungs, eta: 600)
+        with pytest.raises(InputError, match="^params.yaml: search.n_calls: 20 gives asha too little compute"):
+            run_search(asha_params, tmp_path)
+    monkeypatch.setenv(st.MARKER_DIR, str(tmp_path))
+    _, trials = run_search(asha_params, tmp_path)  # the finished jobs are reused
+    assert len(jobs(tmp_path)) < trials["rungs"].map(json.loads).map(len).sum()
 
 
 def test_failed_jobs_are_never_promoted_nor_best(asha_params, tmp_path):
@@ -115,6 +125,17 @@ def test_settings_above_max_cost_are_never_proposed_nor_logged(asha_params, tmp_
     _, trials = run_search(asha_params, tmp_path)
     assert "too_costly" not in set(trials["status"])
     assert trials["cost_macs"].max() <= 2.0 * typed_baseline(asha_params)
+
+
+def plan_of_stage(raw: dict) -> float:
+    """The compute the stage gives ``minimize``: the plan priced with the stage's own cost of a setting."""
+    from metahpo.learners.cost import setting_macs
+    from metahpo.learners.settings import apply_point
+
+    params = typed(raw)
+    baseline = typed_baseline(raw)
+    price = lambda s: setting_macs(apply_point(params, s), params) / baseline  # noqa: E731
+    return library_plan(params.search, price, params.seed)["compute"]
 
 
 def typed_baseline(raw: dict) -> int:
@@ -159,7 +180,7 @@ def test_tpe_without_optuna_is_refused_naming_the_key(asha_params, monkeypatch):
 @pytest.mark.e2e
 def test_real_asha_logs_are_identical_twice_and_on_dask(tiny_params, data_dir, tmp_path):  # noqa: F811
     """Real trials, rungs of 10, 30 and 90 iterations, two workers: local pool twice, then a Dask LocalCluster."""
-    tiny_params["search"].update(n_calls=9, n_initial_points=3, workers=2, **{**RUNGS, "fidelity": "asha"})
+    tiny_params["search"].update(n_calls=20, n_initial_points=3, workers=2, **{**RUNGS, "fidelity": "asha"})
     best = _real_search(tiny_params, data_dir, tmp_path / "a")
     _real_search(tiny_params, data_dir, tmp_path / "b")
     tiny_params["search"].update(executor="dask", address=None)

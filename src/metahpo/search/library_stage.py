@@ -7,10 +7,12 @@ does), so the decisions (ASHA's promotions and new trials, per finished job) are
 * **The rungs** are those of ``search.iterations``, ``search.min_iterations`` and ``search.eta``. A rung
   continues from the trial's checkpoint of its previous rung (the mechanism of :mod:`metahpo.search.fidelity`).
 * **Compute**: ``asha`` spends what the Hyperband plan of ``search.n_calls`` trials would train, in iterations
-  of the untuned setting: a job costs its iterations times the setting's estimated multiply-adds relative to
-  the untuned setting's (:func:`metahpo.learners.cost.setting_macs`). The other fidelities (with ``tpe``) run
-  the whole brackets of their own plan of ``search.n_calls`` trials. Settings above ``search.max_cost`` are
-  never proposed, and so never logged.
+  of the untuned setting, with each of the plan's trials priced at the mean cost of a setting of the space
+  (below ``search.max_cost``): a job costs its iterations times the setting's estimated multiply-adds
+  relative to the untuned setting's (:func:`metahpo.learners.cost.setting_macs`), so a costly setting uses
+  more of the compute and a cheap one less. The other fidelities (with ``tpe``) run the whole brackets of
+  their own plan of ``search.n_calls`` trials. Settings above ``search.max_cost`` are never proposed, and so
+  never logged.
 * **Determinism**: ``minimize`` decides in virtual time, so with ``search.workers > 1`` the jobs run at once
   while the log depends only on the params, never on which job really ends first (nor on the executor).
 * **Durable log and resume**: each finished job is written at once to the trial log the Hyperband path
@@ -26,10 +28,12 @@ import functools
 import json
 import math
 import shutil
+import statistics
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from scipy.stats import qmc
 from tqdm import tqdm
 
 from metahpo.errors import InputError
@@ -39,10 +43,26 @@ from metahpo.search.fidelity import RungSchedule
 from metahpo.search.multifidelity import minimize
 from metahpo.search.rungs import as_of, brackets, planned_iterations, reached, rung_iterations
 from metahpo.search.trial_log import OK, PENDING, STOPPED, UNSCORED, told_values
+from metahpo.search.unit_space import UnitSpace, derived_seed
+
+COST_SAMPLE = 256  # settings of the space whose mean cost prices a trial of the equivalent hyperband plan
 
 
-def library_plan(search) -> dict:
-    """The rungs and the amount of search (``compute`` for ``asha``, else ``n_trials``) for ``search`` params."""
+def mean_cost(space: dict, active: dict | None, relative, max_cost: float | None, seed: int) -> float:
+    """Mean ``relative`` cost of a scrambled Sobol sample of the settings of ``space`` at most ``max_cost``."""
+    unit = UnitSpace(space, active)
+    sample = qmc.Sobol(len(unit.names), scramble=True, seed=derived_seed(seed, 11)).random(COST_SAMPLE)
+    costs = [c for c in (relative(unit.setting(u)) for u in sample) if max_cost is None or c <= max_cost]
+    return statistics.fmean(costs) if costs else 1.0
+
+
+def library_plan(search, price=None, seed: int = 0) -> dict:
+    """The rungs and the amount of search (``compute`` for ``asha``, else ``n_trials``) for ``search`` params.
+
+    ``compute`` is the trial-iterations of the hyperband plan of ``search.n_calls`` trials, each priced at the
+    mean cost (:func:`mean_cost`, with ``price`` the relative cost of a setting; 1 without it) of a setting of
+    ``search.space``: what that plan would spend with its trials spread over the space.
+    """
     rungs = (
         [search.iterations]
         if search.fidelity == "none"
@@ -50,9 +70,11 @@ def library_plan(search) -> dict:
     )
     plan = brackets("hyperband" if search.fidelity == "asha" else search.fidelity, len(rungs), search.eta,
                     search.n_calls)  # fmt: skip
-    if search.fidelity == "asha":
-        return {"rungs": rungs, "compute": planned_iterations(plan, rungs, search.eta), "n_trials": None}
-    return {"rungs": rungs, "compute": None, "n_trials": sum(b.size for b in plan)}
+    if search.fidelity != "asha":
+        return {"rungs": rungs, "compute": None, "n_trials": sum(b.size for b in plan), "mean_cost": None}
+    each = 1.0 if price is None else mean_cost(search.space, _active(search.space), price, search.max_cost, seed)
+    trial_iterations = planned_iterations(plan, rungs, search.eta)
+    return {"rungs": rungs, "compute": trial_iterations * each, "n_trials": None, "mean_cost": each}
 
 
 class SharedRunner:
@@ -148,25 +170,32 @@ def _active(space: dict) -> dict | None:
 def run_library(search) -> dict:
     """Run (or resume) the search of :class:`metahpo.search.driver.Search` ``search`` with ``minimize``."""
     settings = search.search
-    plan = library_plan(settings)
+
+    @functools.cache
+    def relative(key: str) -> float:
+        return search.cost(json.loads(key)) / search.baseline_cost
+
+    def price(setting: dict) -> float:
+        return relative(json.dumps(setting, sort_keys=True))
+
+    plan = library_plan(settings, price, search.seed)
     reusable = search.log.reusable(search.key)
     if reusable:
         print(f"search: {len(reusable)} trials in {search.log.log} can be reused", file=sys.stderr)
     amount = (
-        f"{plan['compute']:,} untuned-setting iterations (the hyperband plan of {settings.n_calls} trials)"
+        f"{plan['compute']:,.0f} untuned-setting iterations (the hyperband plan of {settings.n_calls} trials, "
+        f"each at the space's mean cost, {plan['mean_cost']:.2f}x the untuned setting's)"
         if plan["compute"] is not None
         else f"{plan['n_trials']} trials"
     )
     print(f"search: {settings.method} with {settings.fidelity}, rungs of {', '.join(map(str, plan['rungs']))} "
           f"iterations, {amount}", file=sys.stderr)  # fmt: skip
 
-    @functools.cache
-    def relative(key: str) -> float:
-        return search.cost(json.loads(key)) / search.baseline_cost
-
     bar = tqdm(desc="search", unit="job", file=sys.stderr, mininterval=1.0)
     threads = ThreadPoolExecutor(settings.workers, "search-job") if settings.workers > 1 else None
     with TrialRunner(settings.executor, settings.workers, settings.address, settings.tls) as runner:
+        if threads is not None:
+            runner.start()  # here, not in a job's thread (see TrialRunner.start)
         shared = SharedRunner(runner)
         objective = LibraryObjective(search, shared, threads, reusable, bar)
         try:
@@ -183,7 +212,7 @@ def run_library(search) -> dict:
                 workers=settings.workers,
                 seed=search.seed,
                 active=_active(settings.space),
-                cost=lambda s: relative(json.dumps(s, sort_keys=True)),
+                cost=price,
                 max_cost=settings.max_cost,
                 n_initial=settings.n_initial_points,
             )
