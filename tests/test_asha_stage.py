@@ -21,7 +21,7 @@ from metahpo.params import validate
 from metahpo.search.library_stage import library_plan
 
 from conftest import typed
-from project import copy_project, dvc, env_for, run
+from project import commit_all, copy_project, dvc, env_for, run
 
 
 @pytest.fixture
@@ -177,10 +177,17 @@ def test_tpe_without_optuna_is_refused_naming_the_key(asha_params, monkeypatch):
 # --- the real trial function, the executors and DVC (e2e) --------------------------------------------------
 
 
+SMALL_SPACE = {
+    "inner_lr": {"type": "real", "low": 0.001, "high": 0.1, "prior": "log-uniform"},
+    "hidden": {"type": "integer", "low": 20, "high": 60, "prior": "uniform"},
+}
+
+
 @pytest.mark.e2e
 def test_real_asha_logs_are_identical_twice_and_on_dask(tiny_params, data_dir, tmp_path):  # noqa: F811
     """Real trials, rungs of 10, 30 and 90 iterations, two workers: local pool twice, then a Dask LocalCluster."""
-    tiny_params["search"].update(n_calls=20, n_initial_points=3, workers=2, **{**RUNGS, "fidelity": "asha"})
+    tiny_params["search"].update(n_calls=9, n_initial_points=3, workers=2, **{**RUNGS, "fidelity": "asha"})
+    tiny_params["search"]["space"] = SMALL_SPACE
     best = _real_search(tiny_params, data_dir, tmp_path / "a")
     _real_search(tiny_params, data_dir, tmp_path / "b")
     tiny_params["search"].update(executor="dask", address=None)
@@ -193,8 +200,9 @@ def test_real_asha_logs_are_identical_twice_and_on_dask(tiny_params, data_dir, t
 
 @pytest.mark.e2e
 def test_a_killed_asha_stage_resumes_to_the_uninterrupted_log(tiny_params, tmp_path):
-    rungs = {**RUNGS, "fidelity": "asha", "iterations": 900, "min_iterations": 100}
-    tiny_params["search"].update(n_calls=20, n_initial_points=3, workers=1, **rungs)
+    rungs = {**RUNGS, "fidelity": "asha", "iterations": 270, "min_iterations": 30}
+    tiny_params["search"].update(n_calls=9, n_initial_points=3, workers=1, **rungs)
+    tiny_params["search"]["space"] = SMALL_SPACE
     reference = _search_project(tmp_path / "reference", tiny_params)
     run(reference, sys.executable, "stages/search.py")
     root = _search_project(tmp_path / "killed", tiny_params)
@@ -221,6 +229,7 @@ def test_train_and_report_accept_an_asha_log(tiny_params, tmp_path):
     tiny_params["search"].update(n_calls=3, n_initial_points=2, iterations=30, min_iterations=10, eta=3)
     tiny_params["search"]["space"]["inner_lr"]["high"] = 0.1
     root = copy_project(tmp_path, tiny_params)
+    commit_all(root, "tiny project")
     dvc(root, "exp", "run", "-S", "search.fidelity=asha", "report")
     trials = pd.read_csv(root / "reports/search/trials.csv")
     assert set(trials["status"]) <= {"ok", "stopped"} and (trials["status"] == "ok").any()
