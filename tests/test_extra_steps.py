@@ -4,10 +4,12 @@ rise) or plain (the trained rule repeated)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
 
+from metahpo.errors import ArtifactError
 from metahpo.learners.meta_learner import LearnerConfig, MetaLearner, task_cross_entropy, task_mse
 
 
@@ -79,8 +81,22 @@ def test_learners_that_take_no_steps_are_untouched():
         assert all(torch.equal(o, outputs[0]) for o in outputs)
 
 
-def test_a_saved_config_without_the_key_is_safeguarded_and_a_bad_value_is_refused():
+def test_the_default_is_safeguarded_and_a_bad_value_is_refused():
     fields = {f.name: f.default for f in dataclasses.fields(LearnerConfig)}
     assert fields["extra_steps"] == "safeguarded"
     with pytest.raises(ValueError, match="extra_steps: expected one of safeguarded, plain, got 'sometimes'"):
         _learner("maml", 0.01, "sometimes")
+
+
+@pytest.mark.parametrize("extra_steps", ["plain", "safeguarded"])
+def test_a_saved_learner_keeps_its_rule_past_the_trained_steps(tmp_path, extra_steps):
+    from metahpo.learners.artifacts import _read_config, save_learner
+
+    learner = _learner("metasgd", 0.3, extra_steps)
+    save_learner(learner, tmp_path)
+    assert _read_config(tmp_path / "config.json") == learner.config
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["learner"]["extra_steps"] = "sometimes"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ArtifactError, match="learner.extra_steps: expected one of safeguarded, plain"):
+        _read_config(tmp_path / "config.json")

@@ -28,7 +28,7 @@ LEARNER_SCHEMA = section(
         "input_shape": _shape,
         "outputs": integer(1, 1000),
         "loss": choice("mse", "cross_entropy"),
-        **{k: TUNABLE[k][1] for k in ("representation", "rule_hidden", "inner_rates")},
+        **{k: TUNABLE[k][1] for k in ("representation", "rule_hidden", "inner_rates", "extra_steps")},
     }
 )
 
