@@ -73,6 +73,15 @@ def test_two_runs_with_two_workers_give_bit_identical_logs(asha_params, tmp_path
     assert (tmp_path / "a/state.json").read_bytes() == (tmp_path / "b/state.json").read_bytes()
 
 
+def test_a_worker_lost_under_two_workers_is_retried_and_the_log_unchanged(asha_params, tmp_path, monkeypatch):
+    monkeypatch.setenv(st.MARKER_DIR, str(tmp_path))
+    asha_params["search"].update(workers=2, retries=1)
+    run_search(asha_params, tmp_path, trial_fn=st.bowl, name="plain")
+    run_search(asha_params, tmp_path, trial_fn=st.dies_once_on_trial_1, name="lost")
+    assert (tmp_path / "died").exists()  # trial 1's worker did die once, and broke the pool
+    assert (tmp_path / "plain/trials.csv").read_bytes() == (tmp_path / "lost/trials.csv").read_bytes()
+
+
 @pytest.mark.parametrize("jobs_before_kill", [5, 14])
 def test_an_interrupted_asha_search_reuses_every_finished_job(asha_params, tmp_path, monkeypatch, jobs_before_kill):
     (tmp_path / "reference_jobs").mkdir()

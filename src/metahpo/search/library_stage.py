@@ -31,7 +31,7 @@ import shutil
 import statistics
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 
 from scipy.stats import qmc
 from tqdm import tqdm
@@ -114,6 +114,20 @@ class _Rungs(RungSchedule):
         self.search = search
 
 
+def in_thread(fn, *args) -> Future:
+    """A future of ``fn(*args)`` run in a new daemon thread: an interrupted search does not wait for it to end."""
+    future: Future = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to minimize through the future
+            future.set_exception(exc)
+
+    threading.Thread(target=work, name="search-job", daemon=True).start()
+    return future
+
+
 class LibraryObjective:
     """``minimize``'s objective: one rung of one trial, replayed from the log or run as a job.
 
@@ -121,7 +135,7 @@ class LibraryObjective:
     never proposes a setting twice, so a setting names its trial).
     """
 
-    def __init__(self, search, runner, threads: ThreadPoolExecutor | None, reusable: dict, bar):
+    def __init__(self, search, runner, threads: bool, reusable: dict, bar):
         self.search, self.runner, self.threads, self.reusable, self.bar = search, runner, threads, reusable, bar
         self.rungs = _Rungs(search)
         self.trials: dict[str, int] = {}
@@ -146,9 +160,9 @@ class LibraryObjective:
             earlier = search.rows.get(trial)
         previous = max((int(r) for r in earlier["rungs"]), default=0) if earlier else 0
         request = search._request(trial, setting, stop_at=budget, resume=self.rungs._load(trial, setting, previous))
-        if self.threads is None:
+        if not self.threads:  # one worker: in this thread, so that an interrupt stops the job at once
             return self._job(trial, request, budget)
-        return self.threads.submit(self._job, trial, request, budget)
+        return in_thread(self._job, trial, request, budget)
 
     def _job(self, trial: int, request, budget: int) -> tuple[float, None]:
         results = []
@@ -192,9 +206,9 @@ def run_library(search) -> dict:
           f"iterations, {amount}", file=sys.stderr)  # fmt: skip
 
     bar = tqdm(desc="search", unit="job", file=sys.stderr, mininterval=1.0)
-    threads = ThreadPoolExecutor(settings.workers, "search-job") if settings.workers > 1 else None
+    threads = settings.workers > 1  # each job waits for its result in a thread of its own
     with TrialRunner(settings.executor, settings.workers, settings.address, settings.tls) as runner:
-        if threads is not None:
+        if threads:
             runner.start()  # here, not in a job's thread (see TrialRunner.start)
         shared = SharedRunner(runner)
         objective = LibraryObjective(search, shared, threads, reusable, bar)
@@ -217,9 +231,7 @@ def run_library(search) -> dict:
                 n_initial=settings.n_initial_points,
             )
         finally:
-            shared.close()
-            if threads is not None:
-                threads.shutdown(wait=False, cancel_futures=True)
+            shared.close()  # an interrupted search's job threads submit nothing more
     bar.close()
     for entry in result.history:  # the objective's numbering is minimize's (see LibraryObjective)
         if objective.trial_of(entry["setting"]) != entry["trial"]:
