@@ -115,9 +115,13 @@ def test_too_little_compute_for_the_last_rung_is_refused_naming_the_key(asha_par
         patch.setattr(library_stage, "planned_iterations", lambda plan, rungs, eta: 600)
         with pytest.raises(InputError, match="^params.yaml: search.n_calls: 20 gives asha too little compute"):
             run_search(asha_params, tmp_path)
+    assert (tmp_path / "s/checkpoints").exists()  # kept for the rerun to continue
     monkeypatch.setenv(st.MARKER_DIR, str(tmp_path))
     _, trials = run_search(asha_params, tmp_path)  # the finished jobs are reused
-    assert len(jobs(tmp_path)) < trials["rungs"].map(json.loads).map(len).sum()
+    ran = jobs(tmp_path)
+    assert len(ran) < trials["rungs"].map(json.loads).map(len).sum()
+    assert all(start == 0 for _, start, stop in ran if stop == 100)
+    assert any(start == 100 for _, start, _ in ran)  # a promotion continued from the first run's checkpoint
 
 
 def test_failed_jobs_are_never_promoted_nor_best(asha_params, tmp_path):

@@ -23,8 +23,8 @@ def runs_library(search) -> bool:
 def __getattr__(name: str):
     """``metahpo.search.minimize`` (and its result type), imported on first use: the constants above stay light."""
     if name in ("minimize", "SearchResult"):
-        # Imported by name, not by an import statement: no pipeline stage runs the library, so it is not
-        # part of any stage's dependencies in dvc.yaml (see metahpo.sources).
+        # Imported by name, not by an import statement: the stages that import this package but not the
+        # search (train, report) do not depend on the library in dvc.yaml (see metahpo.sources).
         return getattr(importlib.import_module("metahpo.search.multifidelity"), name)
     raise AttributeError(f"module 'metahpo.search' has no attribute {name!r}")
 

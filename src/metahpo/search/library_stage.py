@@ -244,11 +244,11 @@ def run_library(search) -> dict:
     search.log.write(search.rows, search.key, settings.n_calls)
     if objective.replayed:
         print(f"search: {objective.replayed} jobs replayed from the log, not trained again", file=sys.stderr)
-    shutil.rmtree(search.checkpoints, ignore_errors=True)
     statuses = {row["status"] for row in search.rows.values()}
-    if STOPPED in statuses and OK not in statuses:
+    if STOPPED in statuses and OK not in statuses:  # the checkpoints stay: a rerun with more continues them
         raise InputError(
             f"params.yaml: search.n_calls: {settings.n_calls} gives {settings.fidelity} too little compute for any "
             f"trial to reach search.iterations ({settings.iterations}); raise it (every finished job is reused)"
         )
+    shutil.rmtree(search.checkpoints, ignore_errors=True)
     return search.best()
