@@ -326,7 +326,8 @@ CASES = [
     ("search", params_edit("search.class_folds", 2), "search.class_folds"),
     ("search", params_edit("search.fidelity", "hyperband", search__min_iterations=15), "search.min_iterations"),
     ("search", params_edit("search.fidelity", "successive_halving", search__eta=1), "search.eta"),
-    ("search", params_edit("search.fidelity", "asha"), "search.fidelity"),
+    ("search", params_edit("search.fidelity", "bohb"), "search.fidelity"),
+    ("search", params_edit("search.fidelity", "asha", search__method="forest"), "search.method: forest does not run"),
     ("search", params_edit("search.fidelity_unit", "flops"), "search.fidelity_unit"),
     (
         "search",

@@ -54,7 +54,7 @@ def test_promotion_keeps_the_best_third_ties_by_trial_and_never_a_failure():
     [
         ("min_iterations", 15, "search.min_iterations: expected < search.iterations (15)"),
         ("eta", 1, "search.eta: expected an integer >= 2"),
-        ("fidelity", "asha", "search.fidelity: expected one of none, successive_halving, hyperband"),
+        ("fidelity", "bohb", "search.fidelity: expected one of none, successive_halving, hyperband, asha"),
     ],
 )
 def test_bad_fidelity_settings_name_the_key(tiny_params, key, value, message):

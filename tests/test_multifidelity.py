@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -31,7 +34,7 @@ def objective(setting: dict, budget: int, state):
     return bowl(setting) + 2.0 / math.sqrt(budget), {"setting": dict(setting), "budget": budget}
 
 
-def run(**kwargs):
+def run(objective=objective, **kwargs):
     args = {"max_budget": 81, "min_budget": 9, "eta": 3, "n_trials": 20, "seed": 0, "active": ACTIVE, **FAST}
     return minimize(objective, SPACE, **{**args, **kwargs})
 
@@ -56,6 +59,32 @@ def test_same_seed_same_history_and_another_seed_differs():
     first, again, other = run(workers=2, n_trials=12), run(workers=2, n_trials=12), run(workers=2, n_trials=12, seed=1)
     assert first.history == again.history and first.best == again.best
     assert first.history != other.history
+
+
+def test_a_future_objective_runs_jobs_at_once_and_gives_the_synchronous_history():
+    jitter = random.Random(7)  # real durations unrelated to the virtual ones: jobs really end out of order
+    in_flight, most = [0], [0]
+
+    def slow(setting, budget, state):
+        in_flight[0] += 1
+        most[0] = max(most[0], in_flight[0])
+        time.sleep(jitter.uniform(0.0, 0.01))
+        in_flight[0] -= 1
+        return objective(setting, budget, state)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        threaded = run(workers=3, n_trials=12, n_initial=4, objective=lambda *a: pool.submit(slow, *a))
+    synchronous = run(workers=3, n_trials=12, n_initial=4)
+    assert threaded.history == synchronous.history and threaded.best == synchronous.best
+    assert most[0] >= 2  # the jobs did run at the same time
+
+
+def test_a_future_that_fails_or_gives_no_pair_is_raised():
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with pytest.raises(TypeError, match="^objective: expected a \\(value, state\\) pair or a future"):
+            run(n_trials=2, objective=lambda *a: pool.submit(lambda: 1.0))
+        with pytest.raises(ZeroDivisionError):
+            run(n_trials=2, objective=lambda *a: pool.submit(lambda: 1 / 0))
 
 
 @pytest.mark.parametrize(

@@ -231,6 +231,12 @@ class TrialRunner:
                 process.terminate()
         self._stack.close()
 
+    def start(self) -> None:
+        """Start the executor now, if it has not started. A Dask client is closed in the thread that opened it,
+        so a caller that submits from other threads starts it here first."""
+        if self.executor is None:
+            self._start()
+
     def _start(self) -> None:
         if self.kind == "dask":
             self.executor = self._stack.enter_context(dask_executor(self.address, self.workers, self.tls))

@@ -17,6 +17,13 @@ from metahpo.reporting.surrogate import surrogate_data
 from metahpo.reporting.tables import setting_table
 from metahpo.search.rungs import rung_iterations
 
+# How trials are promoted: whole brackets, or ASHA's decision each time a job ends.
+PROMOTION = {
+    False: "after each rung the best 1/{} of a bracket continue training where they stopped, the others stop there",
+    True: "each time a job ends, a trial in the best 1/{} of its rung so far continues training where it stopped "
+    "(asynchronous successive halving), else a new trial starts",
+}
+
 
 def search_options(search: SearchParams, trials: pd.DataFrame) -> str:
     """The report's sentences on rungs, repeats, class folds and the default start, when they are used."""
@@ -24,11 +31,11 @@ def search_options(search: SearchParams, trials: pd.DataFrame) -> str:
     if search.fidelity != "none":
         rungs = rung_iterations(search.iterations, search.min_iterations, search.eta)
         reached = int((trials["iterations"] == search.iterations).sum())
+        promotion = PROMOTION[search.fidelity == "asha"]
         parts.append(
             f"Multi-fidelity ({search.fidelity.replace('_', ' ')}): trials train in rungs of "
-            f"{', '.join(f'{r:,}' for r in rungs)} iterations; after each rung the best 1/{search.eta} of a "
-            f"bracket continue training where they stopped, the others stop there ({reached} of the {len(trials)} "
-            f"trials reached {search.iterations:,} iterations; "
+            f"{', '.join(f'{r:,}' for r in rungs)} iterations; {promotion.format(search.eta)} "
+            f"({reached} of the {len(trials)} trials reached {search.iterations:,} iterations; "
             f"{int(trials.loc[trials['status'] != 'too_costly', 'iterations'].sum()):,} trial-iterations in all)."
         )
         if search.fidelity_unit == "compute":

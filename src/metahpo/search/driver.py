@@ -21,6 +21,9 @@ log at once; a rerun with the same params replays the log instead of rerunning f
 and a larger ``n_calls`` reuses every finished trial and runs only the new ones. With
 ``search.start_from_default`` trial 0 is the untuned setting, so the best setting never scores worse
 than the baseline.
+
+With ``search.fidelity: asha`` or ``search.method: tpe`` the search library decides the jobs instead, per
+finished job (:mod:`metahpo.search.library_stage`), on the same executors and into the same log.
 """
 
 from __future__ import annotations
@@ -41,8 +44,10 @@ from metahpo.learners.family import family_of
 from metahpo.learners.memory import check_fits, check_workers, largest_settings, local_workers
 from metahpo.learners.settings import apply_point, default_setting
 from metahpo.params import Params
+from metahpo.search import runs_library
 from metahpo.search.class_folds import class_folds
 from metahpo.search.fidelity import RungSchedule
+from metahpo.search.library_stage import run_library
 from metahpo.search.proposers import build_space, make_proposer, pin_inactive
 from metahpo.search.trial import (
     TrialRequest,
@@ -77,7 +82,9 @@ class Search:
         self.floor = penalty_floor
         self.folds = class_folds(data["meta_train"], data["meta_val"], self.search.class_folds, self.seed)
         self.names = list(self.search.space)
-        self.proposer = make_proposer(self.search, self.seed, refit=self.search.fidelity != "none")
+        # The search library (search.fidelity: asha, search.method: tpe) brings its own proposer.
+        library = runs_library(self.search)
+        self.proposer = None if library else make_proposer(self.search, self.seed, refit=self.search.fidelity != "none")
         # With start_from_default, trial 0 is the untuned setting and the proposer's trials shift by one.
         self.offset = int(self.search.start_from_default)
         self.default_point = pin_inactive(
@@ -166,6 +173,8 @@ class Search:
 
     def run(self) -> dict:
         """Run (or resume) every trial; return the best finished one."""
+        if runs_library(self.search):
+            return run_library(self)
         if self.search.fidelity != "none":
             return RungSchedule(self).run()
         reusable = self.log.reusable(self.key)

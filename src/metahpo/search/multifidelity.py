@@ -21,6 +21,11 @@
 * **Determinism**: with ``workers > 1`` jobs run in *virtual* time (a job lasts its budget increment times
   the setting's cost); the objective is called when a job starts and its value is revealed to the
   decisions when the job ends. The history therefore depends only on the arguments, never on a clock.
+* **Real parallelism**: the objective may return a future (anything with ``.result()`` giving the
+  ``(value, state)`` pair) instead of the pair itself, e.g. ``executor.submit(train, ...)``. The jobs
+  then run at once on the executor, while the decisions still follow virtual time: the job predicted to
+  end first is waited for first, whichever really ends first, so the history is the one the synchronous
+  objective gives.
 """
 
 from __future__ import annotations
@@ -201,8 +206,10 @@ def minimize(
     """Minimise ``objective(setting, budget, state) -> (value, state)`` over ``space`` in rungs of budget.
 
     Args:
-        objective: trains ``setting`` up to ``budget`` (cumulative) and returns ``(value, state)``; ``state``
-            is handed back at the trial's next rung (None at its first). A NaN or infinite value is a failure.
+        objective: trains ``setting`` up to ``budget`` (cumulative) and returns ``(value, state)``, or a future
+            of that pair (anything with ``.result()``; see "Real parallelism" in the module's description);
+            ``state`` is handed back at the trial's next rung (None at its first). A NaN or infinite value is
+            a failure.
         space: ``{name: {"type": "real"|"integer", "low", "high", "prior": "uniform"|"log-uniform"}}`` or
             ``{name: {"type": "categorical", "values": [...]}}`` (the form of params.yaml's ``search.space``).
         max_budget, min_budget, eta: the rungs, ``min_budget * eta**k`` below ``max_budget``, then
@@ -256,13 +263,15 @@ def _run(objective, rungs, workers, compute, scheduler, price) -> list[dict]:
             trial, k = job
             t = scheduler.trials[trial]
             length = (rungs[k] - (rungs[k - 1] if k else 0)) * price(t.setting)
-            value, state = _call(objective, t.setting, rungs[k], t.state)
+            outcome = objective(dict(t.setting), rungs[k], t.state)
             committed += length
-            heapq.heappush(running, (clock + length, order, trial, k, value, state, length))
+            heapq.heappush(running, (clock + length, order, trial, k, outcome, length))
             order += 1
         if not running:
             break
-        clock, _, trial, k, value, state, length = heapq.heappop(running)
+        # The job that ends first in virtual time; a future is waited for here, whichever really ends first.
+        clock, _, trial, k, outcome, length = heapq.heappop(running)
+        value, state = _outcome(outcome)
         spent += length
         scheduler.finish(trial, k, value, state)
         history.append(
@@ -278,10 +287,12 @@ def _run(objective, rungs, workers, compute, scheduler, price) -> list[dict]:
     return history
 
 
-def _call(objective, setting: dict, budget: int, state):
-    out = objective(dict(setting), budget, state)
+def _outcome(out):
+    """``(value, state)`` of what the objective returned: the pair, or a future of it (resolved here)."""
+    if not isinstance(out, tuple) and callable(getattr(out, "result", None)):
+        out = out.result()
     if not (isinstance(out, tuple) and len(out) == 2):
-        raise TypeError(f"objective: expected a (value, state) pair, got {type(out).__name__}")
+        raise TypeError(f"objective: expected a (value, state) pair or a future of one, got {type(out).__name__}")
     value = float(out[0])
     return (value if math.isfinite(value) else math.nan), out[1]
 

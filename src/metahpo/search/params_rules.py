@@ -6,10 +6,21 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from metahpo.learners import ALGORITHMS, ARCHITECTURES, EXTRA_STEPS, INNER_RATES, OUTER_SCHEDULES, USED_ONLY_BY
 from metahpo.learners.algorithms.registry import algorithm
 from metahpo.params import Params, register_names, register_rule
-from metahpo.search import ACQ_FUNCS, EXECUTORS, FIDELITIES, FIDELITY_UNITS, METHODS, OBJECTIVES
+from metahpo.search import (
+    ACQ_FUNCS,
+    EXECUTORS,
+    FIDELITIES,
+    FIDELITY_UNITS,
+    LIBRARY_METHODS,
+    METHODS,
+    OBJECTIVES,
+    runs_library,
+)
 from metahpo.search.plan import plan_problems
 from metahpo.space import space_algorithms
 
@@ -47,6 +58,25 @@ def algorithm_rules(params: Params) -> list[str]:
     return found
 
 
+def library_rules(params: Params) -> list[str]:
+    """What the search library (``search.fidelity: asha`` or ``search.method: tpe``) does not run."""
+    s, found = params.search, []
+    if not runs_library(s):
+        return []
+    why = "search.fidelity: asha" if s.fidelity == "asha" else "search.method: tpe"
+    if s.method not in LIBRARY_METHODS:
+        found.append(f"search.method: {s.method} does not run with {why}; expected one of {', '.join(LIBRARY_METHODS)}")
+    if s.method == "tpe" and importlib.util.find_spec("optuna") is None:
+        found.append("search.method: tpe needs optuna (pip install -c constraints.txt 'metahpo[tpe]')")
+    if s.median_stop.enabled:
+        found.append(f"search.median_stop.enabled: the median rule does not run with {why}; set it to false")
+    if s.start_from_default:
+        found.append(f"search.start_from_default: not available with {why}; set it to false")
+    if s.fidelity_unit != "iterations":
+        found.append(f"search.fidelity_unit: {s.fidelity_unit} is not available with {why}; use iterations")
+    return found
+
+
 register_names(
     algorithm=ALGORITHMS,
     arch=ARCHITECTURES,
@@ -62,3 +92,4 @@ register_names(
 )
 register_rule(rung_plan)
 register_rule(algorithm_rules)
+register_rule(library_rules)
