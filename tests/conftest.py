@@ -85,3 +85,13 @@ def set_dotted(params: dict, dotted: str, value) -> None:
 def tiny_params() -> dict:
     """Tiny settings derived from the committed params.yaml."""
     return shrink(load_default_params())
+
+
+def pytest_collection_modifyitems(items):
+    """Run the end-to-end tests first (a stable sort: files keep their order otherwise).
+
+    With ``pytest -n auto --dist loadfile`` each file goes to the next free process in this order, so the long
+    ``dvc repro`` files start at once and the short unit files fill the processes in at the end, instead of
+    one long file running alone at the end.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
