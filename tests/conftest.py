@@ -95,3 +95,15 @@ def pytest_collection_modifyitems(items):
     one long file running alone at the end.
     """
     items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+
+
+def two_dimension_rungs(params: dict, fidelity: str) -> dict:
+    """``params`` for a rung search over inner_lr and hidden: rungs of 100, 300 and 900 iterations, 20 trials."""
+    params["search"].update(
+        fidelity=fidelity, iterations=900, min_iterations=100, eta=3, n_calls=20, n_initial_points=5, workers=1
+    )
+    params["search"]["space"] = {
+        "inner_lr": {"type": "real", "low": 0.001, "high": 1.0, "prior": "log-uniform"},
+        "hidden": {"type": "integer", "low": 10, "high": 100, "prior": "uniform"},
+    }
+    return params

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -87,3 +89,15 @@ def commit_all(project: Path, message: str) -> None:
     """Stage everything git should track and commit it."""
     git(project, "add", "-A")
     git(project, "commit", "-q", "-m", message)
+
+
+def kill_search_when(project: Path, ready, timeout: float = 300) -> None:
+    """Start ``stages/search.py`` in ``project``; SIGKILL it once ``ready()`` holds (or after ``timeout`` s)."""
+    proc = subprocess.Popen(
+        [sys.executable, "stages/search.py"], cwd=project, env=env_for(project), stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not ready():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)

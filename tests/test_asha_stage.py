@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import signal
-import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
@@ -20,20 +17,13 @@ from metahpo.errors import InputError
 from metahpo.params import validate
 from metahpo.search.library_stage import library_plan
 
-from conftest import typed
-from project import commit_all, copy_project, dvc, env_for, run
+from conftest import two_dimension_rungs, typed
+from project import commit_all, copy_project, dvc, kill_search_when, run
 
 
 @pytest.fixture
 def asha_params(tiny_params):
-    tiny_params["search"].update(
-        fidelity="asha", iterations=900, min_iterations=100, eta=3, n_calls=20, n_initial_points=5, workers=1
-    )
-    tiny_params["search"]["space"] = {
-        "inner_lr": {"type": "real", "low": 0.001, "high": 1.0, "prior": "log-uniform"},
-        "hidden": {"type": "integer", "low": 10, "high": 100, "prior": "uniform"},
-    }
-    return tiny_params
+    return two_dimension_rungs(tiny_params, "asha")
 
 
 def test_asha_decides_per_job_and_continues_each_rung(asha_params, tmp_path, monkeypatch):
@@ -219,15 +209,8 @@ def test_a_killed_asha_stage_resumes_to_the_uninterrupted_log(tiny_params, tmp_p
     reference = _search_project(tmp_path / "reference", tiny_params)
     run(reference, sys.executable, "stages/search.py")
     root = _search_project(tmp_path / "killed", tiny_params)
-    proc = subprocess.Popen(
-        [sys.executable, "stages/search.py"], cwd=root, env=env_for(root), stderr=subprocess.DEVNULL
-    )
     log = root / "reports/search/trials.csv"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and _rungs_logged(log) < 4:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
+    kill_search_when(root, lambda: _rungs_logged(log) >= 4)
     before = _rungs_logged(log)
     assert before >= 4
     resumed = run(root, sys.executable, "stages/search.py")

@@ -18,7 +18,7 @@ from metahpo.search.rungs import brackets, planned_iterations, promoted, rung_it
 from metahpo.search.trial import TrialRequest, run_trial
 from metahpo.tasks.sinusoid import generate_splits
 
-from conftest import typed
+from conftest import two_dimension_rungs, typed
 
 
 def test_rungs_grow_by_eta_up_to_the_full_run():
@@ -87,14 +87,7 @@ def test_a_promoted_trial_continues_bit_identical_to_an_uninterrupted_run(tiny_p
 
 @pytest.fixture
 def rung_params(tiny_params):
-    tiny_params["search"].update(
-        fidelity="hyperband", iterations=900, min_iterations=100, eta=3, n_calls=20, n_initial_points=5, workers=1
-    )
-    tiny_params["search"]["space"] = {
-        "inner_lr": {"type": "real", "low": 0.001, "high": 1.0, "prior": "log-uniform"},
-        "hidden": {"type": "integer", "low": 10, "high": 100, "prior": "uniform"},
-    }
-    return tiny_params
+    return two_dimension_rungs(tiny_params, "hyperband")
 
 
 def run(params, tmp_path, trial_fn=st.rung_bowl, name="s"):

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
@@ -18,7 +15,7 @@ from metahpo.tasks.sinusoid import generate_splits
 from metahpo.tasks.storage import save_splits
 
 from conftest import typed
-from project import commit_all, copy_project, dvc, env_for, run, write_params
+from project import commit_all, copy_project, dvc, kill_search_when, run, write_params
 
 pytestmark = pytest.mark.e2e
 
@@ -57,15 +54,8 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tiny_params, tm
     run(reference, sys.executable, "stages/search.py")
 
     root = _search_project(tmp_path / "killed", tiny_params)
-    proc = subprocess.Popen(
-        [sys.executable, "stages/search.py"], cwd=root, env=env_for(root), stderr=subprocess.DEVNULL
-    )
     log = root / "reports/search/trials.csv"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 4):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
+    kill_search_when(root, lambda: log.exists() and len(log.read_text().splitlines()) >= 4)
     finished = len(pd.read_csv(log))
     assert 3 <= finished < 8
     seconds_before = pd.read_csv(root / "reports/search/trial_seconds.csv")
@@ -160,17 +150,10 @@ def test_a_killed_hyperband_search_resumes_mid_rung(tiny_params, tmp_path):
     reference = _search_project(tmp_path / "reference", tiny_params)
     run(reference, sys.executable, "stages/search.py")
     root = _search_project(tmp_path / "killed", tiny_params)
-    proc = subprocess.Popen(
-        [sys.executable, "stages/search.py"], cwd=root, env=env_for(root), stderr=subprocess.DEVNULL
-    )
     log, checkpoints = root / "reports/search/trials.csv", root / "cache/search"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not (
-        checkpoints.exists() and len(list(checkpoints.iterdir())) >= 4 and _rungs_logged(log) >= 4
-    ):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
+    kill_search_when(
+        root, lambda: checkpoints.exists() and len(list(checkpoints.iterdir())) >= 4 and _rungs_logged(log) >= 4
+    )
     rungs_before = pd.read_csv(log)["rungs"].map(json.loads)
     assert rungs_before.map(len).sum() >= 4
     resumed = run(root, sys.executable, "stages/search.py")
