@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pandas as pd
 import pytest
@@ -14,7 +15,7 @@ from metahpo.learners import KINDS
 from metahpo.learners.artifacts import load_learner
 from metahpo.reporting.regression import fmt
 
-from project import commit_all, copy_project, dvc, ran_stages, write_params
+from project import commit_all, copy_project, dvc, git, ran_stages, write_params
 
 pytestmark = pytest.mark.e2e
 
@@ -52,6 +53,28 @@ OUTPUTS = [
     "reports/report.md",
 ]
 
+# What a fresh clone's run must reproduce byte for byte.
+IDENTICAL = [
+    "reports/metrics.json",
+    "reports/metrics_ci95.json",
+    "reports/evaluation.json",
+    "reports/search/trials.csv",
+    "reports/search/best.json",
+    "reports/plots/sinusoid/by_step/meta_test_grid_mse.csv",
+    "reports/plots/sinusoid/by_shots/meta_test_query_mse.csv",
+    "models/tuned/model.pt",
+    "models/default/model.pt",
+    "models/pretrained/model.pt",
+    "models/tuned/config.json",
+    "data/tasks/meta_train.npz",
+    "data/tasks/meta_test.npz",
+]
+
+
+def first_run(root):
+    """Where the project fixture keeps the files of ``IDENTICAL`` as its first run wrote them."""
+    return root.with_name(root.name + "-first-run")
+
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
@@ -63,6 +86,9 @@ def project(tmp_path_factory):
     commit_all(root, "tiny project")
     first = dvc(root, "repro")
     assert ran_stages(first) == STAGES
+    for rel in IDENTICAL:  # as the first run wrote them, before the tests below change the project
+        (first_run(root) / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / rel, first_run(root) / rel)
     commit_all(root, "first run")
     return root
 
@@ -247,3 +273,14 @@ def test_every_dvc_plot_renders_with_data_and_a_finite_y_range(project):
         assert ys and all(math.isfinite(y) for y in ys), name
         learners = {v.get("learner") for v in values} - {None}
         assert name.endswith(".tsv") or not learners or learners >= {"tuned", "default", "pretrained"}, name
+
+
+def test_a_fresh_clone_gives_byte_identical_outputs(project, tmp_path):
+    [commit] = git(project, "log", "--format=%H", "--grep=^tiny project$").stdout.split()
+    git(tmp_path, "clone", "-q", str(project), "clone")
+    clone = tmp_path / "clone"
+    git(clone, "checkout", "-q", commit)  # the params and code, before any output was committed
+    assert not (clone / "reports/metrics.json").exists()
+    assert ran_stages(dvc(clone, "repro")) == STAGES
+    for rel in IDENTICAL:
+        assert (clone / rel).read_bytes() == (first_run(project) / rel).read_bytes(), rel

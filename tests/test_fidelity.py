@@ -18,7 +18,7 @@ from metahpo.search.rungs import brackets, planned_iterations, promoted, rung_it
 from metahpo.search.trial import TrialRequest, run_trial
 from metahpo.tasks.sinusoid import generate_splits
 
-from conftest import two_dimension_rungs, typed
+from conftest import load_default_params, shrink, two_dimension_rungs, typed
 
 
 def test_rungs_grow_by_eta_up_to_the_full_run():
@@ -90,6 +90,16 @@ def rung_params(tiny_params):
     return two_dimension_rungs(tiny_params, "hyperband")
 
 
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> tuple[pd.DataFrame, list[tuple[int, int, int]]]:
+    """The uninterrupted search of ``rung_params`` (run once for the module): its log and the jobs it ran."""
+    root = tmp_path_factory.mktemp("reference")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(st.MARKER_DIR, str(root))
+        _, trials = run(two_dimension_rungs(shrink(load_default_params()), "hyperband"), root, name="reference")
+    return trials, jobs(root)
+
+
 def run(params, tmp_path, trial_fn=st.rung_bowl, name="s"):
     manifest = tmp_path / "manifest.json"
     manifest.write_text("{}")
@@ -140,11 +150,9 @@ def test_rung_logs_do_not_depend_on_workers_or_executor(rung_params, tmp_path):
 
 @pytest.mark.parametrize("jobs_before_kill", [4, 11, 17])
 def test_a_killed_rung_search_resumes_without_rerunning_a_finished_rung(
-    rung_params, tmp_path, monkeypatch, jobs_before_kill
+    rung_params, reference, tmp_path, monkeypatch, jobs_before_kill
 ):
-    (tmp_path / "reference_jobs").mkdir()
-    monkeypatch.setenv(st.MARKER_DIR, str(tmp_path / "reference_jobs"))
-    _, reference = run(rung_params, tmp_path, name="reference")
+    reference, reference_jobs = reference
     monkeypatch.setenv(st.MARKER_DIR, str(tmp_path))
     with pytest.raises(KeyboardInterrupt):
         run(rung_params, tmp_path, trial_fn=st.Interrupt(jobs_before_kill), name="s")
@@ -153,22 +161,23 @@ def test_a_killed_rung_search_resumes_without_rerunning_a_finished_rung(
     _, resumed = run(rung_params, tmp_path, name="s")
     pd.testing.assert_frame_equal(resumed, reference)
     # Together the two runs did exactly the uninterrupted run's jobs: no rung twice, every promotion continued.
-    assert sorted(jobs(tmp_path)) == sorted(jobs(tmp_path / "reference_jobs"))
+    assert sorted(jobs(tmp_path)) == sorted(reference_jobs)
 
 
-def interrupted_with_checkpoints(rung_params, tmp_path, monkeypatch) -> tuple[pd.DataFrame, list[Path]]:
-    """An uninterrupted run's log, and the checkpoints of search ``s`` interrupted after 10 jobs."""
-    _, reference = run(rung_params, tmp_path, name="reference")
+def interrupted_with_checkpoints(rung_params, tmp_path, monkeypatch) -> list[Path]:
+    """The checkpoints of search ``s`` interrupted after 10 jobs."""
     monkeypatch.setenv(st.MARKER_DIR, str(tmp_path))
     with pytest.raises(KeyboardInterrupt):
         run(rung_params, tmp_path, trial_fn=st.Interrupt(10), name="s")
     checkpoints = sorted((tmp_path / "s/checkpoints").iterdir())
     assert checkpoints
-    return reference, checkpoints
+    return checkpoints
 
 
-def test_a_damaged_checkpoint_means_training_again_with_the_same_result(rung_params, tmp_path, monkeypatch, capsys):
-    reference, damaged = interrupted_with_checkpoints(rung_params, tmp_path, monkeypatch)
+def test_a_damaged_checkpoint_means_training_again_with_the_same_result(
+    rung_params, reference, tmp_path, monkeypatch, capsys
+):
+    reference, damaged = reference[0], interrupted_with_checkpoints(rung_params, tmp_path, monkeypatch)
     for path in damaged:
         path.write_bytes(b"not a checkpoint")
     _, resumed = run(rung_params, tmp_path, name="s")
@@ -254,11 +263,11 @@ def test_real_trials_with_rungs_through_the_search(tiny_params, tmp_path):
     assert not (tmp_path / "s/checkpoints").exists()
 
 
-def test_a_checkpoint_of_another_search_is_never_continued(rung_params, tmp_path, monkeypatch):
+def test_a_checkpoint_of_another_search_is_never_continued(rung_params, reference, tmp_path, monkeypatch):
     """Checkpoints carry the search's fingerprint: one left by other params means training again."""
     import torch
 
-    reference, stale = interrupted_with_checkpoints(rung_params, tmp_path, monkeypatch)
+    reference, stale = reference[0], interrupted_with_checkpoints(rung_params, tmp_path, monkeypatch)
     for path in stale:
         saved = torch.load(path, weights_only=True)
         torch.save({**saved, "search": "another search"}, path)
@@ -269,9 +278,9 @@ def test_a_checkpoint_of_another_search_is_never_continued(rung_params, tmp_path
     assert all(start == 0 for trial, start, _ in after if trial in continued)
 
 
-def test_a_checkpoint_of_another_trial_is_never_continued(rung_params, tmp_path, monkeypatch, capsys):
+def test_a_checkpoint_of_another_trial_is_never_continued(rung_params, reference, tmp_path, monkeypatch, capsys):
     """A mix-up puts one trial's checkpoint in every other trial's place: they train again, same log."""
-    reference, stale = interrupted_with_checkpoints(rung_params, tmp_path, monkeypatch)
+    reference, stale = reference[0], interrupted_with_checkpoints(rung_params, tmp_path, monkeypatch)
     assert len(stale) > 1
     for path in stale[1:]:
         path.write_bytes(stale[0].read_bytes())
@@ -317,8 +326,10 @@ def test_a_malformed_state_of_the_right_step_means_training_from_the_start(tiny_
     assert rest.objectives == whole.objectives  # trained 20 iterations from the start
 
 
-def test_an_unwritable_checkpoint_folder_costs_retraining_not_the_finished_rungs(rung_params, tmp_path, capsys):
-    _, reference = run(rung_params, tmp_path, name="reference")
+def test_an_unwritable_checkpoint_folder_costs_retraining_not_the_finished_rungs(
+    rung_params, reference, tmp_path, capsys
+):
+    reference, _ = reference
     (tmp_path / "s").mkdir()
     (tmp_path / "s/checkpoints").write_text("a file where the folder should be")
     _, trials = run(rung_params, tmp_path, name="s")

@@ -102,30 +102,31 @@ def test_a_full_disk_while_saving_a_model_names_the_model_file(project, monkeypa
     assert not _leftovers(project)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "kill-9"])
-def test_a_killed_train_stage_leaves_the_previous_outputs_whole(project, tiny_params, sig):
-    """Killed while the learners train, the stage leaves models/ and reports/train/ exactly as they were."""
+def test_a_killed_train_stage_leaves_the_previous_outputs_whole(project, tiny_params):
+    """Killed while the learners train (SIGTERM, then kill -9), the stage leaves models/ and reports/train/ whole."""
     for stage in ("generate", "search", "train"):
         run(project, sys.executable, f"stages/{stage}.py")
     before = {rel: _tree(project, rel) for rel in ("models", "reports/train")}
     tiny_params["train"].update(iterations=20_000, log_every=10)
     write_params(project, tiny_params)
-    proc = subprocess.Popen([sys.executable, "stages/train.py"], cwd=project, env=env_for(project),
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
     logged = project / "reports/.train.partial/tuned/plots/metrics/meta_loss.tsv"
-    deadline = time.monotonic() + 120
-    while not logged.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert logged.exists(), "training should have started logging"
-    os.kill(proc.pid, sig)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == (130 if sig == signal.SIGTERM else -signal.SIGKILL), stderr
-    assert {rel: _tree(project, rel) for rel in before} == before
-    if sig == signal.SIGTERM:
-        assert not _leftovers(project), "an interrupted stage removes its staging folders"
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        proc = subprocess.Popen([sys.executable, "stages/train.py"], cwd=project, env=env_for(project),
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+        deadline = time.monotonic() + 120
+        while not logged.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert logged.exists(), "training should have started logging"
+        os.kill(proc.pid, sig)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == (130 if sig == signal.SIGTERM else -signal.SIGKILL), stderr
+        assert {rel: _tree(project, rel) for rel in before} == before
+        if sig == signal.SIGTERM:
+            assert not _leftovers(project), "an interrupted stage removes its staging folders"
+    assert _leftovers(project)  # what kill -9 left
     tiny_params["train"].update(iterations=30)
     write_params(project, tiny_params)
-    run(project, sys.executable, "stages/train.py")  # the next run clears what kill -9 left
+    run(project, sys.executable, "stages/train.py")  # the next run clears it
     assert not _leftovers(project)
     assert _tree(project, "models") != before["models"] and (project / "reports/train/tuned").is_dir()
 
