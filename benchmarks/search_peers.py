@@ -58,6 +58,10 @@ VARIANTS = {
     "metahpo default, promote by rung": {"promote_by": "rung"},
     "metahpo default, random initial": {"initial": "random"},
     "metahpo default, hyperband": {"fidelity": "hyperband"},
+    "metahpo default, random every 3": {"random_every": 3},
+    "metahpo default, xi 0.1": {"xi": 0.1},
+    "metahpo default, 5 initial": {"n_initial": 5},
+    "metahpo default, 20 initial": {"n_initial": 20},
     "metahpo tpe + asha": {"method": "tpe"},
     "metahpo random + asha": {"method": "random"},
 }

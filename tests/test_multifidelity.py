@@ -169,6 +169,8 @@ def test_a_small_space_is_used_up_then_refused():
         ({"workers": 0}, "^workers: expected an integer >= 1"),
         ({"transform": "sqrt"}, "^transform: expected one of"),
         ({"acq": "EI"}, "^acq: unknown option"),
+        ({"xi": -0.1}, "^xi: expected a number >= 0"),
+        ({"random_every": 1.5}, "^random_every: expected an integer >= 0"),
         ({"active": {"depth": ["a"]}}, "^active: 'depth' is not a dimension"),
         ({"max_cost": -1}, "^max_cost: expected a number > 0"),
     ],
@@ -176,6 +178,19 @@ def test_a_small_space_is_used_up_then_refused():
 def test_bad_arguments_are_refused_naming_them(kwargs, message):
     with pytest.raises(ValueError, match=message):
         run(**kwargs)
+
+
+def test_random_every_interleaves_design_points_and_xi_moves_the_model_points():
+    from metahpo.search.joint_gp import Proposer
+
+    def new_trials(result):
+        return {h["trial"]: h["setting"] for h in result.history if h["budget"] == 9}
+
+    plain, interleaved = new_trials(run(n_initial=4)), new_trials(run(n_initial=4, random_every=3))
+    assert [plain[t] for t in range(6)] == [interleaved[t] for t in range(6)]  # the design, then two model points
+    design = Proposer(UnitSpace(SPACE, ACTIVE), [9, 27, 81], {"initial": "sobol", "n_initial": 4}, 0, "gp", None)
+    assert interleaved[6] == design.space.setting(design.sobol[4]) != plain[6]  # the design's 5th point
+    assert new_trials(run(n_initial=4, xi=1.0)) != plain
 
 
 def test_bad_space_and_objective_are_refused():

@@ -121,7 +121,9 @@ class Proposer:
         """A new setting for ``trial``, not in ``taken`` (keys of settings observed or pending)."""
         self.decisions += 1
         finished = [o for o in observed if math.isfinite(o[2])]
-        if self.method == "random" or trial < self.n_initial or not finished:
+        every = self.options["random_every"]
+        interleaved = every > 0 and (trial - self.n_initial) % every == every - 1
+        if self.method == "random" or trial < self.n_initial or not finished or interleaved:
             return self._design(trial, taken)
         if self.method == "tpe":
             return self._tpe(trial, observed, taken)
@@ -185,7 +187,8 @@ class Proposer:
         if not candidates:
             return self._design(self.decisions + 10_000, taken)
         X = gp.inputs([(s, self.rungs[-1]) for s in candidates])
-        ei = gaussian_ei(X, gp.gp, y_opt=y_opt, xi=0.01)
+        xi = self.options["xi"]
+        ei = gaussian_ei(X, gp.gp, y_opt=y_opt, xi=xi)
         # A second, finer look around the best candidates.
         top = [candidates[i] for i in np.argsort(-ei, kind="stable")[:3]]
         local = self._fresh(
@@ -194,7 +197,8 @@ class Proposer:
         )
         if local:
             candidates = candidates + local
-            ei = np.concatenate([ei, gaussian_ei(gp.inputs([(s, self.rungs[-1]) for s in local]), gp.gp, y_opt=y_opt)])
+            local_ei = gaussian_ei(gp.inputs([(s, self.rungs[-1]) for s in local]), gp.gp, y_opt=y_opt, xi=xi)
+            ei = np.concatenate([ei, local_ei])
         return candidates[int(np.argmax(ei))]
 
     def _local(self, rng, centre: dict) -> np.ndarray:

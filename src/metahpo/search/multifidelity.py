@@ -55,6 +55,8 @@ GP_OPTIONS = {
     "parallel": "believer",  # believer (kriging believer) | none (pending jobs ignored, duplicates still never)
     "candidates": 256,  # Sobol points per combination of categories
     "length_scale_bounds": (0.05, 20.0),  # on inputs scaled to [0, 1]
+    "xi": 0.01,  # expected improvement's margin, in the transformed values' units
+    "random_every": 0,  # k > 0: after the design, every k-th new trial is a design point (BOHB: 3), not the model's
 }
 CHOICES = {
     "transform": ("log", "power", "none"),
@@ -377,4 +379,8 @@ def _check(objective, space, max_budget, min_budget, eta, compute, n_trials, met
         bad(f"n_initial: expected an integer >= 1 or None, got {opts['n_initial']!r}")
     if not isinstance(opts["candidates"], int) or opts["candidates"] < 1:
         bad(f"candidates: expected an integer >= 1, got {opts['candidates']!r}")
+    if isinstance(opts["xi"], bool) or not isinstance(opts["xi"], (int, float)) or not opts["xi"] >= 0:
+        bad(f"xi: expected a number >= 0, got {opts['xi']!r}")
+    if isinstance(opts["random_every"], bool) or not isinstance(opts["random_every"], int) or opts["random_every"] < 0:
+        bad(f"random_every: expected an integer >= 0, got {opts['random_every']!r}")
     return opts
