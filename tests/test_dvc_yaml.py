@@ -73,7 +73,7 @@ def _fingerprint_of_copy(tmp_path, monkeypatch, edit: tuple[str, str, str] | Non
 def test_the_search_fingerprint_ignores_error_wording_but_not_trial_code(tmp_path, monkeypatch):
     same = _fingerprint_of_copy(tmp_path, monkeypatch, None)
     for reworded in (
-        ("params/types.py", '_expect("a non-empty path")', '_expect("a path that is not empty")'),
+        ("params/types.py", '"a non-empty path"', '"a path that is not empty"'),
         ("params/model.py", "got {tasks.train_points}", "not {tasks.train_points}"),
         ("search/params_rules.py", "drop the dimension", "remove the dimension"),
     ):

@@ -1,14 +1,20 @@
-"""The evaluate stage's handling of learners: a twin (same config and weights) is scored once."""
+"""The evaluate stage's handling of learners: a twin (same config and weights) is scored once; each family's
+module is found through one registry per layer."""
 
 from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
+from metahpo.evaluation import protocol
+from metahpo.evaluation.panels import PANELS
 from metahpo.evaluation.protocol import each_once, twins
+from metahpo.learners.family import FAMILIES, ByProblem
 from metahpo.learners.meta_learner import LearnerConfig
 from metahpo.learners.metatrain import build_learner
+from metahpo.reporting import report
 
 CPU = torch.device("cpu")
 CONFIG = LearnerConfig("maml", 8, 2, 0.01, 1)
@@ -73,3 +79,19 @@ def test_the_headline_writes_divergence_out_and_keeps_its_keys():
     assert (means["default"]["trained_steps"], cis["default"]["trained_steps_ci95"]) == (0.2, 0.02)
     assert list(means) == ["tuned", "default", "limit"]
     assert means["tuned"]["k5"] == 0.6 and means["default"]["ood"] == 1.5
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda family: family.problem)
+def test_each_layer_finds_the_module_of_every_family_by_its_problem(family):
+    evaluation, reporting = protocol.MODULES[family], report.MODULES[family]
+    assert evaluation.__name__ == f"metahpo.evaluation.{family.problem}"
+    assert reporting.__name__ == f"metahpo.reporting.{family.problem}"
+    assert set(evaluation.PLOT_PANELS) <= set(PANELS) and evaluation.PLOT_METRICS
+
+
+def test_a_layer_must_register_a_module_for_every_problem_and_no_other():
+    with pytest.raises(ValueError, match="for each of regression, classification, got regression$"):
+        ByProblem(regression=protocol)
+    with pytest.raises(ValueError, match="got regression, classification, ranking"):
+        ByProblem(regression=1, classification=2, ranking=3)
+    assert ByProblem(classification="c", regression="r")[FAMILIES[1]] == "c"

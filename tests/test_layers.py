@@ -1,7 +1,9 @@
 """Imports run downward: core < tasks < learners < search < evaluation < reporting.
 
 A module may import its own layer and the layers below it, never one above. The core is every module
-directly in the ``metahpo`` package, or in the ``metahpo.params`` schema. None imports a layer above its own:
+directly in the ``metahpo`` package, or in the ``metahpo.params`` schema. A command (a ``__main__`` module, run
+by ``python -m``) sits above every layer, as the stage scripts do, and no module imports one. None imports a
+layer above its own:
 :data:`KNOWN_UPWARD` is empty and may stay so (an exception would need its reason, and goes once fixed).
 """
 
@@ -17,8 +19,10 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {}
 
 
 def layer(module: str) -> int:
-    """0 for the core, else 1 + the index of the module's domain package in :data:`LAYERS`."""
+    """0 for the core, else 1 + the index of the module's domain package in :data:`LAYERS`; a command is above them."""
     parts = module.split(".")
+    if parts[-1] == "__main__":
+        return len(LAYERS) + 1
     return LAYERS.index(parts[1]) + 1 if len(parts) > 1 and parts[1] in LAYERS else 0
 
 
@@ -44,6 +48,7 @@ def upward_imports() -> set[tuple[str, str]]:
 def test_the_layers_are_ordered_as_documented():
     assert layer("metahpo.params") == 0 and layer("metahpo.params.model") == 0 and layer("metahpo") == 0
     assert [layer(f"metahpo.{name}.x") for name in LAYERS] == [1, 2, 3, 4, 5]
+    assert layer("metahpo.recipes.__main__") == 6 and layer("metahpo.recipes") == 0
 
 
 def test_no_module_imports_a_layer_above_its_own():
@@ -68,9 +73,11 @@ def test_the_walk_finds_an_upward_import(tmp_path, monkeypatch):
     (fake / "reporting" / "__init__.py").write_text("")
     (fake / "reporting" / "figures.py").write_text("")
     (fake / "tasks" / "bad.py").write_text("def f():\n    from metahpo.reporting.figures import x\n")
+    (fake / "tasks" / "__main__.py").write_text("import metahpo.reporting.figures\n")  # a command: above all
+    (fake / "reporting" / "cli.py").write_text("import metahpo.tasks.__main__\n")  # no module imports one
     import metahpo.sources as sources
 
     monkeypatch.setattr(sources, "SRC", tmp_path)
     monkeypatch.setitem(globals(), "SRC", tmp_path)
     monkeypatch.setitem(globals(), "PACKAGE", fake)
-    assert upward_imports() == {("metahpo.tasks.bad", "metahpo.reporting")}
+    assert upward_imports() == {("metahpo.tasks.bad", "metahpo.reporting"), ("metahpo.reporting.cli", "metahpo.tasks")}

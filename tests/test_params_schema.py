@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from metahpo.learners import ALGORITHMS, ARCHITECTURES
 from metahpo.params import VOCABULARY, Params, json_schema, load_params, validate
-from metahpo.params.checks import _fields
+from metahpo.params.types import _fields
 from metahpo.recipes import apply_recipe, recipe_names
 from metahpo.search import METHODS, PRIORS
 from metahpo.sources import source_closure

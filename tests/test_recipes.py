@@ -108,6 +108,32 @@ def test_a_bad_recipe_or_override_is_one_line_and_writes_nothing(workdir, monkey
     assert (workdir / "params.yaml").read_bytes() == before
 
 
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        (["search.space.algorithm.values=[maml, nope]"], "search.space.algorithm.values[1]: expected one of maml, "),
+        (["meta.algorithm=reptile"], "meta.algorithm: expected one of maml, "),
+        (["search.method=grid", "search.fidelity=asha"], "search.method: grid does not run with search.fidelity: asha"),
+    ],
+)
+def test_the_command_checks_the_names_and_rules_of_the_domain_packages_and_writes_nothing(workdir, overrides, named):
+    """The command checks what ``metahpo.search`` registers (names, and the rules that read them), as the stages do."""
+    before, files = (workdir / "params.yaml").read_bytes(), sorted(workdir.rglob("*"))
+    proc = subprocess.run([sys.executable, "-m", "metahpo.recipes", "sinusoid", *overrides], cwd=workdir,
+                          env=env_for(ROOT), capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"error: recipe sinusoid: {named}") and proc.stderr.count("\n") == 1, proc.stderr
+    assert (workdir / "params.yaml").read_bytes() == before and sorted(workdir.rglob("*")) == files
+
+
+def test_the_command_writes_a_registered_name_it_accepts(workdir):
+    proc = subprocess.run([sys.executable, "-m", "metahpo.recipes", "sinusoid", "meta.algorithm=fomaml"],
+                          cwd=workdir, env=env_for(ROOT), capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "meta.algorithm: 'maml' -> 'fomaml'" in proc.stdout
+    assert yaml.safe_load((workdir / "params.yaml").read_text())["meta"]["algorithm"] == "fomaml"
+
+
 # --- through DVC -------------------------------------------------------------------------------------
 
 

@@ -16,6 +16,9 @@ from metahpo.learners.adaptation import classification_scores, summarize_accurac
 from metahpo.params import Params
 from metahpo.tasks.storage import load_split
 
+# The plot panels (metahpo.evaluation.panels) and metrics of every learner, read back by the report.
+PLOT_PANELS, PLOT_METRICS = ("accuracy", "kshot_accuracy"), ("accuracy",)
+
 
 def load_splits() -> dict[str, dict]:
     """The stored meta_test episodes."""

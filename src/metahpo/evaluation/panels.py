@@ -28,10 +28,6 @@ PANELS = {
 }
 
 
-FAMILY_PANELS = {"regression": ("adaptation", "ood", "kshot"), "classification": ("accuracy", "kshot_accuracy")}
-FAMILY_METRICS = {"regression": ("grid_mse", "query_mse"), "classification": ("accuracy",)}
-
-
 def metric_columns(columns) -> dict[str, tuple[str, str]]:
     """``{metric: (mean column, CI column)}`` of one learner's plot data (``grid_mse``, ``accuracy``, ...)."""
     if "accuracy" in columns:

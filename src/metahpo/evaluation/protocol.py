@@ -28,11 +28,11 @@ from metahpo.evaluation.panels import panel_tables
 from metahpo.json_files import BOOLEAN, INTEGER, NULL, NUMBER, OBJECT, TEXT, Each, Optional, load_json_object
 from metahpo.learners.adaptation import trained_steps
 from metahpo.learners.artifacts import load_learner
-from metahpo.learners.family import family_of
+from metahpo.learners.family import ByProblem, family_of
 from metahpo.params import Params
 from metahpo.tasks.storage import check_generated_with
 
-MODULES = {"regression": regression, "classification": classification}
+MODULES = ByProblem(regression=regression, classification=classification)
 
 # One kind's entry in kinds.json (and in evaluation.json): a kind without a scored trial has no learner and
 # at most ``trials_of_kind``; the rest describe the search trial its learner was trained from.
@@ -119,7 +119,7 @@ def evaluate_stage(params: Params, device: torch.device) -> None:
     """Write ``reports/evaluation.json``, the headline metrics and every learner's curves (DVC plots)."""
     check_generated_with(paths.TASKS, params.tasks, params.seed)
     family = family_of(params)
-    module = MODULES[family.problem]
+    module = MODULES[family]
     splits = module.load_splits()
     kinds = read_kinds()
     compared = compared_learners(kinds["kinds"], family, paths.MODELS / paths.KINDS)

@@ -23,6 +23,8 @@ from metahpo.params import Params
 from metahpo.tasks.storage import load_split
 
 SPLITS = {"test": "meta_test", "ood": "meta_ood"}
+# The plot panels (metahpo.evaluation.panels) and metrics of every learner, read back by the report.
+PLOT_PANELS, PLOT_METRICS = ("adaptation", "ood", "kshot"), ("grid_mse", "query_mse")
 
 
 def load_splits() -> dict[str, dict]:

@@ -12,7 +12,7 @@ from metahpo.errors import ArtifactError, first_line
 from metahpo.json_files import load_json_object
 from metahpo.learners import ARCHITECTURES, LEARNER_ALGORITHMS
 from metahpo.learners.meta_learner import LearnerConfig, MetaLearner
-from metahpo.params import TUNABLE, choice, integer, section
+from metahpo.params import TUNABLE, Choice, Int, Rule, section
 
 
 def _shape(v, path) -> list[str]:
@@ -22,12 +22,12 @@ def _shape(v, path) -> list[str]:
 
 LEARNER_SCHEMA = section(
     {
-        "algorithm": choice(*LEARNER_ALGORITHMS),
+        "algorithm": Rule(Choice(*LEARNER_ALGORITHMS)),
         **{k: TUNABLE[k][1] for k in ("hidden", "layers", "inner_lr", "inner_steps")},
-        "arch": choice(*ARCHITECTURES),
+        "arch": Rule(Choice(*ARCHITECTURES)),
         "input_shape": _shape,
-        "outputs": integer(1, 1000),
-        "loss": choice("mse", "cross_entropy"),
+        "outputs": Rule(Int(1, 1000)),
+        "loss": Rule(Choice("mse", "cross_entropy")),
         **{k: TUNABLE[k][1] for k in ("representation", "rule_hidden", "inner_rates", "extra_steps")},
     }
 )

@@ -6,8 +6,8 @@ trained and evaluated (a pretrained network for both, plus a prototypical networ
 classification), the network's input shape, outputs and loss, the meta-training sampler, the search
 objective and the penalty told for a failed trial, the metric logged during the final training, how
 the pretrained network starts and is scored when its fine-tuning is chosen, and the shape of a
-meta-step for the memory guard. The evaluate and report stages pick their family's
-module by ``problem``.
+meta-step for the memory guard. Each family names its ``problem``; the evaluation and reporting layers
+register their module for each problem in a :class:`ByProblem` and look it up by the family.
 """
 
 from __future__ import annotations
@@ -211,6 +211,24 @@ class Classification:
 
 
 TaskFamily = Regression | Classification
+FAMILIES = (Regression, Classification)
+
+
+class ByProblem:
+    """One layer's module (or any handler) for each family's ``problem``: ``MODULES[family]``.
+
+    A layer above the families registers its own (``ByProblem(regression=..., classification=...)``), so that
+    it dispatches on the family in one place; a problem of :data:`FAMILIES` left without one is refused at import.
+    """
+
+    def __init__(self, **by_problem):
+        problems = [family.problem for family in FAMILIES]
+        if sorted(by_problem) != sorted(problems):
+            raise ValueError(f"expected a handler for each of {', '.join(problems)}, got {', '.join(by_problem)}")
+        self.by_problem = by_problem
+
+    def __getitem__(self, family: TaskFamily):
+        return self.by_problem[family.problem]
 
 
 def family_of(params: Params) -> TaskFamily:

@@ -16,8 +16,8 @@ import torch
 
 from metahpo import paths
 from metahpo.errors import ArtifactError, first_line
-from metahpo.evaluation.panels import FAMILY_METRICS, FAMILY_PANELS, PANELS, panel_path
-from metahpo.evaluation.protocol import KIND_ENTRY
+from metahpo.evaluation.panels import PANELS, panel_path
+from metahpo.evaluation.protocol import KIND_ENTRY, MODULES
 from metahpo.json_files import (
     INTEGER,
     NUMBER,
@@ -148,8 +148,8 @@ def check_report_inputs(family, compared: list[str]) -> None:
     """Refuse a missing or malformed model config, plot panel or training log of ``family``'s learners, or
     model config of the learners ``compared`` beside them (the other kinds', in the report's table only)."""
     load_learner(paths.MODELS / "tuned", torch.device("cpu"), family)  # drawn in the examples figure
-    for panel in FAMILY_PANELS[family.problem]:
-        for metric in FAMILY_METRICS[family.problem]:
+    for panel in MODULES[family].PLOT_PANELS:
+        for metric in MODULES[family].PLOT_METRICS:
             path = panel_path(family.tasks.family, panel, metric)
             table = read_table(path, {"learner": False, PANELS[panel][2]: True, "mean": True, "ci95": True})
             missing = [name for name in family.learners if name not in set(table["learner"])]

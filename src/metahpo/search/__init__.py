@@ -3,7 +3,7 @@ training of what it found (the train stage)."""
 
 import importlib
 
-from metahpo.params.dimensions import PRIORS  # noqa: F401  (part of the schema; named here with the others)
+from metahpo.params import PRIORS  # noqa: F401  (part of the schema; named here with the others)
 
 METHODS = ("gp", "forest", "random", "grid", "tpe")
 ACQ_FUNCS = ("EI", "PI", "LCB", "gp_hedge")

@@ -95,15 +95,7 @@ SEARCH_CODE = "metahpo.search.driver"
 # accepted params are hashed themselves), so rewording one of its messages keeps a resumable search's finished
 # trials. What it holds that trials do read (the section of each tunable key, the values the task params derive)
 # is hashed on its own.
-NOT_DECIDING = (
-    "params/__init__.py",
-    "params/checks.py",
-    "params/dimensions.py",
-    "params/model.py",
-    "params/sections.py",
-    "params/types.py",
-    "search/params_rules.py",
-)
+NOT_DECIDING = ("params/__init__.py", "params/model.py", "params/types.py", "search/params_rules.py")
 
 
 def fingerprint(params: Params, manifest: Path) -> str:

@@ -2,8 +2,8 @@
 
 A recipe is ``recipes/<name>.yaml``: a flat mapping of dotted keys (``tasks.shots``) to values. Applying
 one writes those values into ``params.yaml`` in place, keeping its comments and every key the recipe
-leaves alone, after validating the result with the params schema (the names that ``metahpo.search``
-registers, such as the algorithms, are checked where it is imported, as by every stage); ``params.yaml``
+leaves alone, after validating the result as the stages do (the command, :mod:`metahpo.recipes.__main__`,
+imports ``metahpo.search``, which registers the algorithms' and the search's names and rules); ``params.yaml``
 stays the one source the stages and DVC read, so ``dvc params diff`` shows every value a recipe changed
 and ``-S`` overrides stack on top of it::
 
@@ -155,7 +155,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{key}: {old!r} -> {new!r}")
     print(f"params.yaml: recipe {args[0]} ({len(changed)} values changed); run it with: dvc exp run -n {args[0]}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
