@@ -54,7 +54,7 @@ METHODS = {
 # The new default with one choice changed (GP_OPTIONS of metahpo.search.multifidelity, or minimize's keywords):
 # the ablation of each choice, on the same table and seeds.
 VARIANTS = {
-    "metahpo default, transform log": {"transform": "log"},
+    "metahpo default, transform none": {"transform": "none"},
     "metahpo default, promote by rung": {"promote_by": "rung"},
     "metahpo default, random initial": {"initial": "random"},
     "metahpo default, hyperband": {"fidelity": "hyperband"},

@@ -48,7 +48,7 @@ OK, FAILED = "ok", "failed"
 
 # The GP method's choices, each a keyword of minimize() so that an ablation can switch it off.
 GP_OPTIONS = {
-    "transform": "none",  # none | log (log, or Yeo-Johnson where a value is <= 0) | power (Box-Cox/Yeo-Johnson)
+    "transform": "log",  # log (log, or Yeo-Johnson where a value is <= 0) | power (Box-Cox/Yeo-Johnson) | none
     "initial": "sobol",  # sobol | random: the design before the GP takes over
     "n_initial": None,  # trials of that design; None: number of dimensions + 1
     "promote_by": "gp",  # gp (predicted full-budget value) | rung (the value at the rung)
@@ -59,7 +59,7 @@ GP_OPTIONS = {
     "random_every": 0,  # k > 0: after the design, every k-th new trial is a design point (BOHB: 3), not the model's
 }
 CHOICES = {
-    "transform": ("none", "log", "power"),
+    "transform": ("log", "power", "none"),
     "initial": ("sobol", "random"),
     "promote_by": ("gp", "rung"),
     "parallel": ("believer", "none"),
