@@ -71,6 +71,15 @@ IDENTICAL = [
 ]
 
 
+def project_params() -> dict:
+    """The project's params: the tiny settings, with the default's search path (asha) on rungs of 5 and 15."""
+    from conftest import load_default_params, shrink
+
+    params = shrink(load_default_params())
+    params["search"].update(fidelity="asha", min_iterations=5)
+    return params
+
+
 def first_run(root):
     """Where the project fixture keeps the files of ``IDENTICAL`` as its first run wrote them."""
     return root.with_name(root.name + "-first-run")
@@ -79,9 +88,8 @@ def first_run(root):
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A tiny project after one full `dvc repro`, committed."""
-    from conftest import load_default_params, shrink
-
-    root = copy_project(tmp_path_factory.mktemp("project"), shrink(load_default_params()))
+    params = project_params()
+    root = copy_project(tmp_path_factory.mktemp("project"), params)
     dvc(root, "config", "core.analytics", "false")
     commit_all(root, "tiny project")
     first = dvc(root, "repro")
@@ -161,22 +169,18 @@ def test_second_repro_runs_nothing(project):
 
 def test_where_the_work_runs_reruns_nothing(project):
     """Where trials run and how many learners train at once change no result, so no stage reruns."""
-    from conftest import load_default_params, shrink
-
-    params = shrink(load_default_params())
+    params = project_params()
     params["search"].update(executor="dask", address=None)
     params["train"]["workers"] = 1
     write_params(project, params)
     try:
         assert "up to date" in dvc(project, "status").stdout
     finally:
-        write_params(project, shrink(load_default_params()))
+        write_params(project, project_params())
 
 
 def test_train_change_reruns_only_downstream_and_metrics_diff_shows_it(project):
-    from conftest import load_default_params, shrink
-
-    params = shrink(load_default_params())
+    params = project_params()
     params["train"]["iterations"] = 30
     write_params(project, params)
     repro = dvc(project, "repro")
@@ -208,7 +212,9 @@ def test_report_links_existing_figures_and_its_numbers_are_the_metrics(project):
     assert "**published**" in report  # reference rows are labelled as such
     assert re.search(r"chosen setting [\d.,]+ M, untuned baseline [\d.,]+ M \([\d.]+x\)", report)
     timing = json.loads((project / "reports/train/timing.json").read_text())
-    assert timing["tuned"]["predicted_seconds"] > 0 and timing["tuned"]["seconds"] > 0 and timing["from_trials"] == 3
+    trained = pd.read_csv(project / "reports/search/trials.csv")["status"].isin(["ok", "stopped"]).sum()
+    assert timing["tuned"]["predicted_seconds"] > 0 and timing["tuned"]["seconds"] > 0
+    assert timing["from_trials"] == trained >= 3  # every trained trial's timing
     limit_rows = [line for line in report.splitlines() if line.startswith("| task limit")]
     assert len(limit_rows) == 1 + 2 + 1  # headline, K-shot (grid and query), out of distribution
 

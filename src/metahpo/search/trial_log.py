@@ -114,7 +114,9 @@ def fingerprint(params: Params, manifest: Path) -> str:
     return digest.hexdigest()
 
 
-def _cell(value) -> str:
+def _cell(key: str, value) -> str:
+    if key == "best_so_far" and isinstance(value, float) and math.isnan(value):
+        return ""  # no full-length trial yet: an empty cell, which the convergence plot leaves out
     return json.dumps(value) if isinstance(value, list | dict) else value
 
 
@@ -125,7 +127,7 @@ def render(rows: dict[int, dict], names: list[str]) -> str:
     writer.writeheader()
     for trial in sorted(rows):
         row = rows[trial]
-        writer.writerow({"trial": trial, **row["point"], **{k: _cell(row[k]) for k in COLUMNS}})
+        writer.writerow({"trial": trial, **row["point"], **{k: _cell(k, row[k]) for k in COLUMNS}})
     return buf.getvalue()
 
 
