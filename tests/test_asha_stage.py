@@ -11,15 +11,14 @@ import pytest
 import synthetic_trials as st
 from test_fidelity import jobs
 from test_fidelity import run as run_search
-from test_search_pipeline import RUNGS, _real_search, data_dir  # noqa: F401
-from test_search_resume import _rungs_logged
+from test_search_pipeline import RUNGS, _real_search, _rungs_logged, _search_project, data_dir  # noqa: F401
 
 from metahpo.errors import InputError
 from metahpo.params import validate
 from metahpo.search.library_stage import library_plan
 
 from conftest import two_dimension_rungs, typed
-from project import commit_all, copy_project, dvc, kill_search_when, run, search_project
+from project import commit_all, copy_project, dvc, kill_search_when, run
 
 
 @pytest.fixture
@@ -207,9 +206,9 @@ def test_a_killed_asha_stage_resumes_to_the_uninterrupted_log(tiny_params, tmp_p
     rungs = {**RUNGS, "fidelity": "asha", "iterations": 270, "min_iterations": 30}
     tiny_params["search"].update(n_calls=9, n_initial_points=3, workers=1, **rungs)
     tiny_params["search"]["space"] = SMALL_SPACE
-    reference = search_project(tmp_path / "reference", tiny_params)
+    reference = _search_project(tmp_path / "reference", tiny_params)
     run(reference, sys.executable, "stages/search.py")
-    root = search_project(tmp_path / "killed", tiny_params)
+    root = _search_project(tmp_path / "killed", tiny_params)
     log = root / "reports/search/trials.csv"
     kill_search_when(root, lambda: _rungs_logged(log) >= 4)
     before = _rungs_logged(log)
