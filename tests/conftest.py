@@ -87,25 +87,14 @@ def tiny_params() -> dict:
     return shrink(load_default_params())
 
 
-# The files of the longest end-to-end runs (about 2 to 5 minutes each on 2 cores), longest first.
-LONGEST_FIRST = ("test_classification_pipeline.py", "test_search_resume.py", "test_e2e_pipeline.py",
-                 "test_search_pipeline.py", "test_outputs.py", "test_recipes.py")  # fmt: skip
-
-
 def pytest_collection_modifyitems(items):
-    """Run the longest files first, then the other end-to-end tests (a stable sort: files keep their order otherwise).
+    """Run the end-to-end tests first (a stable sort: files keep their order otherwise).
 
     With ``pytest -n auto --dist loadfile`` each file goes to the next free process in this order, so the long
     ``dvc repro`` files start at once and the short unit files fill the processes in at the end, instead of
     one long file running alone at the end.
     """
-
-    def rank(item) -> tuple[int, int]:
-        name = item.path.name
-        longest = LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
-        return (item.get_closest_marker("e2e") is None and name not in LONGEST_FIRST, longest)
-
-    items.sort(key=rank)
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
 
 
 def two_dimension_rungs(params: dict, fidelity: str) -> dict:

@@ -101,10 +101,3 @@ def kill_search_when(project: Path, ready, timeout: float = 300) -> None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
-
-
-def search_project(root: Path, params: dict) -> Path:
-    """A project at ``root`` with ``params``, its task data generated: ready for the search stage."""
-    copy_project(root, params)
-    run(root, sys.executable, "stages/generate.py")
-    return root

@@ -1,4 +1,4 @@
-"""The real search stage: Dask against local processes, every method through DVC (resume: test_search_resume.py)."""
+"""The real search stage: Dask against local processes, kill and resume, every method through DVC."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from metahpo.tasks.sinusoid import generate_splits
 from metahpo.tasks.storage import save_splits
 
 from conftest import typed
-from project import commit_all, copy_project, dvc, run, search_project, write_params
+from project import commit_all, copy_project, dvc, kill_search_when, run, write_params
 
 pytestmark = pytest.mark.e2e
 
@@ -42,6 +42,35 @@ def test_dask_local_cluster_gives_the_same_trial_log_as_local_processes(tiny_par
     assert best_local == best_dask
 
 
+def _search_project(root, params):
+    copy_project(root, params)
+    run(root, sys.executable, "stages/generate.py")
+    return root
+
+
+def test_killed_search_resumes_without_rerunning_finished_trials(tiny_params, tmp_path):
+    tiny_params["search"].update(n_calls=8, n_initial_points=3, workers=1, iterations=300)
+    reference = _search_project(tmp_path / "reference", tiny_params)
+    run(reference, sys.executable, "stages/search.py")
+
+    root = _search_project(tmp_path / "killed", tiny_params)
+    log = root / "reports/search/trials.csv"
+    kill_search_when(root, lambda: log.exists() and len(log.read_text().splitlines()) >= 4)
+    finished = len(pd.read_csv(log))
+    assert 3 <= finished < 8
+    seconds_before = pd.read_csv(root / "reports/search/trial_seconds.csv")
+
+    resumed = run(root, sys.executable, "stages/search.py")
+    assert f"{finished} finished trials" in resumed.stderr
+    seconds_after = pd.read_csv(root / "reports/search/trial_seconds.csv")
+    # Not rerun: the same timings. The kill may fall between the log's two files, so the timings file can
+    # hold one trial fewer than the trial log.
+    assert len(seconds_before) in (finished - 1, finished)
+    pd.testing.assert_frame_equal(seconds_after[: len(seconds_before)], seconds_before)
+    for name in ("trials.csv", "best.json"):
+        assert (root / "reports/search" / name).read_bytes() == (reference / "reports/search" / name).read_bytes()
+
+
 # Through DVC, the model-based default and the grid (a finite proposer); every method's own search is tested in
 # process (tests/test_search.py::test_every_method_logs_every_trial_and_returns_the_best).
 @pytest.mark.parametrize("method", ["gp", "grid"])
@@ -62,7 +91,7 @@ def test_every_method_runs_through_dvc_repro(tiny_params, tmp_path, method):
 
 def test_a_search_that_keeps_the_baseline_trains_it_once_in_any_number_of_workers(tiny_params, tmp_path):
     tiny_params["search"].update(n_calls=2, n_initial_points=1, workers=1, repeats=2, start_from_default=True)
-    root = search_project(tmp_path / "p", tiny_params)
+    root = _search_project(tmp_path / "p", tiny_params)
     run(root, sys.executable, "stages/search.py")
     trials = pd.read_csv(root / "reports/search/trials.csv")
     assert trials["objective"][0] == pytest.approx(sum(json.loads(trials["objectives"][0])) / 2, rel=1e-12)
@@ -108,3 +137,27 @@ def test_a_hyperband_search_gives_the_same_log_on_dask_and_in_process(tiny_param
     # One bracket: 9 trials train 10 iterations, the best 3 continue to 30, the best of those to 90.
     assert trials["iterations"].value_counts().to_dict() == {10: 6, 30: 2, 90: 1}
     assert trials["status"].value_counts().to_dict() == {"stopped": 8, "ok": 1}
+
+
+def _rungs_logged(log) -> int:
+    """Rungs finished in the trial log so far (0 before it exists; it is replaced atomically)."""
+    return int(pd.read_csv(log)["rungs"].map(json.loads).map(len).sum()) if log.exists() else 0
+
+
+def test_a_killed_hyperband_search_resumes_mid_rung(tiny_params, tmp_path):
+    tiny_params["search"].update(n_calls=9, n_initial_points=3, workers=1, **{**RUNGS, "iterations": 900,
+                                                                               "min_iterations": 100})  # fmt: skip
+    reference = _search_project(tmp_path / "reference", tiny_params)
+    run(reference, sys.executable, "stages/search.py")
+    root = _search_project(tmp_path / "killed", tiny_params)
+    log, checkpoints = root / "reports/search/trials.csv", root / "cache/search"
+    kill_search_when(
+        root, lambda: checkpoints.exists() and len(list(checkpoints.iterdir())) >= 4 and _rungs_logged(log) >= 4
+    )
+    rungs_before = pd.read_csv(log)["rungs"].map(json.loads)
+    assert rungs_before.map(len).sum() >= 4
+    resumed = run(root, sys.executable, "stages/search.py")
+    assert "can be reused" in resumed.stderr
+    for name in ("trials.csv", "best.json"):
+        assert (root / "reports/search" / name).read_bytes() == (reference / "reports/search" / name).read_bytes()
+    assert not checkpoints.exists()  # the finished search removes its checkpoints
