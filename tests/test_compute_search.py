@@ -172,7 +172,8 @@ def test_training_time_is_predicted_from_the_search_trials(tiny_params, tmp_path
         [0.5, 0.01, 1e-9], rel=1e-6
     )
     settings = {"tuned": {**default_setting(params), "hidden": 80}, "default": default_setting(params)}
-    predicted = predict(settings, params)["learners"]
+    iterations = {"tuned": params.train.iterations, "default": params.train.iterations}
+    predicted = predict(settings, iterations, params)["learners"]
     validations = params.train.iterations // params.train.log_every
     assert predicted["default"]["predicted_seconds"] == pytest.approx(
         0.5 * validations + params.train.iterations * (0.01 + 1e-9 * cost)
@@ -181,4 +182,4 @@ def test_training_time_is_predicted_from_the_search_trials(tiny_params, tmp_path
     assert "default: predicted about" in capsys.readouterr().err
     (folder / "trial_seconds.csv").unlink()
     assert fit_seconds(params) == (None, 0)
-    assert predict(settings, params)["learners"]["tuned"]["predicted_seconds"] is None
+    assert predict(settings, iterations, params)["learners"]["tuned"]["predicted_seconds"] is None

@@ -59,6 +59,8 @@ BAD = [
     ("meta", DELETE, "meta: missing"),
     ("train", DELETE, "train: missing"),
     ("train.iterations", "many", "train.iterations: expected an integer"),
+    ("train.compute", 0, "train.compute: expected a number > 0"),
+    ("train.compute", "2x", "train.compute: expected a number > 0"),
     ("seed", -1, "seed: expected an integer >= 0"),
     ("device", "tpu", "device: expected one of auto, cpu, cuda"),
     ("tasks.family", "omniglot", "tasks.family: expected one of sinusoid"),

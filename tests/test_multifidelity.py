@@ -173,6 +173,13 @@ def test_a_small_space_is_used_up_then_refused():
         ({"random_every": 1.5}, "^random_every: expected an integer >= 0"),
         ({"active": {"depth": ["a"]}}, "^active: 'depth' is not a dimension"),
         ({"max_cost": -1}, "^max_cost: expected a number > 0"),
+        # a bool is not a count and NaN is not a number, whatever the bound
+        ({"n_initial": True}, "^n_initial: expected an integer >= 1, got True"),
+        ({"candidates": True}, "^candidates: expected an integer >= 1, got True"),
+        ({"workers": True}, "^workers: expected an integer >= 1, got True"),
+        ({"xi": float("nan")}, "^xi: expected a number >= 0, got nan"),
+        ({"n_trials": None, "compute": float("nan")}, "^compute: expected a number > 0, got nan"),
+        ({"max_cost": float("nan")}, "^max_cost: expected a number > 0, got nan"),
     ],
 )
 def test_bad_arguments_are_refused_naming_them(kwargs, message):

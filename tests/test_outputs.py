@@ -180,7 +180,7 @@ def _pool_workers(pid: int) -> list[int]:
 @pytest.mark.e2e
 def test_a_train_worker_killed_mid_training_is_replaced_and_its_learners_retrained(project, tiny_params):
     """kill -9 of one of train's pool workers: the pool is replaced, the lost learners rerun, the stage succeeds."""
-    tiny_params["train"].update(iterations=3000, log_every=10, workers=2)
+    tiny_params["train"].update(iterations=1000, log_every=10, workers=2)
     write_params(project, tiny_params)
     for stage in ("generate", "search"):
         run(project, sys.executable, f"stages/{stage}.py")

@@ -73,3 +73,30 @@ def test_a_training_log_ends_when_another_learner_removed_the_shared_signal_file
     monkeypatch.setattr(dvclive.live, "cleanup_dvclive_step_completed", removed_by_the_other("other"))
     with pytest.raises(FileNotFoundError), TrainingLog("logs2", dvcyaml=None, save_dvc_exp=False, report=None):
         pass
+
+
+def test_a_compute_budget_trains_a_costlier_setting_fewer_iterations_and_the_baselines_as_many_as_tuned(
+    tiny_params, tmp_path, monkeypatch
+):
+    from metahpo.learners.cost import final_iterations, setting_macs
+    from metahpo.search.final_training import learner_iterations
+
+    tiny_params["train"].update(iterations=40, log_every=5, compute=2.0)
+    params = typed(tiny_params)
+    untuned = default_setting(params)
+    costly = {**untuned, "hidden": 120, "inner_steps": 3}
+    ratio = setting_macs(costly, params) / setting_macs(untuned, params)
+    assert ratio > 4
+    assert final_iterations(untuned, params) == 40  # 2x the untuned compute, but never past train.iterations
+    assert final_iterations(costly, params) == int(80 / ratio)
+    settings = {"tuned": costly, "default": untuned, "pretrained": {**costly, "algorithm": "maml"}}
+    fewer = int(80 / ratio)
+    assert learner_iterations(settings, params) == {"tuned": fewer, "default": 40, "pretrained": fewer}
+    uncapped = typed({**tiny_params, "train": {**tiny_params["train"], "compute": None}})
+    assert final_iterations(costly, uncapped) == 40
+    # The training runs exactly that many iterations (its cosine schedule ends there).
+    splits = generate_splits(params.tasks, 0)
+    pool = TaskPool.from_split(splits["meta_train"], CPU)
+    monkeypatch.chdir(tmp_path)
+    _, summary = train_learner("tuned", costly, params, pool, splits["meta_val"], CPU, iterations=17)
+    assert summary["trained_iterations"] == 17

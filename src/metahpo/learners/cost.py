@@ -77,6 +77,22 @@ def trained_iterations(setting: dict, params: Params, budget: int) -> int:
     return affordable_iterations(budget, setting_macs(setting, params), setting_macs(default_setting(params), params))
 
 
+def final_iterations(setting: dict, params: Params) -> int:
+    """Meta-iterations of ``setting``'s final training: ``train.iterations``, or fewer under ``train.compute``.
+
+    ``train.compute`` (None: no cap) is a compute budget in multiples of ``train.iterations`` iterations of the
+    untuned setting: with 2, a setting of c times the untuned one's estimated cost per iteration trains
+    ``2 * train.iterations / c`` iterations, and never more than ``train.iterations``, so the final training's
+    time is bounded whatever setting the search chose.
+    """
+    train = params.train
+    if train.compute is None:
+        return train.iterations
+    budget = round(train.compute * train.iterations)
+    baseline = setting_macs(default_setting(params), params)
+    return min(train.iterations, affordable_iterations(budget, setting_macs(setting, params), baseline))
+
+
 def cheapest_macs(params: Params) -> int:
     """The lowest estimated cost in ``search.space``: every size at its smallest, the cheapest algorithm."""
     space, setting = params.search.space, default_setting(params)

@@ -3,7 +3,7 @@
 The prediction uses the cost model's multiply-adds (:func:`metahpo.learners.cost.setting_macs`) and the
 search's own trials on this machine: their wall-clock seconds (``trial_seconds.csv``) fitted as a
 fixed cost per iteration, a cost per multiply-add and a cost per validation (:func:`fit_seconds`), then
-evaluated at ``train.iterations`` of the learner's setting with its validations. Seconds are
+evaluated at the learner's final-training iterations with its validations. Seconds are
 wall-clock and differ from run to run, so they go to ``reports/train/timing.json`` and never into a file
 that must be byte-identical.
 """
@@ -74,22 +74,24 @@ def nonnegative_least_squares(design: np.ndarray, target: np.ndarray) -> np.ndar
     return best / scale
 
 
-def predict(settings: dict[str, dict], params: Params, names: tuple[str, ...] = ("tuned", "default")) -> dict:
-    """Each named learner's cost and predicted seconds for ``train.iterations``, printed before training.
+def predict(
+    settings: dict[str, dict], iterations: dict[str, int], params: Params, names: tuple[str, ...] = ("tuned", "default")
+) -> dict:
+    """Each named learner's cost and predicted seconds for its ``iterations``, printed before training.
 
-    The prediction is the fit of :func:`fit_seconds` at ``train.iterations`` iterations of the learner's
-    cost plus one validation every ``train.log_every`` iterations.
+    The prediction is the fit of :func:`fit_seconds` at the learner's iterations of its cost plus one
+    validation every ``train.log_every`` iterations.
     """
     fit, count = fit_seconds(params)
     baseline = setting_macs(default_setting(params), params)
-    iterations = params.train.iterations
-    validations = max(1, iterations // params.train.log_every)
     out = {}
     for name in names:
         cost = setting_macs(settings[name], params)
+        validations = max(1, iterations[name] // params.train.log_every)
         seconds = None
         if fit is not None:
-            seconds = validations * fit["per_validation"] + iterations * (fit["per_iteration"] + cost * fit["per_mac"])
+            per_iteration = fit["per_iteration"] + cost * fit["per_mac"]
+            seconds = validations * fit["per_validation"] + iterations[name] * per_iteration
         out[name] = {"cost_macs": cost, "cost_vs_untuned": round(cost / baseline, 4), "predicted_seconds": seconds}
         basis = (
             f"fitted on {count} search trials: {fit['per_iteration'] * 1e3:.3g} ms per iteration + "
@@ -98,7 +100,7 @@ def predict(settings: dict[str, dict], params: Params, names: tuple[str, ...] = 
             else "no search trial timings to predict from"
         )
         when = "" if seconds is None else f"about {seconds / 60:.1f} min for "
-        print(f"{name}: predicted {when}{iterations:,} iterations of {cost / 1e6:,.1f} M multiply-adds "
+        print(f"{name}: predicted {when}{iterations[name]:,} iterations of {cost / 1e6:,.1f} M multiply-adds "
               f"({out[name]['cost_vs_untuned']:.2f}x the untuned setting's; {basis})", file=sys.stderr)  # fmt: skip
     return {"fit": fit, "from_trials": count, "learners": out}
 

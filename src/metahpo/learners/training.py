@@ -54,8 +54,9 @@ def train_learner(
     adapt_steps=None,
     outputs: int | None = None,
     logs=None,
+    iterations: int | None = None,
 ):
-    """Meta-train one learner for at most ``train.iterations``, keeping the weights that did best on meta_val.
+    """Meta-train one learner for ``iterations`` (default ``train.iterations``), keeping the best weights on meta_val.
 
     Every ``train.log_every`` iterations the meta_val metric is measured and logged with DVCLive; the
     weights of the best value are kept, and training stops once ``train.patience`` validations in a
@@ -67,7 +68,7 @@ def train_learner(
     family, train = family_of(params), params.train
     config = learner_config(setting, params)
     learner = build_learner(replace(config, outputs=outputs or config.outputs), params.seed, device)
-    budget = replace(train_settings(setting, params, train.iterations), adapt_steps=adapt_steps)
+    budget = replace(train_settings(setting, params, iterations or train.iterations), adapt_steps=adapt_steps)
     best: dict = {"value": None, "iteration": 0, "weights": None, "last": 0}
     with TrainingLog(str(Path(logs or paths.TRAIN_LOGS) / name), dvcyaml=None, save_dvc_exp=False, report=None) as live:
 
@@ -99,8 +100,10 @@ def copy_logs(source: Path, target: Path) -> None:
     shutil.copytree(source, target)
 
 
-def train_job(name: str, setting: dict, params: Params, adapt_steps: int | None, logs: Path) -> tuple[dict, dict]:
-    """Train one learner here or in a worker, logging under ``logs``; return its weights on the CPU and its summary."""
+def train_job(
+    name: str, setting: dict, params: Params, adapt_steps: int | None, logs: Path, iterations: int
+) -> tuple[dict, dict]:
+    """Train one learner for ``iterations`` here or in a worker, logging under ``logs``; return weights and summary."""
     from metahpo.runtime import setup  # in a worker: threads, deterministic kernels, device
 
     device = setup(params)
@@ -108,7 +111,7 @@ def train_job(name: str, setting: dict, params: Params, adapt_steps: int | None,
     pool = family.make_pool(load_split(paths.TASKS, "meta_train"), device, joint=joint)
     val = load_split(paths.TASKS, "meta_val")
     outputs = family.pretrain_outputs(pool) if joint else None
-    learner, summary = train_learner(name, setting, params, pool, val, device, adapt_steps, outputs, logs)
+    learner, summary = train_learner(name, setting, params, pool, val, device, adapt_steps, outputs, logs, iterations)
     return on_cpu(learner.state_dict()), summary
 
 

@@ -244,6 +244,7 @@ class TrainParams(Section):
     """The ``train`` section: the final training of every learner."""
 
     iterations: Int(1, 100_000_000)
+    compute: Number(0, 1e6) | None
     log_every: Int(1, 10_000_000)
     patience: Int(0, 1_000_000)
     workers: Int(1, 64)

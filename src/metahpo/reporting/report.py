@@ -14,7 +14,7 @@ import torch
 from metahpo import paths
 from metahpo.atomic import atomic_dir, write_text
 from metahpo.evaluation.protocol import compared_learners
-from metahpo.learners.cost import setting_macs
+from metahpo.learners.cost import final_iterations, setting_macs
 from metahpo.learners.family import ByProblem, family_of
 from metahpo.learners.settings import default_setting
 from metahpo.params import Params
@@ -28,6 +28,18 @@ from metahpo.search.trial_log import load_best
 MODULES = ByProblem(regression=regression, classification=classification)
 
 
+def compute_cap(params: Params, tuned: dict) -> str:
+    """The report's words for ``train.compute``: the cap, and the tuned learner's iterations under it."""
+    if params.train.compute is None:
+        return ""
+    ratio = setting_macs(tuned, params) / setting_macs(default_setting(params), params)
+    return (
+        f", and at most the compute of {params.train.compute:g} times that many iterations of the untuned setting "
+        f"(`train.compute`; the tuned setting costs {ratio:.1f}x the untuned one per iteration, so it trains "
+        f"{final_iterations(tuned, params):,})"
+    )
+
+
 def render(params: Params, metrics: dict, best: dict, trials: pd.DataFrame, figures: dict, device) -> str:
     """The markdown report."""
     family = family_of(params)
@@ -39,8 +51,8 @@ and `reports/search/`; published numbers are labelled **published** and come fro
 
 ## Settings
 {module.settings_text(params)}
-Every learner trains for at most {params.train.iterations} iterations and keeps the weights that did best on meta_val
-(measured every {params.train.log_every}). Seed {params.seed}.
+Every learner trains for at most {params.train.iterations} iterations{compute_cap(params, best["setting"])}
+and keeps the weights that did best on meta_val (measured every {params.train.log_every}). Seed {params.seed}.
 
 {search_section(params, best, trials, figures, family.objective_name())}
 ## Held-out results

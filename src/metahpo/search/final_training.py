@@ -16,6 +16,7 @@ from metahpo.atomic import atomic_dir, write_json
 from metahpo.errors import ArtifactError
 from metahpo.executors import RefusedResult, TrialRunner, WorkerError, is_lost_worker, run_jobs
 from metahpo.learners.artifacts import save_learner
+from metahpo.learners.cost import final_iterations
 from metahpo.learners.family import family_of
 from metahpo.learners.memory import check_fits
 from metahpo.learners.metatrain import build_learner
@@ -73,6 +74,17 @@ def learner_settings(params: Params) -> dict[str, dict]:
 
 
 BASELINE_OPTIONS = {"inner_rates": "fixed", "multi_step_loss": 0.0, "first_order_fraction": 0.0}
+
+
+def learner_iterations(settings: dict[str, dict], params: Params) -> dict[str, int]:
+    """Each learner's final-training iterations (:func:`metahpo.learners.cost.final_iterations`).
+
+    The baselines (pretrained, prototypical network) share the tuned learner's architecture, outer optimiser
+    and budget, so they train as many iterations as it does.
+    """
+    baselines = family_of(params).learners[2:]
+    tuned = final_iterations(settings["tuned"], params)
+    return {name: tuned if name in baselines else final_iterations(s, params) for name, s in settings.items()}
 
 
 def kind_settings(params: Params, tuned: dict) -> tuple[dict[str, dict], dict]:
@@ -134,7 +146,8 @@ def train_stage(params: Params, device: torch.device) -> None:
     workers = min(params.train.workers, len(jobs))
     for split in ("meta_train", "meta_val"):  # a bad task file is refused before the prediction is printed
         load_split(paths.TASKS, split)
-    predicted = predict(settings, params, ("tuned", "default", *compared))
+    iterations = learner_iterations(settings, params)
+    predicted = predict(settings, iterations, params, ("tuned", "default", *compared))
     with atomic_dir(paths.MODELS) as models, atomic_dir(paths.TRAIN_LOGS) as logs:
         trained, took = {}, {}
 
@@ -147,7 +160,10 @@ def train_stage(params: Params, device: torch.device) -> None:
                 raise exc
 
         with TrialRunner("local", workers) as runner:
-            work = {name: (timed, train_job, name, settings[name], params, steps, logs) for name, steps in jobs.items()}
+            work = {
+                name: (timed, train_job, name, settings[name], params, steps, logs, iterations[name])
+                for name, steps in jobs.items()
+            }
             run_jobs(runner, work, workers, TRAIN_RETRIES, finished)
         write_timing(logs, predicted, took)
         for name, twin in same_as.items():
@@ -161,7 +177,7 @@ def train_stage(params: Params, device: torch.device) -> None:
             weights, summary = trained[name]
             learner = build_learner(learner_config(settings[name], params), params.seed, device)
             learner.load_state_dict(weights)
-            extra = {"setting": settings[name], "iterations": params.train.iterations, **summary}
+            extra = {"setting": settings[name], "iterations": iterations[name], **summary}
             if name == "protonet":
                 extra["training"] = PROTONET_NOTE
             if name == "pretrained":

@@ -316,6 +316,11 @@ def _check(objective, space, max_budget, min_budget, eta, compute, n_trials, met
     def bad(message: str):
         raise ValueError(message)
 
+    def bad_bound(key: str, value, low, integer: bool = False, strict: bool = False) -> None:
+        problem = _bound_problem(key, value, low, integer, strict)
+        if problem:
+            bad(problem)
+
     if not callable(objective):
         bad("objective: expected a callable objective(setting, budget, state) -> (value, state)")
     if not isinstance(space, dict) or not space:
@@ -335,29 +340,25 @@ def _check(objective, space, max_budget, min_budget, eta, compute, n_trials, met
                 bad(f"space.{name}.low: a log-uniform dimension needs low > 0, got {low}")
         else:
             bad(f"space.{name}.type: expected real, integer or categorical, got {kind!r}")
-    for key, v in (("max_budget", max_budget), ("min_budget", min_budget), ("eta", eta), ("workers", workers)):
-        if not isinstance(v, int) or isinstance(v, bool):
-            bad(f"{key}: expected an integer, got {v!r}")
-    if workers < 1:
-        bad(f"workers: expected an integer >= 1, got {workers}")
+    for key, v, low in (("max_budget", max_budget, 1), ("min_budget", min_budget, None), ("eta", eta, None),
+                        ("workers", workers, 1)):  # fmt: skip
+        bad_bound(key, v, low, integer=True)
     if fidelity not in FIDELITIES:
         bad(f"fidelity: expected one of {', '.join(FIDELITIES)}, got {fidelity!r}")
     if method not in METHODS:
         bad(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
     if method == "tpe" and importlib.util.find_spec("optuna") is None:
         bad("method: tpe needs optuna (pip install -c constraints.txt 'metahpo[bench]')")
-    if max_budget < 1:
-        bad(f"max_budget: expected an integer >= 1, got {max_budget}")
     if fidelity != "none":
         problems = plan_problems(max_budget, min_budget, eta, ("max_budget", "min_budget", "eta"))
         if problems:
             bad(problems[0])
     if (compute is None) == (n_trials is None):
         bad("compute: give exactly one of compute (trial-iterations to spend) and n_trials")
-    if compute is not None and (isinstance(compute, bool) or not isinstance(compute, (int, float)) or compute <= 0):
-        bad(f"compute: expected a number > 0, got {compute!r}")
-    if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1):
-        bad(f"n_trials: expected an integer >= 1, got {n_trials!r}")
+    if compute is not None:
+        bad_bound("compute", compute, 0, strict=True)
+    if n_trials is not None:
+        bad_bound("n_trials", n_trials, 1, integer=True)
     if active is not None:
         if "algorithm" not in space or space["algorithm"].get("type") != "categorical":
             bad("active: needs a categorical 'algorithm' dimension in space")
@@ -366,8 +367,8 @@ def _check(objective, space, max_budget, min_budget, eta, compute, n_trials, met
             bad(f"active: {unknown[0]!r} is not a dimension of space")
     if cost is not None and not callable(cost):
         bad("cost: expected a callable setting -> relative cost per iteration")
-    if max_cost is not None and (isinstance(max_cost, bool) or not isinstance(max_cost, (int, float)) or max_cost <= 0):
-        bad(f"max_cost: expected a number > 0, got {max_cost!r}")
+    if max_cost is not None:
+        bad_bound("max_cost", max_cost, 0, strict=True)
     unknown = [k for k in options if k not in GP_OPTIONS]
     if unknown:
         bad(f"{unknown[0]}: unknown option (expected one of {', '.join(GP_OPTIONS)})")
@@ -375,12 +376,18 @@ def _check(objective, space, max_budget, min_budget, eta, compute, n_trials, met
     for key, choices in CHOICES.items():
         if opts[key] not in choices:
             bad(f"{key}: expected one of {', '.join(choices)}, got {opts[key]!r}")
-    if opts["n_initial"] is not None and (not isinstance(opts["n_initial"], int) or opts["n_initial"] < 1):
-        bad(f"n_initial: expected an integer >= 1 or None, got {opts['n_initial']!r}")
-    if not isinstance(opts["candidates"], int) or opts["candidates"] < 1:
-        bad(f"candidates: expected an integer >= 1, got {opts['candidates']!r}")
-    if isinstance(opts["xi"], bool) or not isinstance(opts["xi"], (int, float)) or not opts["xi"] >= 0:
-        bad(f"xi: expected a number >= 0, got {opts['xi']!r}")
-    if isinstance(opts["random_every"], bool) or not isinstance(opts["random_every"], int) or opts["random_every"] < 0:
-        bad(f"random_every: expected an integer >= 0, got {opts['random_every']!r}")
+    if opts["n_initial"] is not None:
+        bad_bound("n_initial", opts["n_initial"], 1, integer=True)
+    for key, low, integer in (("candidates", 1, True), ("xi", 0, False), ("random_every", 0, True)):
+        bad_bound(key, opts[key], low, integer=integer)
     return opts
+
+
+def _bound_problem(key: str, value, low, integer: bool = False, strict: bool = False) -> str | None:
+    """Why ``value`` is not a number (an integer when ``integer``; never a bool or NaN) above ``low``, or None."""
+    kind = "an integer" if integer else "a number"
+    bound = "" if low is None else f" {'>' if strict else '>='} {low}"
+    number = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+    if not number or value != value or (low is not None and not (value > low if strict else value >= low)):
+        return f"{key}: expected {kind}{bound}, got {value!r}"
+    return None
