@@ -94,6 +94,7 @@ BAD = [
     ("search.class_folds", 0, "search.class_folds: expected an integer >= 1"),
     ("search.start_from_default", "yes", "search.start_from_default: expected true or false, got 'yes'"),
     ("evaluate.max_steps", -2, "evaluate.max_steps: expected an integer >= 0"),
+    ("evaluate.workers", 0, "evaluate.workers: expected an integer >= 1 and <= 64, got 0"),
     ("train.finetune.lr", [0.0, 1.0], "train.finetune.lr: expected [low, high] with 0 < low < high <= 100"),
     ("train.finetune.max_steps", 0, "train.finetune.max_steps: expected an integer >= 1 and <= 50"),
     ("train.finetune.eta", 0, "train.finetune.eta: expected an integer >= 1 and <= 100"),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,7 +18,7 @@ from metahpo.learners import KINDS
 from metahpo.learners.artifacts import load_learner
 from metahpo.reporting.regression import fmt
 
-from project import commit_all, copy_project, dvc, git, ran_stages, write_params
+from project import commit_all, copy_project, dvc, git, ran_stages, run, write_params
 
 pytestmark = pytest.mark.e2e
 
@@ -78,6 +81,12 @@ def project_params() -> dict:
     params = shrink(load_default_params())
     params["search"].update(fidelity="asha", min_iterations=5)
     return params
+
+
+def _digests(path: Path) -> dict[str, str]:
+    """SHA-256 of the file at ``path``, or of every file under it."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return {str(p.relative_to(path.parent)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 def first_run(root):
@@ -172,9 +181,15 @@ def test_where_the_work_runs_reruns_nothing(project):
     params = project_params()
     params["search"].update(executor="dask", address=None)
     params["train"]["workers"] = 1
+    params["evaluate"]["workers"] = 2
     write_params(project, params)
     try:
         assert "up to date" in dvc(project, "status").stdout
+        # Scored two at a time, each learner in its own worker: the same bytes as one at a time, in this process.
+        scored = ("reports/evaluation.json", "reports/metrics.json", "reports/metrics_ci95.json", "reports/plots")
+        before = {rel: _digests(project / rel) for rel in scored}
+        run(project, sys.executable, "stages/evaluate.py")
+        assert {rel: _digests(project / rel) for rel in scored} == before
     finally:
         write_params(project, project_params())
 

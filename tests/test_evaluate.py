@@ -37,13 +37,27 @@ def test_a_twin_reuses_the_score_of_the_learner_it_equals():
     learners = {name: build_learner(CONFIG, seed, CPU) for name, seed in (("tuned", 0), ("default", 0), ("x", 1))}
     calls = []
 
-    def score(learner):
-        calls.append(learner)
-        return {"n": len(calls)}
+    def score_all(names):
+        calls.append(names)
+        return {name: {"n": i} for i, name in enumerate(names)}
 
-    scored = dict(each_once(learners, score))
-    assert scored == {"tuned": {"n": 1}, "default": {"n": 1}, "x": {"n": 2}}
-    assert calls == [learners["tuned"], learners["x"]]
+    scored = each_once(learners, score_all)
+    assert scored == {"tuned": {"n": 0}, "default": {"n": 0}, "x": {"n": 1}}
+    assert list(scored) == ["tuned", "default", "x"] and calls == [["tuned", "x"]]
+
+
+def test_a_scoring_worker_s_result_is_refused_unless_it_is_plain_data():
+    import numpy as np
+
+    from metahpo.evaluation.protocol import checked_scores
+    from metahpo.executors import RefusedResult
+
+    good = ({"test": {"k10": {"step1": {"mse": 0.1, "ci95": None}}}}, {"curve": {"step": np.arange(3), "mse": (0.1,)}})
+    assert checked_scores("tuned", good) is good
+    for bad in (None, [good[0], good[1]], (good[0],), ({"x": object()}, {}), ({1: 0.1}, {}),
+                ({}, {"a": np.array(["text"])})):  # fmt: skip
+        with pytest.raises(RefusedResult, match="the worker scoring tuned handed back no"):
+            checked_scores("tuned", bad)
 
 
 def test_a_step_far_above_the_error_before_adapting_is_diverged_not_a_huge_mean():

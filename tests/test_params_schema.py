@@ -107,7 +107,7 @@ def test_every_problem_of_the_whole_file_is_one_line_naming_its_key(tiny_params)
         "meta.query: missing",
         "search.space.inner_lr.low: expected a number > 0 and <= 100, got 'a'",
         "train.finetune.lr: expected [low, high] with 0 < low < high <= 100, got [1.0]",
-        "evaluate: expected a mapping with keys max_steps, task_chunk, got []",
+        "evaluate: expected a mapping with keys max_steps, task_chunk, workers, got []",
     ]
 
 

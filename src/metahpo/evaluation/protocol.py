@@ -14,9 +14,9 @@ stand-ins, so their learners stay the same whatever the search tried.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from metahpo import paths
@@ -25,6 +25,7 @@ from metahpo.errors import ArtifactError
 from metahpo.evaluation import classification, regression
 from metahpo.evaluation.headline import headline
 from metahpo.evaluation.panels import panel_tables
+from metahpo.executors import RefusedResult, TrialRunner, WorkerError, is_lost_worker, run_jobs
 from metahpo.json_files import BOOLEAN, INTEGER, NULL, NUMBER, OBJECT, TEXT, Each, Optional, load_json_object
 from metahpo.learners.adaptation import trained_steps
 from metahpo.learners.artifacts import load_learner
@@ -77,16 +78,86 @@ def twins(learners: dict) -> dict[str, str]:
     return same_as
 
 
-def each_once(learners: dict, score) -> Iterator[tuple[str, tuple]]:
-    """``(name, score(learner))`` for every learner, scoring a twin (see :func:`twins`) only once."""
-    same_as, results = twins(learners), {}
-    for name, learner in learners.items():
-        if name in same_as:
-            print(f"{name}: same config and weights as {same_as[name]}, reusing its scores", file=sys.stderr)
-            results[name] = results[same_as[name]]
+def each_once(learners: dict, score_all) -> dict[str, tuple]:
+    """``{name: score}`` for every learner in order; ``score_all(names)`` scores each twin (:func:`twins`) once."""
+    same_as = twins(learners)
+    scores = score_all([name for name in learners if name not in same_as])
+    for name, twin in same_as.items():
+        print(f"{name}: same config and weights as {twin}, reusing its scores", file=sys.stderr)
+    return {name: scores[same_as.get(name, name)] for name in learners}
+
+
+def score_job(name: str, params: Params, steps: list[int]) -> tuple[dict, dict]:
+    """One learner's ``(metrics entry, plot data)``, scored here or in a worker from its saved model."""
+    from metahpo.runtime import setup  # in a worker: threads, deterministic kernels, device
+
+    device = setup(params)
+    family = family_of(params)
+    module = MODULES[family]
+    learner = load_learner(paths.MODELS / name, device, family)
+    return _python_values(module.learner_results(learner, module.load_splits(), params, steps, device))
+
+
+def _python_values(value):
+    """``value`` with numpy arrays and scalars as Python lists and numbers (a worker hands back only those)."""
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {k: _python_values(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_python_values(v) for v in value)
+    return value
+
+
+def _plain(value) -> bool:
+    """Whether ``value`` is plain data: numbers, text, None, numeric arrays, and lists, tuples and str-keyed dicts."""
+    if value is None or isinstance(value, bool | int | float | str | np.integer | np.floating):
+        return True
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "biuf"
+    if isinstance(value, list | tuple):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+def checked_scores(name: str, value) -> tuple[dict, dict]:
+    """A scoring worker's ``(metrics entry, plot data)``, checked as plain data of that shape."""
+    if not (isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, dict) for v in value) and _plain(value)):
+        raise RefusedResult(f"result refused: the worker scoring {name} handed back no (metrics, plot data)")
+    return value
+
+
+EVALUATE_RETRIES = 1  # reruns of a learner whose worker died while it was scored alone (see run_jobs)
+
+
+def score_learners(
+    names: list[str], learners: dict, splits: dict, params: Params, steps: list[int], device
+) -> dict[str, tuple]:
+    """``{name: (metrics entry, plot data)}`` of the named learners, ``evaluate.workers`` at a time.
+
+    With one worker they are scored here, one after the other; with more, each worker loads its learner from
+    ``models/`` and scores it, with the same threads and deterministic kernels, so the numbers are the same.
+    """
+    module = MODULES[family_of(params)]
+    workers = min(params.evaluate.workers, len(names))
+    if workers <= 1:
+        return {name: module.learner_results(learners[name], splits, params, steps, device) for name in names}
+    scores: dict[str, tuple] = {}
+
+    def finished(name: str, value, exc: BaseException | None) -> None:
+        if exc is None:
+            scores[name] = checked_scores(name, value)
+        elif is_lost_worker(exc):
+            raise WorkerError(f"the worker scoring {name} was lost ({type(exc).__name__}) twice, running alone")
         else:
-            results[name] = score(learner)
-        yield name, results[name]
+            raise exc
+
+    with TrialRunner("local", workers) as runner:
+        jobs = {name: (score_job, name, params, steps) for name in names}
+        run_jobs(runner, jobs, workers, EVALUATE_RETRIES, finished)
+    return scores
 
 
 def read_kinds() -> dict:
@@ -126,8 +197,8 @@ def evaluate_stage(params: Params, device: torch.device) -> None:
     learners = {name: load_learner(paths.MODELS / name, device, family) for name in (*family.learners, *compared)}
     steps = headline_steps(params.evaluate.max_steps, [trained_steps(learner) for learner in learners.values()])
     metrics: dict = {"protocol": module.protocol(params, splits)}
-    scored = each_once(learners, lambda learner: module.learner_results(learner, splits, params, steps, device))
-    results = dict([*scored, *module.reference_results(params, splits).items()])
+    scored = each_once(learners, lambda names: score_learners(names, learners, splits, params, steps, device))
+    results = scored | module.reference_results(params, splits)
     metrics |= {name: entry for name, (entry, _) in results.items()}
     metrics["kinds"] = kinds["kinds"] if kinds["compare_kinds"] else None  # the report's side by side
     # The kinds' stand-ins are compared in the report's table only: the plots keep the learners of every run.

@@ -257,6 +257,7 @@ class EvaluateParams(Section):
 
     max_steps: Int(0, 100)
     task_chunk: Int(1, 1_000_000)
+    workers: Int(1, 64)
 
 
 class Params(Section):
