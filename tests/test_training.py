@@ -85,12 +85,12 @@ def test_a_compute_budget_trains_a_costlier_setting_fewer_iterations_and_the_bas
     params = typed(tiny_params)
     untuned = default_setting(params)
     costly = {**untuned, "hidden": 120, "inner_steps": 3}
-    ratio = setting_macs(costly, params) / setting_macs(untuned, params)
-    assert ratio > 4
+    cost, untuned_cost = setting_macs(costly, params), setting_macs(untuned, params)
+    assert cost > 4 * untuned_cost
     assert final_iterations(untuned, params) == 40  # 2x the untuned compute, but never past train.iterations
-    assert final_iterations(costly, params) == int(80 / ratio)
+    fewer = 80 * untuned_cost // cost  # the compute of 80 untuned iterations, in whole iterations of the costly one
+    assert final_iterations(costly, params) == fewer
     settings = {"tuned": costly, "default": untuned, "pretrained": {**costly, "algorithm": "maml"}}
-    fewer = int(80 / ratio)
     assert learner_iterations(settings, params) == {"tuned": fewer, "default": 40, "pretrained": fewer}
     uncapped = typed({**tiny_params, "train": {**tiny_params["train"], "compute": None}})
     assert final_iterations(costly, uncapped) == 40
