@@ -38,7 +38,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tabular"))
-from table import Table, config_space, load_table  # noqa: E402 - the table module lives beside the builder
+from table import Table, config_space, load_table, read_design  # noqa: E402 - the table module lives beside the builder
 
 HERE = Path(__file__).resolve().parent
 METHODS = {
@@ -117,7 +117,7 @@ def search_params(table: Table, seed: int, method: str, n_calls: int):
     """The table's params as a sequential (one worker) multi-fidelity search with ``method``."""
     from metahpo.params import Params
 
-    design = json.loads(Path(f"{TABLE_PREFIX}.design.json").read_text())
+    design = read_design(Path(f"{TABLE_PREFIX}.design.json"))
     raw = copy.deepcopy(design["params"])
     raw["seed"] = seed
     raw["search"].update(
@@ -378,7 +378,7 @@ def penalty_of(table: Table) -> float:
     from metahpo.params import Params
     from metahpo.tasks.generate import classification_splits, regression_splits
 
-    design = json.loads(Path(f"{TABLE_PREFIX}.design.json").read_text())
+    design = read_design(Path(f"{TABLE_PREFIX}.design.json"))
     params = Params.from_dict(design["params"])
     make = classification_splits if params.tasks.classification else regression_splits
     splits, _, _ = make(params.tasks, params.seed)

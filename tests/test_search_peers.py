@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from metahpo.params import Params
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks" / "tabular"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -121,6 +123,23 @@ PEERS = pytest.mark.skipif(
 def test_load_table_names_a_missing_file(tmp_path):
     with pytest.raises(SystemExit, match="sinusoid.design.json: no such table file"):
         table_module.load_table(tmp_path / "sinusoid")
+
+
+def test_a_design_written_before_a_key_no_trial_reads_still_matches(tmp_path):
+    prefix = synthetic_table(tmp_path)
+    design_path = Path(f"{prefix}.design.json")
+    stored = json.loads(design_path.read_text())
+    for section, key in table_module.NOT_READ_BY_A_TRIAL:
+        del stored["params"][section][key]
+    stored["params"]["search"]["iterations"] = 2700  # a key trials read is never filled in or ignored
+    design_path.write_text(json.dumps(stored))
+    design = table_module.read_design(design_path)
+    current = build_table.table_params("sinusoid", None, 100)
+    for section, key in table_module.NOT_READ_BY_A_TRIAL:
+        assert design["params"][section][key] == current[section][key]
+    assert design["params"]["search"]["iterations"] == 2700
+    params = Params.from_dict(design["params"])
+    assert params.train.compute == current["train"]["compute"]
 
 
 @PEERS

@@ -232,7 +232,9 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     design_path, rows_path = args.out / f"{args.family}.design.json", args.out / f"{args.family}.jsonl"
     if design_path.exists():
-        if json.loads(design_path.read_text()) != json.loads(json.dumps(design)):
+        from table import read_design
+
+        if read_design(design_path) != json.loads(json.dumps(design)):
             raise SystemExit(f"{design_path}: a different design (params, seeds or settings); move it away first")
     else:
         from metahpo.atomic import write_json

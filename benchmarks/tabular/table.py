@@ -12,6 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Keys read by the final training and by the evaluate stage's scheduling, never by a trial. A design written
+# before one of them existed still describes today's params, so a missing one is taken from params.yaml.
+NOT_READ_BY_A_TRIAL = (("train", "compute"), ("evaluate", "workers"))
 
 
 @dataclass
@@ -54,6 +61,15 @@ class Table:
         return final.mean(axis=1)
 
 
+def read_design(path: Path) -> dict:
+    """The design at ``path``, its params completed with today's value of each missing key a trial never reads."""
+    design = json.loads(Path(path).read_text())
+    current = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, key in NOT_READ_BY_A_TRIAL:
+        design["params"].setdefault(section, {}).setdefault(key, current[section][key])
+    return design
+
+
 def encode(space: dict, point: dict) -> list[float]:
     """``point`` as numbers: a category's index, or the value's position in [0, 1] (log scale for log priors)."""
     out = []
@@ -84,7 +100,7 @@ def load_table(prefix: Path, max_settings: int | None = None) -> Table:
     for path in (design_path, rows_path):
         if not path.exists():
             raise SystemExit(f"{path}: no such table file (build it with benchmarks/tabular/build_table.py)")
-    design = json.loads(design_path.read_text())
+    design = read_design(design_path)
     search = design["params"]["search"]
     every, iterations, seeds = design["every"], search["iterations"], len(design["seeds"])
     steps = iterations // every
