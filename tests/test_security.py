@@ -291,6 +291,24 @@ def test_a_submit_to_a_pool_that_just_broke_replaces_it_and_blames_no_one():
     assert (runner.submits, runner.restarts) == (4, 1)
 
 
+def test_collect_stores_checked_results_names_a_twice_lost_worker_and_re_raises_the_rest():
+    from metahpo.errors import WorkerError
+    from metahpo.executors import collect
+
+    results: dict = {}
+    done = collect(results, lambda key, value: (key, value * 2), "scoring")
+    done("tuned", 21, None)
+    assert results == {"tuned": ("tuned", 42)}
+    with pytest.raises(WorkerError, match="the worker scoring default was lost \\(BrokenProcessPool\\) twice"):
+        done("default", None, BrokenProcessPool("gone"))
+    with pytest.raises(RefusedResult, match="no weights"):
+        done("x", None, RefusedResult("no weights"))
+    refusing = collect(results, lambda key, value: (_ for _ in ()).throw(RefusedResult(f"bad {key}")), "training")
+    with pytest.raises(RefusedResult, match="bad y"):
+        refusing("y", 1, None)
+    assert list(results) == ["tuned"]
+
+
 def test_a_name_read_from_a_file_stays_inside_its_folder(tmp_path):
     from metahpo.errors import ArtifactError
     from metahpo.paths import inside

@@ -292,6 +292,24 @@ def is_lost_worker(exc: BaseException) -> bool:
     return isinstance(exc, KilledWorker | FutureCancelledError)
 
 
+def collect(results: dict, check: Callable[[Hashable, object], object], verb: str):
+    """A :func:`run_jobs` ``done`` callback that stores ``results[key] = check(key, value)``.
+
+    A job lost twice (its worker died, running alone) raises :class:`WorkerError` naming the job with ``verb``
+    ("the worker training tuned was lost"); any other failure is re-raised as it was.
+    """
+
+    def done(key: Hashable, value, exc: BaseException | None) -> None:
+        if exc is None:
+            results[key] = check(key, value)
+        elif is_lost_worker(exc):
+            raise WorkerError(f"the worker {verb} {key} was lost ({type(exc).__name__}) twice, running alone")
+        else:
+            raise exc
+
+    return done
+
+
 def run_jobs(
     runner: TrialRunner,
     jobs: dict[Hashable, tuple],

@@ -25,7 +25,7 @@ from metahpo.errors import ArtifactError
 from metahpo.evaluation import classification, regression
 from metahpo.evaluation.headline import headline
 from metahpo.evaluation.panels import panel_tables
-from metahpo.executors import RefusedResult, TrialRunner, WorkerError, is_lost_worker, run_jobs
+from metahpo.executors import RefusedResult, TrialRunner, collect, run_jobs
 from metahpo.json_files import BOOLEAN, INTEGER, NULL, NUMBER, OBJECT, TEXT, Each, Optional, load_json_object
 from metahpo.learners.adaptation import trained_steps
 from metahpo.learners.artifacts import load_learner
@@ -110,11 +110,9 @@ def _python_values(value):
 
 
 def _plain(value) -> bool:
-    """Whether ``value`` is plain data: numbers, text, None, numeric arrays, and lists, tuples and str-keyed dicts."""
-    if value is None or isinstance(value, bool | int | float | str | np.integer | np.floating):
+    """Whether ``value`` is what :func:`score_job` hands back: numbers, text, None, lists, tuples, str-keyed dicts."""
+    if value is None or isinstance(value, bool | int | float | str):
         return True
-    if isinstance(value, np.ndarray):
-        return value.dtype.kind in "biuf"
     if isinstance(value, list | tuple):
         return all(_plain(v) for v in value)
     if isinstance(value, dict):
@@ -145,18 +143,9 @@ def score_learners(
     if workers <= 1:
         return {name: module.learner_results(learners[name], splits, params, steps, device) for name in names}
     scores: dict[str, tuple] = {}
-
-    def finished(name: str, value, exc: BaseException | None) -> None:
-        if exc is None:
-            scores[name] = checked_scores(name, value)
-        elif is_lost_worker(exc):
-            raise WorkerError(f"the worker scoring {name} was lost ({type(exc).__name__}) twice, running alone")
-        else:
-            raise exc
-
     with TrialRunner("local", workers) as runner:
         jobs = {name: (score_job, name, params, steps) for name in names}
-        run_jobs(runner, jobs, workers, EVALUATE_RETRIES, finished)
+        run_jobs(runner, jobs, workers, EVALUATE_RETRIES, collect(scores, checked_scores, "scoring"))
     return scores
 
 

@@ -74,7 +74,7 @@ def trained_iterations(setting: dict, params: Params, budget: int) -> int:
     """
     if params.search.fidelity_unit == "iterations":
         return budget
-    return affordable_iterations(budget, setting_macs(setting, params), setting_macs(default_setting(params), params))
+    return untuned_equivalent(setting, params, budget)
 
 
 def final_iterations(setting: dict, params: Params) -> int:
@@ -88,9 +88,14 @@ def final_iterations(setting: dict, params: Params) -> int:
     train = params.train
     if train.compute is None:
         return train.iterations
-    budget = round(train.compute * train.iterations)
-    baseline = setting_macs(default_setting(params), params)
-    return min(train.iterations, affordable_iterations(budget, setting_macs(setting, params), baseline))
+    return min(train.iterations, untuned_equivalent(setting, params, round(train.compute * train.iterations)))
+
+
+def untuned_equivalent(setting: dict, params: Params, iterations: int) -> int:
+    """Iterations of ``setting`` that cost what ``iterations`` iterations of the untuned setting cost (at least 1)."""
+    return affordable_iterations(
+        iterations, setting_macs(setting, params), setting_macs(default_setting(params), params)
+    )
 
 
 def cheapest_macs(params: Params) -> int:

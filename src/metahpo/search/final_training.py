@@ -14,7 +14,7 @@ import torch
 from metahpo import paths
 from metahpo.atomic import atomic_dir, write_json
 from metahpo.errors import ArtifactError
-from metahpo.executors import RefusedResult, TrialRunner, WorkerError, is_lost_worker, run_jobs
+from metahpo.executors import RefusedResult, TrialRunner, collect, run_jobs
 from metahpo.learners.artifacts import save_learner
 from metahpo.learners.cost import final_iterations
 from metahpo.learners.family import family_of
@@ -149,23 +149,15 @@ def train_stage(params: Params, device: torch.device) -> None:
     iterations = learner_iterations(settings, params)
     predicted = predict(settings, iterations, params, ("tuned", "default", *compared))
     with atomic_dir(paths.MODELS) as models, atomic_dir(paths.TRAIN_LOGS) as logs:
-        trained, took = {}, {}
-
-        def finished(name: str, value, exc: BaseException | None) -> None:
-            if exc is None:
-                trained[name], took[name] = checked_result(name, value)
-            elif is_lost_worker(exc):
-                raise WorkerError(f"the worker training {name} was lost ({type(exc).__name__}) twice, running alone")
-            else:
-                raise exc
-
+        results: dict[str, tuple] = {}
         with TrialRunner("local", workers) as runner:
             work = {
                 name: (timed, train_job, name, settings[name], params, steps, logs, iterations[name])
                 for name, steps in jobs.items()
             }
-            run_jobs(runner, work, workers, TRAIN_RETRIES, finished)
-        write_timing(logs, predicted, took)
+            run_jobs(runner, work, workers, TRAIN_RETRIES, collect(results, checked_result, "training"))
+        trained = {name: result for name, (result, _) in results.items()}
+        write_timing(logs, predicted, {name: seconds for name, (_, seconds) in results.items()})
         for name, twin in same_as.items():
             print(f"{name}: same setting as {twin}, reusing its weights", file=sys.stderr)
             copy_logs(logs / twin, logs / name)

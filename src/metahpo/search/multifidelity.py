@@ -316,11 +316,6 @@ def _check(objective, space, max_budget, min_budget, eta, compute, n_trials, met
     def bad(message: str):
         raise ValueError(message)
 
-    def bad_bound(key: str, value, low, integer: bool = False, strict: bool = False) -> None:
-        problem = _bound_problem(key, value, low, integer, strict)
-        if problem:
-            bad(problem)
-
     if not callable(objective):
         bad("objective: expected a callable objective(setting, budget, state) -> (value, state)")
     if not isinstance(space, dict) or not space:
@@ -342,7 +337,7 @@ def _check(objective, space, max_budget, min_budget, eta, compute, n_trials, met
             bad(f"space.{name}.type: expected real, integer or categorical, got {kind!r}")
     for key, v, low in (("max_budget", max_budget, 1), ("min_budget", min_budget, None), ("eta", eta, None),
                         ("workers", workers, 1)):  # fmt: skip
-        bad_bound(key, v, low, integer=True)
+        _require_bound(key, v, low, integer=True)
     if fidelity not in FIDELITIES:
         bad(f"fidelity: expected one of {', '.join(FIDELITIES)}, got {fidelity!r}")
     if method not in METHODS:
@@ -356,9 +351,9 @@ def _check(objective, space, max_budget, min_budget, eta, compute, n_trials, met
     if (compute is None) == (n_trials is None):
         bad("compute: give exactly one of compute (trial-iterations to spend) and n_trials")
     if compute is not None:
-        bad_bound("compute", compute, 0, strict=True)
+        _require_bound("compute", compute, 0, strict=True)
     if n_trials is not None:
-        bad_bound("n_trials", n_trials, 1, integer=True)
+        _require_bound("n_trials", n_trials, 1, integer=True)
     if active is not None:
         if "algorithm" not in space or space["algorithm"].get("type") != "categorical":
             bad("active: needs a categorical 'algorithm' dimension in space")
@@ -368,7 +363,7 @@ def _check(objective, space, max_budget, min_budget, eta, compute, n_trials, met
     if cost is not None and not callable(cost):
         bad("cost: expected a callable setting -> relative cost per iteration")
     if max_cost is not None:
-        bad_bound("max_cost", max_cost, 0, strict=True)
+        _require_bound("max_cost", max_cost, 0, strict=True)
     unknown = [k for k in options if k not in GP_OPTIONS]
     if unknown:
         bad(f"{unknown[0]}: unknown option (expected one of {', '.join(GP_OPTIONS)})")
@@ -377,17 +372,17 @@ def _check(objective, space, max_budget, min_budget, eta, compute, n_trials, met
         if opts[key] not in choices:
             bad(f"{key}: expected one of {', '.join(choices)}, got {opts[key]!r}")
     if opts["n_initial"] is not None:
-        bad_bound("n_initial", opts["n_initial"], 1, integer=True)
+        _require_bound("n_initial", opts["n_initial"], 1, integer=True)
     for key, low, integer in (("candidates", 1, True), ("xi", 0, False), ("random_every", 0, True)):
-        bad_bound(key, opts[key], low, integer=integer)
+        _require_bound(key, opts[key], low, integer=integer)
     return opts
 
 
-def _bound_problem(key: str, value, low, integer: bool = False, strict: bool = False) -> str | None:
-    """Why ``value`` is not a number (an integer when ``integer``; never a bool or NaN) above ``low``, or None."""
+def _require_bound(key: str, value, low, integer: bool = False, strict: bool = False) -> None:
+    """A ValueError naming ``key`` unless ``value`` is a number (an integer when ``integer``; never a bool or NaN)
+    at least ``low`` (above it when ``strict``; ``low`` None: no bound)."""
     kind = "an integer" if integer else "a number"
     bound = "" if low is None else f" {'>' if strict else '>='} {low}"
     number = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
     if not number or value != value or (low is not None and not (value > low if strict else value >= low)):
-        return f"{key}: expected {kind}{bound}, got {value!r}"
-    return None
+        raise ValueError(f"{key}: expected {kind}{bound}, got {value!r}")
