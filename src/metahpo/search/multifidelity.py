@@ -55,7 +55,7 @@ GP_OPTIONS = {
     "parallel": "believer",  # believer (kriging believer) | none (pending jobs ignored, duplicates still never)
     "candidates": 256,  # Sobol points per combination of categories
     "length_scale_bounds": (0.05, 20.0),  # on inputs scaled to [0, 1]
-    "xi": 0.01,  # expected improvement's margin, in the transformed values' units
+    "xi": 0.1,  # expected improvement's margin, in the transformed values' units (log: 0.1 is about 10%)
     "random_every": 0,  # k > 0: after the design, every k-th new trial is a design point (BOHB: 3), not the model's
 }
 CHOICES = {
