@@ -17,7 +17,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 
 # Keys read by the final training and by the evaluate stage's scheduling, never by a trial. A design written
-# before one of them existed still describes today's params, so a missing one is taken from params.yaml.
+# before one of them existed, or with another value, still describes today's trials, so params.yaml's is used.
 NOT_READ_BY_A_TRIAL = (("train", "compute"), ("evaluate", "workers"))
 
 
@@ -62,11 +62,11 @@ class Table:
 
 
 def read_design(path: Path) -> dict:
-    """The design at ``path``, its params completed with today's value of each missing key a trial never reads."""
+    """The design at ``path``, with params.yaml's value of each key a trial never reads (``NOT_READ_BY_A_TRIAL``)."""
     design = json.loads(Path(path).read_text())
     current = yaml.safe_load((ROOT / "params.yaml").read_text())
     for section, key in NOT_READ_BY_A_TRIAL:
-        design["params"].setdefault(section, {}).setdefault(key, current[section][key])
+        design["params"].setdefault(section, {})[key] = current[section][key]
     return design
 
 
