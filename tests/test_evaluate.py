@@ -54,7 +54,7 @@ def test_a_scoring_worker_s_result_is_refused_unless_it_is_plain_data():
 
     good = ({"test": {"k10": {"step1": {"mse": 0.1, "ci95": None}}}}, {"curve": {"step": [0, 1, 2], "mse": (0.1,)}})
     assert checked_scores("tuned", good) is good
-    # score_job hands back Python lists and numbers only, so numpy values are refused too
+    # score_job hands back Python lists and numbers only: numpy arrays and integers are refused (np.float64 is a float)
     for bad in (None, [good[0], good[1]], (good[0],), ({"x": object()}, {}), ({1: 0.1}, {}),
                 ({}, {"a": np.array([1.0])}), ({"n": np.int64(1)}, {})):  # fmt: skip
         with pytest.raises(RefusedResult, match="the worker scoring tuned handed back no"):

@@ -16,7 +16,8 @@ curve's value at iteration ``b`` is what a trial stopped at a rung of ``b`` iter
 
 Files (``FAMILY`` is the task family):
 
-* ``FAMILY.design.json``: the params, the seeds and the design, written once; a rerun must find the same.
+* ``FAMILY.design.json``: the params, the seeds and the design, written once; a rerun must find the same,
+  except in the params sections no trial reads (``train``, ``evaluate``: see ``table.read_design``).
 * ``FAMILY.jsonl``: one row per finished (setting, seed), appended with one ``write`` and fsync'd, so the
   build can be killed and rerun any time (a torn last line is dropped on the next start). Values are
   ``null`` where the objective was not finite; a row of status ``failed`` has the curve up to the failure.

@@ -16,9 +16,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Keys read by the final training and by the evaluate stage's scheduling, never by a trial. A design written
-# before one of them existed, or with another value, still describes today's trials, so params.yaml's is used.
-NOT_READ_BY_A_TRIAL = (("train", "compute"), ("evaluate", "workers"))
+# The params sections no trial reads (the search's trial log leaves them out of its fingerprint for the same
+# reason). A design written before one of their keys existed, or with another value, still describes today's
+# trials, so params.yaml's sections are used.
+NOT_READ_BY_A_TRIAL = ("train", "evaluate")
 
 
 @dataclass
@@ -62,11 +63,11 @@ class Table:
 
 
 def read_design(path: Path) -> dict:
-    """The design at ``path``, with params.yaml's value of each key a trial never reads (``NOT_READ_BY_A_TRIAL``)."""
+    """The design at ``path``, with params.yaml's sections that no trial reads (``NOT_READ_BY_A_TRIAL``)."""
     design = json.loads(Path(path).read_text())
     current = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, key in NOT_READ_BY_A_TRIAL:
-        design["params"].setdefault(section, {})[key] = current[section][key]
+    for section in NOT_READ_BY_A_TRIAL:
+        design["params"][section] = current[section]
     return design
 
 
