@@ -126,20 +126,29 @@ def test_load_table_names_a_missing_file(tmp_path):
 
 
 def test_a_design_written_before_or_with_another_value_of_a_key_no_trial_reads_still_matches(tmp_path):
-    prefix = synthetic_table(tmp_path)
-    design_path = Path(f"{prefix}.design.json")
+    build_table.main(["--out", str(tmp_path), "--max-settings", "0"])  # writes the design, trains nothing
+    design_path = tmp_path / "sinusoid.design.json"
     stored = json.loads(design_path.read_text())
-    del stored["params"]["train"]["compute"]
+    del stored["params"]["train"]["compute"]  # a key added to params.yaml after the design was written
     stored["params"]["evaluate"]["workers"] = 7  # another value of a key no trial reads
-    stored["params"]["search"]["iterations"] = 2700  # a key trials read is never filled in or ignored
     design_path.write_text(json.dumps(stored))
+    build_table.main(["--out", str(tmp_path), "--max-settings", "0"])  # still the same design
     design = table_module.read_design(design_path)
     current = build_table.table_params("sinusoid", None, 100)
-    for section, key in table_module.NOT_READ_BY_A_TRIAL:
-        assert design["params"][section][key] == current[section][key]
-    assert design["params"]["search"]["iterations"] == 2700
-    params = Params.from_dict(design["params"])
-    assert params.train.compute == current["train"]["compute"]
+    assert design["params"]["evaluate"]["workers"] == current["evaluate"]["workers"] != 7
+    assert Params.from_dict(design["params"]).train.compute == current["train"]["compute"]
+    stored["params"]["search"]["iterations"] = 2700  # a key trials read is never filled in or ignored
+    design_path.write_text(json.dumps(stored))
+    assert table_module.read_design(design_path)["params"]["search"]["iterations"] == 2700
+    with pytest.raises(SystemExit, match="a different design"):
+        build_table.main(["--out", str(tmp_path), "--max-settings", "0"])
+
+
+def test_the_committed_comparison_names_only_methods_the_simulator_knows():
+    import search_peers
+
+    saved = json.loads((ROOT / "benchmarks" / "search_peers.json").read_text())
+    assert set(saved["runs"]) <= set(search_peers.METHODS)
 
 
 @PEERS
