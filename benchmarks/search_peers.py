@@ -38,7 +38,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tabular"))
-from table import Table, config_space, load_table, read_design  # noqa: E402 - the table module lives beside the builder
+from table import Table, config_space, load_table  # noqa: E402 - the table module lives beside the builder
 
 HERE = Path(__file__).resolve().parent
 METHODS = {
@@ -118,8 +118,7 @@ def search_params(table: Table, seed: int, method: str, n_calls: int):
     """The table's params as a sequential (one worker) multi-fidelity search with ``method``."""
     from metahpo.params import Params
 
-    design = read_design(Path(f"{TABLE_PREFIX}.design.json"))
-    raw = copy.deepcopy(design["params"])
+    raw = copy.deepcopy(table.params)
     raw["seed"] = seed
     raw["search"].update(
         method=method, fidelity="hyperband", n_calls=n_calls, workers=1, executor="local", address=None,
@@ -379,8 +378,7 @@ def penalty_of(table: Table) -> float:
     from metahpo.params import Params
     from metahpo.tasks.generate import classification_splits, regression_splits
 
-    design = read_design(Path(f"{TABLE_PREFIX}.design.json"))
-    params = Params.from_dict(design["params"])
+    params = Params.from_dict(table.params)
     make = classification_splits if params.tasks.classification else regression_splits
     splits, _, _ = make(params.tasks, params.seed)
     return float(family_of(params).penalty_floor(splits["meta_val"]))

@@ -42,6 +42,7 @@ class Table:
     eta: int
     settings_designed: int
     rows: int
+    params: dict  # the design's params (read_design), from which a search's params are made
 
     def __post_init__(self):
         self.codes = np.array([encode(self.space, p) for p in self.points])
@@ -143,6 +144,7 @@ def load_table(prefix: Path, max_settings: int | None = None) -> Table:
         eta=search["eta"],
         settings_designed=len(design["points"]),
         rows=len(rows),
+        params=design["params"],
     )
 
 
