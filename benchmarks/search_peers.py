@@ -63,6 +63,7 @@ VARIANTS = {
     "metahpo default, xi 0.3": {"xi": 0.3},
     "metahpo default, 5 initial": {"n_initial": 5},
     "metahpo default, 20 initial": {"n_initial": 20},
+    "metahpo default, 1024 candidates": {"candidates": 1024},
     "metahpo tpe + asha": {"method": "tpe"},
     "metahpo random + asha": {"method": "random"},
 }

@@ -194,3 +194,15 @@ def test_a_recipe_selected_in_one_command_is_what_the_stages_read(tmp_path):
     assert sum(len(s["classes"]) for s in manifest["splits"].values()) == 30
     lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]["generate"]["params"]["params.yaml"]
     assert lock["tasks"]["family"] == "digits" and lock["tasks"]["shots"] == 1
+
+
+def test_values_apply_to_a_copy_and_an_unknown_key_is_named():
+    from metahpo.recipes import with_recipe, with_values
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    digits = with_recipe(raw, "digits", ROOT / "recipes")
+    assert digits["tasks"]["family"] == "digits" and raw["tasks"]["family"] == "sinusoid"
+    with pytest.raises(ConfigError, match="^--set: search.iteration: no such key in params.yaml$"):
+        with_values(raw, {"search.iteration": 9}, "--set")
+    with pytest.raises(ConfigError, match="^--set: tasks.family.x: tasks.family is not a section"):
+        with_values(raw, {"tasks.family.x": 9}, "--set")

@@ -91,6 +91,18 @@ def test_table_params_refuse_an_every_that_does_not_divide_the_trial():
         build_table.table_params("sinusoid", 8100, 77)
 
 
+def test_a_table_of_another_family_takes_its_recipe(capsys):
+    raw = build_table.table_params("digits", None, 100)
+    assert raw["tasks"]["family"] == "digits" and raw["tasks"]["shots"] == 1 and raw["model"]["arch"] == "conv"
+    assert raw["search"]["iterations"] == 900 and raw["search"]["median_stop"]["checkpoints"] == 9
+    assert raw["search"]["class_folds"] == 1 and raw["search"]["start_from_default"] is False
+    assert raw["search"]["space"]["algorithm"]["values"] == list(build_table.MAML_FAMILY)
+    Params.from_dict(raw)
+    with pytest.raises(SystemExit):
+        build_table.main(["--family", "omniglot"])
+    assert "--family: invalid choice: 'omniglot'" in capsys.readouterr().err
+
+
 def test_load_rows_drops_a_torn_last_line(tmp_path):
     path = tmp_path / "t.jsonl"
     build_table.append_row(path, {"setting": 0, "seed_index": 0})

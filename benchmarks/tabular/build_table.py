@@ -28,7 +28,6 @@ One process per ``--shard``, one torch thread each, on the CPU: run them under `
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -45,16 +44,19 @@ FAMILIES = ("sinusoid", "digits")
 
 
 def table_params(family: str, iterations: int | None, every: int) -> dict:
-    """params.yaml for the table: the MAML family's space, CPU, one thread, a checkpoint every ``every`` iterations."""
-    raw = copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    """params.yaml for the table: the family's recipe (``recipes/FAMILY.yaml``), the MAML family's space, CPU,
+    one thread, a checkpoint every ``every`` iterations."""
+    from metahpo.recipes import with_recipe
+
+    raw = with_recipe(yaml.safe_load((ROOT / "params.yaml").read_text()), family, ROOT / "recipes")
     raw.update(device="cpu", threads=1)
-    raw["tasks"]["family"] = family
     search = raw["search"]
     if iterations is not None:
         search["iterations"] = iterations
     if search["iterations"] % every:
         raise SystemExit(f"--every: {every} does not divide search.iterations ({search['iterations']})")
-    search.update(repeats=1, class_folds=1, fidelity="none", fidelity_unit="iterations", executor="local")
+    search.update(repeats=1, class_folds=1, start_from_default=False, fidelity="none", fidelity_unit="iterations",
+                  executor="local")  # fmt: skip
     search["median_stop"] = {"enabled": True, "checkpoints": search["iterations"] // every, "min_trials": 1}
     search["space"]["algorithm"] = {"type": "categorical", "values": list(MAML_FAMILY)}
     return raw

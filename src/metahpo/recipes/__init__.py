@@ -106,6 +106,21 @@ def apply_recipe(name: str, overrides: list[str] = (), params: Path = PARAMS, fo
     return {k: (before[k], _get(plain, k)) for k in before if before[k] != _get(plain, k)}
 
 
+def with_recipe(raw: dict, name: str, folder: Path = RECIPES) -> dict:
+    """A copy of the params ``raw`` (a plain mapping) with recipe ``name`` applied; nothing is written."""
+    return with_values(raw, load_recipe(name, folder), str(folder / f"{name}.yaml"))
+
+
+def with_values(raw: dict, values: dict, source: str) -> dict:
+    """A copy of the params ``raw`` with each existing dotted key of ``values`` set; ``source`` names them in errors."""
+    import copy
+
+    tree = copy.deepcopy(raw)
+    for key, value in values.items():
+        _set(tree, key, value, source)
+    return tree
+
+
 def _set_kept(document, dotted: str, value, source: str) -> None:
     """Set ``dotted`` in the round-trip ``document``; a mapping value sets its keys one by one, keeping the layout."""
     if (

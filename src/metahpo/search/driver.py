@@ -97,6 +97,7 @@ class Search:
         self.key = fingerprint(params, manifest)
         self.rows: dict[int, dict] = {}
         self.baseline_cost = setting_macs(default_setting(params), params)
+        self.history: list[dict] | None = None  # the library's finished jobs in decision order (asha, tpe)
 
     def cost(self, point: dict) -> int:
         """Estimated multiply-adds of one meta-iteration of ``point``'s setting."""

@@ -233,6 +233,7 @@ def run_library(search) -> dict:
         finally:
             shared.close()  # an interrupted search's job threads submit nothing more
     bar.close()
+    search.history = result.history
     for entry in result.history:  # the objective's numbering is minimize's (see LibraryObjective)
         if objective.trial_of(entry["setting"]) != entry["trial"]:
             raise RuntimeError(f"search: trial {entry['trial']} of the library is not the stage's trial")

@@ -1,0 +1,258 @@
+"""Live confirmation: metahpo's default search against Optuna TPE + HyperbandPruner on real sinusoid trainings.
+
+Usage: ``python benchmarks/search_live.py [--seeds 10] [--first-seed 0] [--jobs 2] [--out benchmarks/search_live]
+[--report-only]``. Needs Optuna (the ``bench`` extra).
+
+Both methods search params.yaml's sinusoid space at its default settings, on the task data the generate stage
+makes from params.yaml (seed 0), and train with metahpo's own trial function (``run_trial``: the search's
+objective on meta_val, its training seeds, a rung continuing from the previous rung's state). Run ``s`` uses
+``seed: s`` for the search's own decisions and training seeds, so the two methods of one run are paired:
+
+* ``metahpo default``: the search stage's :class:`~metahpo.search.driver.Search` on params.yaml (``search.fidelity:
+  asha``, ``search.workers`` local processes), exactly as ``dvc repro`` runs it. It spends the compute of its plan.
+* ``optuna tpe + hyperband``: Optuna's ``TPESampler(seed=s)`` with its ``HyperbandPruner`` (min 900, max 8,100
+  iterations, reduction factor 3: the same rungs), one trial at a time in one process, reported and pruned at
+  every rung, until it has spent the same compute as metahpo's run of the same seed. A setting above
+  ``search.max_cost`` is told as failed without training or compute (lenient: Optuna knows no costs).
+
+Compute is counted as metahpo's ``asha`` counts it: a rung's iterations times the setting's estimated cost per
+iteration relative to the untuned setting's. Reported: each run's best full-length meta_val (grid MSE) found within
+the budget and at a third and two thirds of it, the paired wins / ties / losses with a Wilcoxon signed-rank p,
+and the compute each method needed to reach the other's final best (runs that never do count as never).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+METHODS = ("metahpo default", "optuna tpe + hyperband")
+
+
+def run_params(seed: int, overrides: dict, workers: int | None = None):
+    """params.yaml on the CPU with ``seed: seed``, the ``--set`` overrides (dotted keys), and ``search.workers``."""
+    from metahpo.params import Params, read_params_file
+    from metahpo.recipes import with_values
+
+    raw = with_values(read_params_file(ROOT / "params.yaml"), overrides, "--set")
+    raw.update(seed=seed, device="cpu")
+    raw["search"].update(executor="local", address=None)
+    if workers is not None:
+        raw["search"]["workers"] = workers
+    return Params.from_dict(raw)
+
+
+def make_search(params, folder: Path):
+    """The stage's Search over the default task data (generated from params.yaml's tasks with seed 0)."""
+    from metahpo.learners.family import family_of
+    from metahpo.search.driver import Search
+    from metahpo.tasks.generate import regression_splits
+    from metahpo.tasks.storage import save_splits
+
+    splits, _, _ = regression_splits(params.tasks, 0)
+    save_splits(folder / "tasks", splits, params.tasks, 0)
+    data = {k: splits[k] for k in ("meta_train", "meta_val")}
+    floor = family_of(params).penalty_floor(data["meta_val"])
+    return Search(params, data, floor, folder / "search", folder / "tasks" / "manifest.json")
+
+
+def budget_of(search) -> float:
+    """The compute metahpo's default search plans (untuned-setting iterations)."""
+    from metahpo.search.library_stage import library_plan
+
+    return library_plan(search.search, lambda s: search.cost(s) / search.baseline_cost, search.seed)["compute"]
+
+
+def run_metahpo(seed: int, overrides: dict) -> dict:
+    """metahpo's default search, as the stage runs it; its jobs in decision order."""
+    with tempfile.TemporaryDirectory() as tmp:
+        search = make_search(run_params(seed, overrides), Path(tmp))
+        start = time.perf_counter()
+        search.run()
+        seconds = time.perf_counter() - start
+        events = [
+            {"trial": e["trial"], "budget": e["budget"], "value": e["value"], "compute": e["compute_used"]}
+            for e in search.history
+        ]  # fmt: skip
+        return {"events": events, "budget": budget_of(search), "seconds": seconds,
+                "full": search.search.iterations}  # fmt: skip
+
+
+def run_optuna(seed: int, overrides: dict) -> dict:
+    """Optuna TPE + HyperbandPruner by ask/tell on metahpo's trial function, to metahpo's compute for ``seed``."""
+    import optuna
+    import torch
+
+    from metahpo.search.rungs import rung_iterations
+    from metahpo.search.trial import run_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    torch.set_num_threads(1)
+    params = run_params(seed, overrides, workers=1)
+    s = params.search
+    rungs = rung_iterations(s.iterations, s.min_iterations, s.eta)
+    with tempfile.TemporaryDirectory() as tmp:
+        search = make_search(params, Path(tmp))
+        budget = budget_of(search)
+        sampler = optuna.samplers.TPESampler(seed=seed)
+        pruner = optuna.pruners.HyperbandPruner(min_resource=rungs[0], max_resource=rungs[-1], reduction_factor=s.eta)
+        study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
+        events, spent, refused, start = [], 0.0, 0, time.perf_counter()
+        while spent < budget and refused < 10_000:
+            trial = study.ask()
+            point = suggest(trial, s.space)
+            relative = search.cost(point) / search.baseline_cost
+            if s.max_cost is not None and relative > s.max_cost:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                refused += 1
+                continue
+            refused = 0
+            states, done, value = None, 0, math.nan
+            for rung in rungs:
+                result = run_trial(search._request(trial.number, point, stop_at=rung, resume=states))
+                spent += (rung - done) * relative
+                done, states = rung, result.states
+                value = result.objective if result.status == "ok" and math.isfinite(result.objective) else math.nan
+                events.append({"trial": trial.number, "budget": rung, "value": value, "compute": spent})
+                if not math.isfinite(value):
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    break
+                trial.report(value, rung)
+                if rung < rungs[-1] and trial.should_prune():
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                    break
+            else:
+                study.tell(trial, value)
+        return {"events": events, "budget": budget, "seconds": time.perf_counter() - start, "full": rungs[-1]}
+
+
+def suggest(trial, space: dict) -> dict:
+    """A point of ``space`` from an Optuna trial."""
+    point = {}
+    for name, dim in space.items():
+        log = dim.get("prior") == "log-uniform"
+        if dim["type"] == "categorical":
+            point[name] = trial.suggest_categorical(name, dim["values"])
+        elif dim["type"] == "integer":
+            point[name] = trial.suggest_int(name, int(dim["low"]), int(dim["high"]), log=log)
+        else:
+            point[name] = trial.suggest_float(name, float(dim["low"]), float(dim["high"]), log=log)
+    return point
+
+
+def one_run(job: tuple[str, int, dict]) -> tuple[str, int, dict]:
+    method, seed, overrides = job
+    return method, seed, (run_metahpo if method == "metahpo default" else run_optuna)(seed, overrides)
+
+
+def best_within(run: dict, compute: float) -> float:
+    """The best full-length value among jobs that ended within ``compute`` (inf before the first)."""
+    values = [e["value"] for e in run["events"]
+              if e["budget"] == run["full"] and e["compute"] <= compute and math.isfinite(e["value"])]  # fmt: skip
+    return min(values, default=math.inf)
+
+
+def compute_to_reach(run: dict, target: float) -> float:
+    """The compute at which ``run`` first found a full-length value at most ``target`` within its budget."""
+    for e in run["events"]:
+        if e["budget"] == run["full"] and e["compute"] <= run["budget"] and e["value"] <= target:
+            return e["compute"]
+    return math.inf
+
+
+def report(runs: dict, seeds: list[int]) -> str:
+    """The paired comparison, as text."""
+    from scipy.stats import wilcoxon
+
+    a, b = METHODS
+    lines = ["seed  budget   " + "  ".join(f"{m + ' (1/3, 2/3, all; s)':>44}" for m in METHODS)]
+    finals = {m: [] for m in METHODS}
+    reach = {m: [] for m in METHODS}
+    for seed in seeds:
+        cells = []
+        for m in METHODS:
+            run = runs[m][str(seed)]
+            at = [best_within(run, run["budget"] * f) for f in (1 / 3, 2 / 3, 1.0)]
+            finals[m].append(at[-1])
+            cells.append(f"{at[0]:.4f} {at[1]:.4f} {at[2]:.4f} ({run['seconds']:6.0f} s)")
+        for m, other in ((a, b), (b, a)):
+            reach[m].append(compute_to_reach(runs[m][str(seed)], finals[other][-1]) / runs[m][str(seed)]["budget"])
+        lines.append(f"{seed:4d}  {runs[a][str(seed)]['budget']:7,.0f}  " + "  ".join(f"{c:>44}" for c in cells))
+    diff = [x - y for x, y in zip(finals[a], finals[b])]
+    wins, ties = sum(d < 0 for d in diff), sum(d == 0 for d in diff)
+    p = wilcoxon(finals[a], finals[b]).pvalue if any(diff) else 1.0
+    lines += [
+        "",
+        f"median final best: {a} {statistics.median(finals[a]):.4f}, {b} {statistics.median(finals[b]):.4f}",
+        f"{a} lower on {wins} of {len(seeds)} seeds, level on {ties}, higher on {len(seeds) - wins - ties} "
+        f"(Wilcoxon signed-rank p = {p:.3g})",
+    ]
+    for m, other in ((a, b), (b, a)):
+        fractions = reach[m]
+        never = sum(math.isinf(f) for f in fractions)
+        lines.append(f"{m}: median fraction of its budget to reach {other}'s final best "
+                     f"{statistics.median(fractions):.2f} (never on {never} of {len(seeds)} seeds)")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run both methods on every seed (or re-score with ``--report-only``); write OUT.json and OUT.txt."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=2, help="Optuna runs at a time (metahpo runs on search.workers)")
+    parser.add_argument("--out", type=Path, default=HERE / "search_live")
+    parser.add_argument("--report-only", action="store_true", help="re-score the runs saved in OUT.json")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="params overrides (dotted keys, YAML values), e.g. for a small trial run")  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.seeds < 1 or args.jobs < 1:
+        parser.error("--seeds and --jobs must be at least 1")
+    from metahpo.errors import ConfigError, first_line
+    from metahpo.recipes import parse_override
+
+    try:
+        overrides = dict(parse_override(text) for text in args.set)
+        run_params(args.first_seed, overrides)  # checked here, before any run
+    except ConfigError as exc:
+        parser.error(f"--set: {first_line(exc)}")
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    saved = Path(f"{args.out}.json")
+    runs = json.loads(saved.read_text())["runs"] if saved.exists() else {}
+    if not args.report_only:
+        todo = [(m, s, overrides) for m in reversed(METHODS) for s in seeds if str(s) not in runs.get(m, {})]
+        optuna_jobs = [j for j in todo if j[0] != "metahpo default"]
+        with ProcessPoolExecutor(args.jobs) as pool:
+            for method, seed, run in pool.map(one_run, optuna_jobs):
+                _keep(runs, saved, method, seed, run)
+        for job in (j for j in todo if j[0] == "metahpo default"):  # its own workers use the cores
+            _keep(runs, saved, *one_run(job))
+    missing = [(m, s) for m in METHODS for s in seeds if str(s) not in runs.get(m, {})]
+    if missing:
+        raise SystemExit(f"{saved}: no run of {missing[0][0]} with seed {missing[0][1]}")
+    text = report(runs, seeds)
+    Path(f"{args.out}.txt").write_text(text + "\n")
+    print(text)
+
+
+def _keep(runs: dict, path: Path, method: str, seed: int, run: dict) -> None:
+    """Record a finished run at once, so that an interrupted benchmark resumes where it stopped."""
+    from metahpo.atomic import write_json
+
+    runs.setdefault(method, {})[str(seed)] = run
+    write_json(path, {"runs": runs})
+    final = best_within(run, run["budget"])
+    print(f"{method} seed {seed}: best {final:.4f} in {run['seconds']:.0f} s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
