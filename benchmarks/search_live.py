@@ -80,7 +80,8 @@ def run_metahpo(seed: int, overrides: dict) -> dict:
         search.run()
         seconds = time.perf_counter() - start
         events = [
-            {"trial": e["trial"], "budget": e["budget"], "value": e["value"], "compute": e["compute_used"]}
+            {"trial": e["trial"], "budget": e["budget"], "value": e["value"], "compute": e["compute_used"],
+             "point": e["setting"]}
             for e in search.history
         ]  # fmt: skip
         return {"events": events, "budget": budget_of(search), "seconds": seconds,
@@ -122,7 +123,7 @@ def run_optuna(seed: int, overrides: dict) -> dict:
                 spent += (rung - done) * relative
                 done, states = rung, result.states
                 value = result.objective if result.status == "ok" and math.isfinite(result.objective) else math.nan
-                events.append({"trial": trial.number, "budget": rung, "value": value, "compute": spent})
+                events.append({"trial": trial.number, "budget": rung, "value": value, "compute": spent, "point": point})
                 if not math.isfinite(value):
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     break
@@ -196,6 +197,12 @@ def report(runs: dict, seeds: list[int]) -> str:
         f"{a} lower on {wins} of {len(seeds)} seeds, level on {ties}, higher on {len(seeds) - wins - ties} "
         f"(Wilcoxon signed-rank p = {p:.3g})",
     ]
+    for m in METHODS:
+        mine = [runs[m][str(s)] for s in seeds]
+        within = [[e for e in run["events"] if e["compute"] <= run["budget"]] for run in mine]
+        started = statistics.median(len({e["trial"] for e in events}) for events in within)
+        full = statistics.median(sum(e["budget"] == run["full"] for e in events) for run, events in zip(mine, within))
+        lines.append(f"{m}: {started:g} trials started and {full:g} full-length results within the budget (medians)")
     for m, other in ((a, b), (b, a)):
         fractions = reach[m]
         never = sum(math.isinf(f) for f in fractions)

@@ -523,6 +523,7 @@ def report(result: dict, table: Table, args, penalty: float, seconds: dict) -> s
     """The text report."""
     true = table.true_values(penalty)
     grid = result["grid"]
+    seeds = sorted({int(s) for runs in result["runs"].values() for s in runs})
     lines = [
         f"Tabular benchmark: {table.family}, {len(table.points)} of {table.settings_designed} designed settings "
         f"complete ({table.values.shape[1]} seeds each, {table.rows} rows in the table), "
@@ -530,7 +531,8 @@ def report(result: dict, table: Table, args, penalty: float, seconds: dict) -> s
         f"Best setting's expected meta_val {true.min():.4f}, median setting {np.median(true):.4f}, worst "
         f"{true.max():.4f} (a failed seed counts as the zero predictor's {penalty:.4f}). Budget {args.budget} full "
         f"trials = {args.budget * table.iterations:,} trial-iterations; "
-        f"{'/'.join(sorted({str(m['seeds']) for m in result['methods'].values()}))} seeds per method.",
+        f"{'/'.join(sorted({str(m['seeds']) for m in result['methods'].values()}))} seeds per method "
+        f"(seeds {seeds[0]} to {seeds[-1]}).",
         "Regret: the incumbent's expected full-length meta_val minus the table's best (lower is better).",
         "Targets (regret of the table's k-th best setting): "
         + ", ".join(f"{k} <= {v:.4f}" for k, v in result["targets"].items()),
@@ -669,11 +671,11 @@ def main(argv: list[str] | None = None) -> None:
     reference = args.reference or ("metahpo default" if "metahpo default" in runs else "metahpo gp + hyperband")
     result = analyse(runs, table, penalty, args.budget, reference)
     seeds_run = max(m["seeds"] for m in result["methods"].values())
-    text = report(result, table, args, penalty, seconds)
     result.update(
         table=str(args.table), settings=len(table.points), rows=table.rows, seeds=seeds_run, budget=args.budget,
         penalty=penalty, seconds=seconds, runs=runs,
     )  # fmt: skip
+    text = report(result, table, args, penalty, seconds)
     from metahpo.atomic import write_json, write_text
 
     write_text(Path(f"{args.out}.txt"), text)

@@ -43,9 +43,10 @@ def test_both_methods_run_on_real_trainings_and_a_rerun_reuses_them(tmp_path, ca
     for run in (mine, theirs):
         computes = [e["compute"] for e in run["events"]]
         assert computes == sorted(computes) and {e["budget"] for e in run["events"]} <= {10, 30, 90}
+        assert all(set(e["point"]) >= {"algorithm", "inner_lr", "hidden"} for e in run["events"])
     assert computes[-1] >= theirs["budget"]  # Optuna spent at least metahpo's compute
     text = out.with_suffix(".txt").read_text()
-    assert "median final best" in text and "Wilcoxon" in text
+    assert "median final best" in text and "Wilcoxon" in text and "full-length results within the budget" in text
     search_live.main(["--seeds", "1", "--out", str(out), "--set", *TINY])  # nothing left to run: re-scored only
     assert json.loads(out.with_suffix(".json").read_text())["runs"] == runs
     assert out.with_suffix(".txt").read_text() == text

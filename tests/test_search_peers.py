@@ -156,6 +156,14 @@ def test_a_design_written_before_or_with_another_value_of_a_key_no_trial_reads_s
         build_table.main(["--out", str(tmp_path), "--max-settings", "0"])
 
 
+def test_a_design_of_another_family_is_read_with_its_recipe(tmp_path):
+    build_table.main(["--family", "digits", "--out", str(tmp_path), "--max-settings", "0"])
+    build_table.main(["--family", "digits", "--out", str(tmp_path), "--max-settings", "0"])  # the same design
+    design = table_module.read_design(tmp_path / "digits.design.json")
+    assert design["params"]["train"] == build_table.table_params("digits", None, 100)["train"]
+    assert design["params"]["train"]["compute"] is None  # the recipe's, not params.yaml's 2.0
+
+
 def test_the_committed_comparison_names_only_methods_the_simulator_knows():
     import search_peers
 

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # The params sections no trial reads (the search's trial log leaves them out of its fingerprint for the same
 # reason). A design written before one of their keys existed, or with another value, still describes today's
-# trials, so params.yaml's sections are used.
+# trials, so params.yaml's sections (with the family's recipe applied) are used.
 NOT_READ_BY_A_TRIAL = ("train", "evaluate")
 
 
@@ -64,9 +64,12 @@ class Table:
 
 
 def read_design(path: Path) -> dict:
-    """The design at ``path``, with params.yaml's sections that no trial reads (``NOT_READ_BY_A_TRIAL``)."""
+    """The design at ``path``, with the sections that no trial reads (``NOT_READ_BY_A_TRIAL``) taken from
+    params.yaml with the family's recipe (``recipes/FAMILY.yaml``) applied, as the builder makes them."""
+    from metahpo.recipes import with_recipe
+
     design = json.loads(Path(path).read_text())
-    current = yaml.safe_load((ROOT / "params.yaml").read_text())
+    current = with_recipe(yaml.safe_load((ROOT / "params.yaml").read_text()), design["family"], ROOT / "recipes")
     for section in NOT_READ_BY_A_TRIAL:
         design["params"][section] = current[section]
     return design
