@@ -92,6 +92,7 @@ def run_optuna(seed: int, overrides: dict) -> dict:
     """Optuna TPE + HyperbandPruner by ask/tell on metahpo's trial function, to metahpo's compute for ``seed``."""
     import optuna
     import torch
+    from search_peers import suggest  # the tabular benchmark's mapping of the space onto Optuna's suggestions
 
     from metahpo.search.rungs import rung_iterations
     from metahpo.search.trial import run_trial
@@ -134,20 +135,6 @@ def run_optuna(seed: int, overrides: dict) -> dict:
             else:
                 study.tell(trial, value)
         return {"events": events, "budget": budget, "seconds": time.perf_counter() - start, "full": rungs[-1]}
-
-
-def suggest(trial, space: dict) -> dict:
-    """A point of ``space`` from an Optuna trial."""
-    point = {}
-    for name, dim in space.items():
-        log = dim.get("prior") == "log-uniform"
-        if dim["type"] == "categorical":
-            point[name] = trial.suggest_categorical(name, dim["values"])
-        elif dim["type"] == "integer":
-            point[name] = trial.suggest_int(name, int(dim["low"]), int(dim["high"]), log=log)
-        else:
-            point[name] = trial.suggest_float(name, float(dim["low"]), float(dim["high"]), log=log)
-    return point
 
 
 def one_run(job: tuple[str, int, dict]) -> tuple[str, int, dict]:
