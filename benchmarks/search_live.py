@@ -107,15 +107,19 @@ def run_optuna(seed: int, overrides: dict) -> dict:
         budget = budget_of(search)
         sampler = optuna.samplers.TPESampler(seed=seed)
         pruner = optuna.pruners.HyperbandPruner(min_resource=rungs[0], max_resource=rungs[-1], reduction_factor=s.eta)
-        study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
+        # HyperbandPruner assigns brackets by a hash of the study's name, random unless named.
+        study = optuna.create_study(study_name=f"search-live-{seed}", direction="minimize", sampler=sampler,
+                                    pruner=pruner)  # fmt: skip
         events, spent, refused, start = [], 0.0, 0, time.perf_counter()
-        while spent < budget and refused < 10_000:
+        while spent < budget:
             trial = study.ask()
             point = suggest(trial, s.space)
             relative = search.cost(point) / search.baseline_cost
             if s.max_cost is not None and relative > s.max_cost:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 refused += 1
+                if refused == 10_000:
+                    raise RuntimeError(f"seed {seed}: Optuna proposed 10,000 settings above search.max_cost in a row")
                 continue
             refused = 0
             states, done, value = None, 0, math.nan
@@ -138,6 +142,7 @@ def run_optuna(seed: int, overrides: dict) -> dict:
 
 
 def one_run(job: tuple[str, int, dict]) -> tuple[str, int, dict]:
+    """Run one method with one seed (a process-pool job): ``(method, seed, overrides)`` -> ``(method, seed, run)``."""
     method, seed, overrides = job
     return method, seed, (run_metahpo if method == "metahpo default" else run_optuna)(seed, overrides)
 
@@ -175,9 +180,11 @@ def report(runs: dict, seeds: list[int]) -> str:
         for m, other in ((a, b), (b, a)):
             reach[m].append(compute_to_reach(runs[m][str(seed)], finals[other][-1]) / runs[m][str(seed)]["budget"])
         lines.append(f"{seed:4d}  {runs[a][str(seed)]['budget']:7,.0f}  " + "  ".join(f"{c:>44}" for c in cells))
-    diff = [x - y for x, y in zip(finals[a], finals[b])]
+    # A run with no full-length result scores inf: two of them are a tie, one loses to any finite value.
+    diff = [0.0 if x == y else x - y for x, y in zip(finals[a], finals[b])]
     wins, ties = sum(d < 0 for d in diff), sum(d == 0 for d in diff)
-    p = wilcoxon(finals[a], finals[b]).pvalue if any(diff) else 1.0
+    ranked = [(-1.0 if d < 0 else 1.0) * min(abs(d), 1e300) for d in diff]
+    p = wilcoxon(ranked).pvalue if any(ranked) else 1.0
     lines += [
         "",
         f"median final best: {a} {statistics.median(finals[a]):.4f}, {b} {statistics.median(finals[b]):.4f}",
@@ -216,20 +223,27 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         overrides = dict(parse_override(text) for text in args.set)
-        run_params(args.first_seed, overrides)  # checked here, before any run
+        search = run_params(args.first_seed, overrides).search  # checked here, before any run
     except ConfigError as exc:
         parser.error(f"--set: {first_line(exc)}")
+    if search.fidelity != "asha" or search.fidelity_unit != "iterations":
+        parser.error("--set: the comparison needs search.fidelity: asha and search.fidelity_unit: iterations "
+                     f"(got {search.fidelity}, {search.fidelity_unit})")  # fmt: skip
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     saved = Path(f"{args.out}.json")
-    runs = json.loads(saved.read_text())["runs"] if saved.exists() else {}
+    stored = json.loads(saved.read_text()) if saved.exists() else {"runs": {}, "overrides": overrides}
+    if stored.get("overrides", {}) != overrides:
+        parser.error(f"--set: {saved} holds runs with other overrides ({stored.get('overrides', {})}); "
+                     "use another --out")  # fmt: skip
+    runs = stored["runs"]
     if not args.report_only:
         todo = [(m, s, overrides) for m in reversed(METHODS) for s in seeds if str(s) not in runs.get(m, {})]
         optuna_jobs = [j for j in todo if j[0] != "metahpo default"]
         with ProcessPoolExecutor(args.jobs) as pool:
             for method, seed, run in pool.map(one_run, optuna_jobs):
-                _keep(runs, saved, method, seed, run)
+                _keep(runs, overrides, saved, method, seed, run)
         for job in (j for j in todo if j[0] == "metahpo default"):  # its own workers use the cores
-            _keep(runs, saved, *one_run(job))
+            _keep(runs, overrides, saved, *one_run(job))
     missing = [(m, s) for m in METHODS for s in seeds if str(s) not in runs.get(m, {})]
     if missing:
         raise SystemExit(f"{saved}: no run of {missing[0][0]} with seed {missing[0][1]}")
@@ -238,12 +252,12 @@ def main(argv: list[str] | None = None) -> None:
     print(text)
 
 
-def _keep(runs: dict, path: Path, method: str, seed: int, run: dict) -> None:
+def _keep(runs: dict, overrides: dict, path: Path, method: str, seed: int, run: dict) -> None:
     """Record a finished run at once, so that an interrupted benchmark resumes where it stopped."""
     from metahpo.atomic import write_json
 
     runs.setdefault(method, {})[str(seed)] = run
-    write_json(path, {"runs": runs})
+    write_json(path, {"runs": runs, "overrides": overrides})
     final = best_within(run, run["budget"])
     print(f"{method} seed {seed}: best {final:.4f} in {run['seconds']:.0f} s", file=sys.stderr)
 

@@ -159,9 +159,20 @@ def test_a_design_written_before_or_with_another_value_of_a_key_no_trial_reads_s
 def test_a_design_of_another_family_is_read_with_its_recipe(tmp_path):
     build_table.main(["--family", "digits", "--out", str(tmp_path), "--max-settings", "0"])
     build_table.main(["--family", "digits", "--out", str(tmp_path), "--max-settings", "0"])  # the same design
+    stored = json.loads((tmp_path / "digits.design.json").read_text())
+    stored["params"]["train"]["compute"] = 5.0  # a value no trial reads, written by another params.yaml
+    (tmp_path / "digits.design.json").write_text(json.dumps(stored))
     design = table_module.read_design(tmp_path / "digits.design.json")
-    assert design["params"]["train"] == build_table.table_params("digits", None, 100)["train"]
-    assert design["params"]["train"]["compute"] is None  # the recipe's, not params.yaml's 2.0
+    assert design["params"]["train"]["compute"] is None  # the digits recipe's, not params.yaml's 2.0 nor 5.0
+    assert design["params"]["model"]["arch"] == "conv" and design["params"]["tasks"]["family"] == "digits"
+
+
+def test_the_committed_sinusoid_table_still_describes_todays_params(capsys):
+    tabular = ROOT / "benchmarks" / "tabular"
+    before = (tabular / "sinusoid.jsonl").stat().st_size
+    build_table.main(["--out", str(tabular), "--max-settings", "0"])  # refuses a design that no longer matches
+    assert "0 to train" in capsys.readouterr().err
+    assert (tabular / "sinusoid.jsonl").stat().st_size == before
 
 
 def test_the_committed_comparison_names_only_methods_the_simulator_knows():
