@@ -26,17 +26,20 @@ def benchmark_params(iterations: int, n_calls: int, workers: int) -> dict:
     return params
 
 
+def make_search(params: Params, folder: Path, data_seed: int) -> Search:
+    """The search stage's ``Search`` writing under ``folder``, on sinusoid tasks generated from ``params.tasks``
+    with ``data_seed`` and saved there with their manifest, as the generate stage writes them."""
+    splits = generate_splits(params.tasks, data_seed)
+    save_splits(folder / "tasks", splits, params.tasks, data_seed)
+    data = {k: splits[k] for k in ("meta_train", "meta_val")}
+    return Search(params, data, zero_predictor_mse(data["meta_val"]), folder / "search", folder / "tasks/manifest.json")
+
+
 def timed_search(raw: dict) -> tuple[float, dict, list[dict]]:
     """Run one fresh search in a temporary directory; return wall seconds, the best trial and all rows."""
     params = Params.from_dict(raw)
     with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp) / "tasks"
-        splits = generate_splits(params.tasks, params.seed)
-        save_splits(data_dir, splits, params.tasks, params.seed)
-        data = {k: splits[k] for k in ("meta_train", "meta_val")}
-        search = Search(
-            params, data, zero_predictor_mse(data["meta_val"]), Path(tmp) / "search", data_dir / "manifest.json"
-        )
+        search = make_search(params, Path(tmp), params.seed)
         start = time.perf_counter()
         best = search.run()
         return time.perf_counter() - start, best, [search.rows[t] for t in sorted(search.rows)]

@@ -36,6 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 METHODS = ("metahpo default", "optuna tpe + hyperband")
+DATA_SEED = 0  # the task data of every run: the committed default's (params.yaml's seed, 0)
 
 
 def run_params(seed: int, overrides: dict, workers: int | None = None):
@@ -51,20 +52,6 @@ def run_params(seed: int, overrides: dict, workers: int | None = None):
     return Params.from_dict(raw)
 
 
-def make_search(params, folder: Path):
-    """The stage's Search over the default task data (generated from params.yaml's tasks with seed 0)."""
-    from metahpo.learners.family import family_of
-    from metahpo.search.driver import Search
-    from metahpo.tasks.generate import regression_splits
-    from metahpo.tasks.storage import save_splits
-
-    splits, _, _ = regression_splits(params.tasks, 0)
-    save_splits(folder / "tasks", splits, params.tasks, 0)
-    data = {k: splits[k] for k in ("meta_train", "meta_val")}
-    floor = family_of(params).penalty_floor(data["meta_val"])
-    return Search(params, data, floor, folder / "search", folder / "tasks" / "manifest.json")
-
-
 def budget_of(search) -> float:
     """The compute metahpo's default search plans (untuned-setting iterations)."""
     from metahpo.search.library_stage import library_plan
@@ -74,8 +61,10 @@ def budget_of(search) -> float:
 
 def run_metahpo(seed: int, overrides: dict) -> dict:
     """metahpo's default search, as the stage runs it; its jobs in decision order."""
+    from search_common import make_search
+
     with tempfile.TemporaryDirectory() as tmp:
-        search = make_search(run_params(seed, overrides), Path(tmp))
+        search = make_search(run_params(seed, overrides), Path(tmp), DATA_SEED)
         start = time.perf_counter()
         search.run()
         seconds = time.perf_counter() - start
@@ -92,6 +81,7 @@ def run_optuna(seed: int, overrides: dict) -> dict:
     """Optuna TPE + HyperbandPruner by ask/tell on metahpo's trial function, to metahpo's compute for ``seed``."""
     import optuna
     import torch
+    from search_common import make_search
     from search_peers import suggest  # the tabular benchmark's mapping of the space onto Optuna's suggestions
 
     from metahpo.search.rungs import rung_iterations
@@ -103,7 +93,7 @@ def run_optuna(seed: int, overrides: dict) -> dict:
     s = params.search
     rungs = rung_iterations(s.iterations, s.min_iterations, s.eta)
     with tempfile.TemporaryDirectory() as tmp:
-        search = make_search(params, Path(tmp))
+        search = make_search(params, Path(tmp), DATA_SEED)
         budget = budget_of(search)
         sampler = optuna.samplers.TPESampler(seed=seed)
         pruner = optuna.pruners.HyperbandPruner(min_resource=rungs[0], max_resource=rungs[-1], reduction_factor=s.eta)
@@ -114,14 +104,13 @@ def run_optuna(seed: int, overrides: dict) -> dict:
         while spent < budget:
             trial = study.ask()
             point = suggest(trial, s.space)
-            relative = search.cost(point) / search.baseline_cost
-            if s.max_cost is not None and relative > s.max_cost:
+            if search.too_costly(point):
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 refused += 1
                 if refused == 10_000:
                     raise RuntimeError(f"seed {seed}: Optuna proposed 10,000 settings above search.max_cost in a row")
                 continue
-            refused = 0
+            refused, relative = 0, search.cost(point) / search.baseline_cost
             states, done, value = None, 0, math.nan
             for rung in rungs:
                 result = run_trial(search._request(trial.number, point, stop_at=rung, resume=states))

@@ -16,6 +16,7 @@ recipes never leaves a key of the previous one behind.
 
 from __future__ import annotations
 
+import copy
 import io
 import sys
 from pathlib import Path
@@ -113,8 +114,6 @@ def with_recipe(raw: dict, name: str, folder: Path = RECIPES) -> dict:
 
 def with_values(raw: dict, values: dict, source: str) -> dict:
     """A copy of the params ``raw`` with each existing dotted key of ``values`` set; ``source`` names them in errors."""
-    import copy
-
     tree = copy.deepcopy(raw)
     for key, value in values.items():
         _set(tree, key, value, source)
