@@ -54,9 +54,9 @@ def run_params(seed: int, overrides: dict, workers: int | None = None):
 
 def budget_of(search) -> float:
     """The compute metahpo's default search plans (untuned-setting iterations)."""
-    from metahpo.search.library_stage import library_plan
+    from metahpo.search.library_stage import library_plan, price_of
 
-    return library_plan(search.search, lambda s: search.cost(s) / search.baseline_cost, search.seed)["compute"]
+    return library_plan(search.search, price_of(search), search.seed)["compute"]
 
 
 def run_metahpo(seed: int, overrides: dict) -> dict:

@@ -64,6 +64,8 @@ VARIANTS = {
     "metahpo default, 5 initial": {"n_initial": 5},
     "metahpo default, 20 initial": {"n_initial": 20},
     "metahpo default, 1024 candidates": {"candidates": 1024},
+    "metahpo default, async hyperband 2": {"brackets": 2},
+    "metahpo default, async hyperband 3": {"brackets": 3},
     "metahpo tpe + asha": {"method": "tpe"},
     "metahpo random + asha": {"method": "random"},
 }

@@ -125,6 +125,43 @@ def test_asha_promotes_only_from_the_top_third_of_a_rung():
     assert promotions >= 6 and result.best["budget"] == 81
 
 
+def charged(history: list[dict]) -> list[float]:
+    """Each job's compute: its budget less the trial's budget before it (0 for a trial's first job)."""
+    last, out = {}, []
+    for h in history:
+        out.append(h["budget"] - last.get(h["trial"], 0))
+        last[h["trial"]] = h["budget"]
+    return out
+
+
+@pytest.mark.parametrize("fidelity", ["hyperband", "successive_halving", "asha"])
+def test_a_trial_started_above_the_first_rung_pays_its_whole_budget(fidelity):
+    brackets = 3 if fidelity == "asha" else 1  # asha starts trials above the first rung only as async Hyperband
+    history = run(fidelity=fidelity, n_trials=17, n_initial=4, brackets=brackets).history
+    steps = [b - a for a, b in zip([0, *(h["compute_used"] for h in history)], (h["compute_used"] for h in history))]
+    assert steps == charged(history)
+    assert fidelity == "successive_halving" or any(h["budget"] == 81 and s == 81 for h, s in zip(history, steps))
+
+
+def test_async_hyperband_starts_trials_higher_and_promotes_within_their_bracket():
+    result = run(n_trials=18, brackets=3, promote_by="rung", n_initial=4, workers=2)
+    start, promotions = {}, 0
+    for i, h in enumerate(result.history):
+        trial, budget = h["trial"], h["budget"]
+        if trial not in start:
+            start[trial] = budget
+        else:
+            below = [(e["value"], e["trial"]) for e in result.history[:i]
+                     if e["budget"] == budget // 3 and start[e["trial"]] == start[trial]]  # fmt: skip
+            assert trial in {t for _, t in sorted(below)[: len(below) // 3]}
+            promotions += 1
+    counts = [sum(b == r for b in start.values()) for r in result.rungs]
+    assert counts[0] > counts[1] > counts[2] > 0 and sum(counts) == 18  # Hyperband's shares, 9 : 5 : 3
+    assert promotions >= 3 and result.best["budget"] == 81
+    plain = run(n_trials=18, promote_by="rung", n_initial=4, workers=2).history  # brackets=1: plain ASHA
+    assert {t: min(h["budget"] for h in plain if h["trial"] == t) for t in range(18)} == dict.fromkeys(range(18), 9)
+
+
 def test_max_cost_is_never_proposed():
     result = run(cost=lambda s: s["width"] / 50, max_cost=1.0, n_trials=12, n_initial=4)
     assert all(h["setting"]["width"] <= 50 for h in result.history)
@@ -173,6 +210,8 @@ def test_a_small_space_is_used_up_then_refused():
         ({"random_every": 1.5}, "^random_every: expected an integer >= 0"),
         ({"active": {"depth": ["a"]}}, "^active: 'depth' is not a dimension"),
         ({"max_cost": -1}, "^max_cost: expected a number > 0"),
+        ({"brackets": 0}, "^brackets: expected an integer >= 1"),
+        ({"brackets": 2, "fidelity": "hyperband"}, "^brackets: asynchronous Hyperband needs fidelity asha"),
         # a bool is not a count and NaN is not a number, whatever the bound
         ({"n_initial": True}, "^n_initial: expected an integer >= 1, got True"),
         ({"candidates": True}, "^candidates: expected an integer >= 1, got True"),

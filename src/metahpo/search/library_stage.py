@@ -181,17 +181,20 @@ def _active(space: dict) -> dict | None:
     return {name: list(USED_ONLY_BY[name]) for name in space if name in USED_ONLY_BY}
 
 
-def run_library(search) -> dict:
-    """Run (or resume) the search of :class:`metahpo.search.driver.Search` ``search`` with ``minimize``."""
-    settings = search.search
+def price_of(search):
+    """``setting -> cost per iteration relative to the untuned setting`` for a :class:`Search`, cached per setting."""
 
     @functools.cache
     def relative(key: str) -> float:
         return search.cost(json.loads(key)) / search.baseline_cost
 
-    def price(setting: dict) -> float:
-        return relative(json.dumps(setting, sort_keys=True))
+    return lambda setting: relative(json.dumps(setting, sort_keys=True))
 
+
+def run_library(search) -> dict:
+    """Run (or resume) the search of :class:`metahpo.search.driver.Search` ``search`` with ``minimize``."""
+    settings = search.search
+    price = price_of(search)
     plan = library_plan(settings, price, search.seed)
     reusable = search.log.reusable(search.key)
     if reusable:

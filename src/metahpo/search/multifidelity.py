@@ -11,8 +11,12 @@
 * **Schedule** (``fidelity="asha"``): asynchronous successive halving (Li et al. 2020). Each time a job
   ends, a trial in the top ``1/eta`` of its rung is promoted to the next one (ranked by the GP's prediction
   at the full budget, given the trial's own rungs, because learning curves cross); otherwise a new trial
-  starts at the first rung. ``hyperband`` and ``successive_halving`` run whole brackets, asked at the
-  bracket's start; ``none`` trains every trial at ``max_budget``.
+  starts at the first rung. With ``brackets=k`` (asynchronous Hyperband, Li et al. 2020) a new trial
+  starts at one of the first ``k`` rungs, the one whose share of the trials started is furthest below
+  Hyperband's (``ceil(n / (s + 1) * eta**s)`` trials for the bracket that starts ``s`` rungs below the top), and
+  is promoted only against the trials that started at the same rung. ``hyperband`` and
+  ``successive_halving`` run whole brackets, asked at the bracket's start; ``none`` trains every trial at
+  ``max_budget``.
 * **Acquisition optimiser** on the real space: scrambled Sobol points over the continuous dimensions for
   every combination of categories, plus perturbations of the best trials and of the best candidates;
   inactive dimensions are pinned *before* duplicates are removed, a setting already observed or pending is
@@ -57,6 +61,7 @@ GP_OPTIONS = {
     "length_scale_bounds": (0.05, 20.0),  # on inputs scaled to [0, 1]
     "xi": 0.1,  # expected improvement's margin, in the transformed values' units (log: 0.1 is about 10%)
     "random_every": 0,  # k > 0: after the design, every k-th new trial is a design point (BOHB: 3), not the model's
+    "brackets": 1,  # asha only; k > 1: asynchronous Hyperband, new trials also start at rungs 1 .. k-1 (below)
 }
 CHOICES = {
     "transform": ("log", "power", "none"),
@@ -91,6 +96,7 @@ class Trial:
     values: dict[int, float] = field(default_factory=dict)  # rung index -> value
     state: object = None
     pending: int | None = None  # rung index running
+    start: int = 0  # rung index it started at (its bracket, in asynchronous Hyperband)
 
 
 class Scheduler:
@@ -122,8 +128,19 @@ class Scheduler:
         if self.limit_trials is not None and trial >= self.limit_trials:
             return None
         setting = self.proposer.propose(trial, self.observed(), self.pending(), self.taken())
-        self.trials[trial] = Trial(setting)
-        return trial, 0
+        start = self._start_rung() if self.fidelity == "asha" else 0
+        self.trials[trial] = Trial(setting, start=start)
+        return trial, start
+
+    def _start_rung(self) -> int:
+        """The rung a new trial starts at: the bracket furthest below Hyperband's share of trials (ties: lowest)."""
+        n = len(self.rungs)
+        count = [0] * n
+        for t in self.trials.values():
+            count[t.start] += 1
+        shares = [bracket_shape("hyperband", n, self.eta, start)[0] for start in range(n)]
+        usable = range(min(self.options["brackets"], n))
+        return min(usable, key=lambda start: ((count[start] + 1) / shares[start], start))
 
     def next_job(self) -> tuple[int, int] | None:
         """``(trial, rung)`` to start now, or None to wait for a running job (or to end)."""
@@ -143,19 +160,21 @@ class Scheduler:
             score = {t: self.trials[t].values[k] for t in ok}
         return {t: score.get(t, math.inf) for t in trials}
 
-    def _ranked(self, k: int) -> tuple[list[int], int]:
-        """Trials that finished rung ``k`` with a value, best first (ties by trial number), and how many finished it."""
-        at = [t for t in sorted(self.trials) if k in self.trials[t].values]
+    def _ranked(self, k: int, start: int = 0) -> tuple[list[int], int]:
+        """Trials of the bracket that starts at rung ``start`` that finished rung ``k`` with a value, best first
+        (ties by trial number), and how many finished it."""
+        at = [t for t in sorted(self.trials) if k in self.trials[t].values and self.trials[t].start == start]
         score = self._scores(k, at)
         return sorted((t for t in at if math.isfinite(score[t])), key=lambda t: (score[t], t)), len(at)
 
     def _asha(self):
         for k in reversed(range(len(self.rungs) - 1)):
-            ranked, n = self._ranked(k)
-            for t in ranked[: n // self.eta]:
-                trial = self.trials[t]
-                if trial.pending is None and k + 1 not in trial.values and max(trial.values) == k:
-                    return t, k + 1
+            for start in range(min(k, self.options["brackets"] - 1) + 1):
+                ranked, n = self._ranked(k, start)
+                for t in ranked[: n // self.eta]:
+                    trial = self.trials[t]
+                    if trial.pending is None and k + 1 not in trial.values and max(trial.values) == k:
+                        return t, k + 1
         return self._new()
 
     def _bracket(self):
@@ -264,7 +283,7 @@ def _run(objective, rungs, workers, compute, scheduler, price) -> list[dict]:
                 break
             trial, k = job
             t = scheduler.trials[trial]
-            length = (rungs[k] - (rungs[k - 1] if k else 0)) * price(t.setting)
+            length = (rungs[k] - (rungs[max(t.values)] if t.values else 0)) * price(t.setting)
             outcome = objective(dict(t.setting), rungs[k], t.state)
             committed += length
             heapq.heappush(running, (clock + length, order, trial, k, outcome, length))
@@ -373,8 +392,11 @@ def _check(objective, space, max_budget, min_budget, eta, compute, n_trials, met
             bad(f"{key}: expected one of {', '.join(choices)}, got {opts[key]!r}")
     if opts["n_initial"] is not None:
         _require_bound("n_initial", opts["n_initial"], 1, integer=True)
-    for key, low, integer in (("candidates", 1, True), ("xi", 0, False), ("random_every", 0, True)):
+    for key, low, integer in (("candidates", 1, True), ("xi", 0, False), ("random_every", 0, True),
+                              ("brackets", 1, True)):  # fmt: skip
         _require_bound(key, opts[key], low, integer=integer)
+    if opts["brackets"] != 1 and fidelity != "asha":
+        bad(f"brackets: asynchronous Hyperband needs fidelity asha, got fidelity {fidelity!r}")
     return opts
 
 
