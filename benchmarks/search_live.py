@@ -1,7 +1,7 @@
 """Live confirmation: metahpo's default search against Optuna TPE + HyperbandPruner on real sinusoid trainings.
 
-Usage: ``python benchmarks/search_live.py [--seeds 10] [--first-seed 0] [--jobs 2] [--out benchmarks/search_live]
-[--report-only]``. Needs Optuna (the ``bench`` extra).
+Usage: ``python benchmarks/search_live.py [--seeds 10] [--first-seed 0] [--jobs 2] [--retrain 0]
+[--out benchmarks/search_live] [--report-only]``. Needs Optuna (the ``bench`` extra).
 
 Both methods search params.yaml's sinusoid space at its default settings, on the task data the generate stage
 makes from params.yaml (seed 0), and train with metahpo's own trial function (``run_trial``: the search's
@@ -19,6 +19,11 @@ Compute is counted as metahpo's ``asha`` counts it: a rung's iterations times th
 iteration relative to the untuned setting's. Reported: each run's best full-length meta_val (grid MSE) found within
 the budget and at a third and two thirds of it, the paired wins / ties / losses with a Wilcoxon signed-rank p,
 and the compute each method needed to reach the other's final best (runs that never do count as never).
+
+A run's final best is one noisy training of the setting it chose, and a method that trains more settings to full
+length picks the luckiest of more draws. ``--retrain N`` therefore trains each run's chosen setting again for
+the whole trial length with ``N`` fresh training seeds (params seeds ``1000 + r``, never a search's), the same
+seeds for every setting, and compares the methods by the mean of those trainings' meta_val.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 METHODS = ("metahpo default", "optuna tpe + hyperband")
 DATA_SEED = 0  # the task data of every run: the committed default's (params.yaml's seed, 0)
+RETRAIN_SEED = 1000  # the r-th retraining runs with params seed 1000 + r; the searches' seeds stay below
 
 
 def run_params(seed: int, overrides: dict, workers: int | None = None):
@@ -151,10 +157,59 @@ def compute_to_reach(run: dict, target: float) -> float:
     return math.inf
 
 
-def report(runs: dict, seeds: list[int]) -> str:
-    """The paired comparison, as text."""
+def chosen_point(run: dict) -> dict | None:
+    """The setting of the run's final best: its best full-length value within the budget (None if it has none)."""
+    full = [e for e in run["events"]
+            if e["budget"] == run["full"] and e["compute"] <= run["budget"] and math.isfinite(e["value"])]  # fmt: skip
+    if not full:
+        return None
+    best = min(full, key=lambda e: e["value"])
+    if "point" not in best:
+        raise SystemExit("--retrain: the saved runs do not record their points (runs saved before the points were "
+                         "recorded); run them again into another --out")  # fmt: skip
+    return best["point"]
+
+
+def point_key(point: dict) -> str:
+    return json.dumps(point, sort_keys=True)
+
+
+def retrain(job: tuple[dict, int, dict]) -> tuple[str, int, float]:
+    """``(point, r, overrides)``: the point trained for the whole trial length with the ``r``-th fresh training seed;
+    its search objective on meta_val (NaN for a failed training)."""
+    from search_common import make_search
+
+    from metahpo.search.trial import run_trial
+
+    point, r, overrides = job
+    with tempfile.TemporaryDirectory() as tmp:
+        search = make_search(run_params(RETRAIN_SEED + r, overrides, workers=1), Path(tmp), DATA_SEED)
+        result = run_trial(search._request(0, point))
+    value = result.objective if result.status == "ok" and math.isfinite(result.objective) else math.nan
+    return point_key(point), r, value
+
+
+def retrained_mean(run: dict, retrained: dict, n: int) -> float:
+    """The mean of the run's chosen setting's ``n`` retrainings (inf without a chosen setting or with a failed one)."""
+    point = chosen_point(run)
+    if point is None:
+        return math.inf
+    values = retrained[point_key(point)][:n]
+    return statistics.fmean(values) if None not in values else math.inf
+
+
+def paired(a: list[float], b: list[float]) -> tuple[int, int, float]:
+    """Wins of ``a`` (lower), ties, and the Wilcoxon signed-rank p; inf against inf is a tie."""
     from scipy.stats import wilcoxon
 
+    diff = [0.0 if x == y else x - y for x, y in zip(a, b)]
+    ranked = [(-1.0 if d < 0 else 1.0) * min(abs(d), 1e300) for d in diff]
+    p = wilcoxon(ranked).pvalue if any(ranked) else 1.0
+    return sum(d < 0 for d in diff), sum(d == 0 for d in diff), p
+
+
+def report(runs: dict, seeds: list[int], retrained: dict | None = None, n: int = 0) -> str:
+    """The paired comparison, as text."""
     a, b = METHODS
     lines = ["seed  budget   " + "  ".join(f"{m + ' (1/3, 2/3, all; s)':>44}" for m in METHODS)]
     finals = {m: [] for m in METHODS}
@@ -170,10 +225,7 @@ def report(runs: dict, seeds: list[int]) -> str:
             reach[m].append(compute_to_reach(runs[m][str(seed)], finals[other][-1]) / runs[m][str(seed)]["budget"])
         lines.append(f"{seed:4d}  {runs[a][str(seed)]['budget']:7,.0f}  " + "  ".join(f"{c:>44}" for c in cells))
     # A run with no full-length result scores inf: two of them are a tie, one loses to any finite value.
-    diff = [0.0 if x == y else x - y for x, y in zip(finals[a], finals[b])]
-    wins, ties = sum(d < 0 for d in diff), sum(d == 0 for d in diff)
-    ranked = [(-1.0 if d < 0 else 1.0) * min(abs(d), 1e300) for d in diff]
-    p = wilcoxon(ranked).pvalue if any(ranked) else 1.0
+    wins, ties, p = paired(finals[a], finals[b])
     lines += [
         "",
         f"median final best: {a} {statistics.median(finals[a]):.4f}, {b} {statistics.median(finals[b]):.4f}",
@@ -191,6 +243,16 @@ def report(runs: dict, seeds: list[int]) -> str:
         never = sum(math.isinf(f) for f in fractions)
         lines.append(f"{m}: median fraction of its budget to reach {other}'s final best "
                      f"{statistics.median(fractions):.2f} (never on {never} of {len(seeds)} seeds)")  # fmt: skip
+    if n:
+        means = {m: [retrained_mean(runs[m][str(s)], retrained, n) for s in seeds] for m in METHODS}
+        wins, ties, p = paired(means[a], means[b])
+        lines += ["", f"the chosen settings retrained with {n} fresh training seeds each (mean meta_val per setting):"]
+        lines += [f"{s:4d}  " + "  ".join(f"{m} {means[m][i]:.4f}" for m in METHODS) for i, s in enumerate(seeds)]
+        lines += [
+            f"median retrained: {a} {statistics.median(means[a]):.4f}, {b} {statistics.median(means[b]):.4f}",
+            f"{a} lower on {wins} of {len(seeds)} seeds, level on {ties}, higher on {len(seeds) - wins - ties} "
+            f"(Wilcoxon signed-rank p = {p:.3g})",
+        ]
     return "\n".join(lines)
 
 
@@ -202,11 +264,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="Optuna runs at a time (metahpo runs on search.workers)")
     parser.add_argument("--out", type=Path, default=HERE / "search_live")
     parser.add_argument("--report-only", action="store_true", help="re-score the runs saved in OUT.json")
+    parser.add_argument("--retrain", type=int, default=0, metavar="N",
+                        help="retrain each run's chosen setting with N fresh training seeds")  # fmt: skip
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="params overrides (dotted keys, YAML values), e.g. for a small trial run")  # fmt: skip
     args = parser.parse_args(argv)
-    if args.seeds < 1 or args.jobs < 1:
-        parser.error("--seeds and --jobs must be at least 1")
+    if args.seeds < 1 or args.jobs < 1 or args.retrain < 0:
+        parser.error("--seeds and --jobs must be at least 1, --retrain at least 0")
     from metahpo.errors import ConfigError, first_line
     from metahpo.recipes import parse_override
 
@@ -224,29 +288,46 @@ def main(argv: list[str] | None = None) -> None:
     if stored.get("overrides", {}) != overrides:
         parser.error(f"--set: {saved} holds runs with other overrides ({stored.get('overrides', {})}); "
                      "use another --out")  # fmt: skip
-    runs = stored["runs"]
+    runs, retrained = stored["runs"], stored.get("retrained", {})
     if not args.report_only:
         todo = [(m, s, overrides) for m in reversed(METHODS) for s in seeds if str(s) not in runs.get(m, {})]
         optuna_jobs = [j for j in todo if j[0] != "metahpo default"]
         with ProcessPoolExecutor(args.jobs) as pool:
             for method, seed, run in pool.map(one_run, optuna_jobs):
-                _keep(runs, overrides, saved, method, seed, run)
+                _keep(runs, retrained, overrides, saved, method, seed, run)
         for job in (j for j in todo if j[0] == "metahpo default"):  # its own workers use the cores
-            _keep(runs, overrides, saved, *one_run(job))
+            _keep(runs, retrained, overrides, saved, *one_run(job))
     missing = [(m, s) for m in METHODS for s in seeds if str(s) not in runs.get(m, {})]
     if missing:
         raise SystemExit(f"{saved}: no run of {missing[0][0]} with seed {missing[0][1]}")
-    text = report(runs, seeds)
+    if args.retrain:
+        points = {point_key(p): p for m in METHODS for s in seeds if (p := chosen_point(runs[m][str(s)])) is not None}
+        todo = [(p, r, overrides) for key, p in sorted(points.items()) for r in range(args.retrain)
+                if len(retrained.get(key, [])) <= r]  # fmt: skip
+        if todo and args.report_only:
+            raise SystemExit(f"--report-only: {len(todo)} retrainings of --retrain {args.retrain} are not in {saved}")
+        with ProcessPoolExecutor(args.jobs) as pool:
+            for key, r, value in pool.map(retrain, todo):
+                values = retrained.setdefault(key, [])
+                values += [None] * (r + 1 - len(values))
+                values[r] = value if math.isfinite(value) else None  # None: the training failed
+                _save(saved, runs, retrained, overrides)
+                print(f"retrained {key} with seed {r}: {value:.4f}", file=sys.stderr)
+    text = report(runs, seeds, retrained, args.retrain)
     Path(f"{args.out}.txt").write_text(text + "\n")
     print(text)
 
 
-def _keep(runs: dict, overrides: dict, path: Path, method: str, seed: int, run: dict) -> None:
-    """Record a finished run at once, so that an interrupted benchmark resumes where it stopped."""
+def _save(path: Path, runs: dict, retrained: dict, overrides: dict) -> None:
     from metahpo.atomic import write_json
 
+    write_json(path, {"runs": runs, "overrides": overrides, **({"retrained": retrained} if retrained else {})})
+
+
+def _keep(runs: dict, retrained: dict, overrides: dict, path: Path, method: str, seed: int, run: dict) -> None:
+    """Record a finished run at once, so that an interrupted benchmark resumes where it stopped."""
     runs.setdefault(method, {})[str(seed)] = run
-    write_json(path, {"runs": runs, "overrides": overrides})
+    _save(path, runs, retrained, overrides)
     final = best_within(run, run["budget"])
     print(f"{method} seed {seed}: best {final:.4f} in {run['seconds']:.0f} s", file=sys.stderr)
 

@@ -55,6 +55,17 @@ def test_both_methods_run_on_real_trainings_and_a_rerun_reuses_them(tmp_path, ca
     search_live.main(["--seeds", "1", "--out", str(out), "--set", *TINY])  # nothing left to run: re-scored only
     assert json.loads(out.with_suffix(".json").read_text())["runs"] == runs
     assert out.with_suffix(".txt").read_text() == text
+    with pytest.raises(SystemExit, match="retrainings of --retrain 1 are not in"):
+        search_live.main(["--seeds", "1", "--out", str(out), "--report-only", "--retrain", "1", "--set", *TINY])
+    search_live.main(["--seeds", "1", "--jobs", "1", "--out", str(out), "--retrain", "1", "--set", *TINY])
+    saved = json.loads(out.with_suffix(".json").read_text())
+    chosen = {json.dumps(search_live.chosen_point(run), sort_keys=True) for run in (mine, theirs)}
+    assert saved["runs"] == runs and set(saved["retrained"]) == chosen
+    assert all(len(v) == 1 and v[0] > 0 for v in saved["retrained"].values())
+    point = search_live.chosen_point(mine)
+    again = search_live.retrain((point, 0, dict(map(parse_override, TINY))))
+    assert again == (json.dumps(point, sort_keys=True), 0, saved["retrained"][again[0]][0])  # deterministic
+    assert "retrained with 1 fresh training seeds" in out.with_suffix(".txt").read_text()
 
 
 def test_the_report_pairs_seeds_and_counts_a_run_without_a_full_length_result_as_worst():
@@ -69,6 +80,26 @@ def test_the_report_pairs_seeds_and_counts_a_run_without_a_full_length_result_as
     assert "median final best: metahpo default 0.3000, optuna tpe + hyperband 0.2500" in text
 
 
+def test_the_retrained_comparison_scores_each_run_by_its_chosen_setting():
+    def run(events):
+        return {"events": [{"budget": b, "value": v, "compute": c, "trial": 0, "point": {"x": x}}
+                           for b, v, c, x in events], "budget": 100.0, "full": 90, "seconds": 1.0}  # fmt: skip
+
+    a = run([(90, 0.3, 20.0, 1), (90, 0.2, 60.0, 2), (90, 0.1, 150.0, 3)])  # the last ended past the budget
+    b = run([(30, 0.05, 10.0, 4), (90, 0.25, 50.0, 5)])  # a low rung's value chooses nothing
+    assert search_live.chosen_point(a) == {"x": 2} and search_live.chosen_point(b) == {"x": 5}
+    assert search_live.chosen_point(run([(30, 0.1, 10.0, 1)])) is None
+    retrained = {'{"x": 2}': [0.4, 0.6, 9.0], '{"x": 5}': [0.3, None]}
+    assert search_live.retrained_mean(a, retrained, 2) == pytest.approx(0.5)  # the first n trainings only
+    assert search_live.retrained_mean(b, retrained, 2) == math.inf  # a failed retraining counts as worst
+    runs = {"metahpo default": {"0": a}, "optuna tpe + hyperband": {"0": b}}
+    text = search_live.report(runs, [0], retrained, 2)
+    assert "median retrained: metahpo default 0.5000, optuna tpe + hyperband inf" in text
+    assert "metahpo default lower on 1 of 1 seeds" in text.split("retrained with")[1]
+    with pytest.raises(SystemExit, match="do not record their points"):
+        search_live.chosen_point({"events": [{"budget": 90, "value": 0.1, "compute": 1.0}], "budget": 9.0, "full": 90})
+
+
 def test_a_bad_override_is_refused_before_any_run(tmp_path, capsys):
     with pytest.raises(SystemExit):
         search_live.main(["--out", str(tmp_path / "x"), "--set", "search.iteration=90"])
@@ -79,6 +110,9 @@ def test_a_bad_override_is_refused_before_any_run(tmp_path, capsys):
     with pytest.raises(SystemExit):
         search_live.main(["--out", str(tmp_path / "x"), "--set", "search.fidelity=hyperband"])
     assert "needs search.fidelity: asha" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        search_live.main(["--out", str(tmp_path / "x"), "--retrain", "-1"])
+    assert "--retrain at least 0" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
     (tmp_path / "x.json").write_text(json.dumps({"runs": {}, "overrides": {"search.iterations": 90}}))
     with pytest.raises(SystemExit):
