@@ -209,7 +209,7 @@ def paired(a: list[float], b: list[float]) -> tuple[int, int, float]:
 
 
 def report(runs: dict, seeds: list[int], retrained: dict | None = None, n: int = 0) -> str:
-    """The paired comparison, as text."""
+    """The paired comparison, as text; with ``n``, also by the chosen settings' first ``n`` retrainings."""
     a, b = METHODS
     lines = ["seed  budget   " + "  ".join(f"{m + ' (1/3, 2/3, all; s)':>44}" for m in METHODS)]
     finals = {m: [] for m in METHODS}
@@ -244,7 +244,7 @@ def report(runs: dict, seeds: list[int], retrained: dict | None = None, n: int =
         lines.append(f"{m}: median fraction of its budget to reach {other}'s final best "
                      f"{statistics.median(fractions):.2f} (never on {never} of {len(seeds)} seeds)")  # fmt: skip
     if n:
-        means = {m: [retrained_mean(runs[m][str(s)], retrained, n) for s in seeds] for m in METHODS}
+        means = {m: [retrained_mean(runs[m][str(s)], retrained or {}, n) for s in seeds] for m in METHODS}
         wins, ties, p = paired(means[a], means[b])
         lines += ["", f"the chosen settings retrained with {n} fresh training seeds each (mean meta_val per setting):"]
         lines += [f"{s:4d}  " + "  ".join(f"{m} {means[m][i]:.4f}" for m in METHODS) for i, s in enumerate(seeds)]
@@ -271,6 +271,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.jobs < 1 or args.retrain < 0:
         parser.error("--seeds and --jobs must be at least 1, --retrain at least 0")
+    if args.first_seed < 0 or args.first_seed + args.seeds > RETRAIN_SEED:
+        parser.error(f"--first-seed, --seeds: the searches' seeds must lie in 0 .. {RETRAIN_SEED - 1} "
+                     "(the retrainings use the seeds above)")  # fmt: skip
     from metahpo.errors import ConfigError, first_line
     from metahpo.recipes import parse_override
 
@@ -294,9 +297,9 @@ def main(argv: list[str] | None = None) -> None:
         optuna_jobs = [j for j in todo if j[0] != "metahpo default"]
         with ProcessPoolExecutor(args.jobs) as pool:
             for method, seed, run in pool.map(one_run, optuna_jobs):
-                _keep(runs, retrained, overrides, saved, method, seed, run)
+                _keep(saved, runs, retrained, overrides, method, seed, run)
         for job in (j for j in todo if j[0] == "metahpo default"):  # its own workers use the cores
-            _keep(runs, retrained, overrides, saved, *one_run(job))
+            _keep(saved, runs, retrained, overrides, *one_run(job))
     missing = [(m, s) for m in METHODS for s in seeds if str(s) not in runs.get(m, {})]
     if missing:
         raise SystemExit(f"{saved}: no run of {missing[0][0]} with seed {missing[0][1]}")
@@ -309,10 +312,10 @@ def main(argv: list[str] | None = None) -> None:
         with ProcessPoolExecutor(args.jobs) as pool:
             for key, r, value in pool.map(retrain, todo):
                 values = retrained.setdefault(key, [])
-                values += [None] * (r + 1 - len(values))
-                values[r] = value if math.isfinite(value) else None  # None: the training failed
+                assert len(values) == r, "the retrainings of a setting arrive in order"
+                values.append(value if math.isfinite(value) else None)  # None: the training failed
                 _save(saved, runs, retrained, overrides)
-                print(f"retrained {key} with seed {r}: {value:.4f}", file=sys.stderr)
+                print(f"retrained {key} with params seed {RETRAIN_SEED + r}: {value:.4f}", file=sys.stderr)
     text = report(runs, seeds, retrained, args.retrain)
     Path(f"{args.out}.txt").write_text(text + "\n")
     print(text)
@@ -324,7 +327,7 @@ def _save(path: Path, runs: dict, retrained: dict, overrides: dict) -> None:
     write_json(path, {"runs": runs, "overrides": overrides, **({"retrained": retrained} if retrained else {})})
 
 
-def _keep(runs: dict, retrained: dict, overrides: dict, path: Path, method: str, seed: int, run: dict) -> None:
+def _keep(path: Path, runs: dict, retrained: dict, overrides: dict, method: str, seed: int, run: dict) -> None:
     """Record a finished run at once, so that an interrupted benchmark resumes where it stopped."""
     runs.setdefault(method, {})[str(seed)] = run
     _save(path, runs, retrained, overrides)

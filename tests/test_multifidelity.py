@@ -156,7 +156,7 @@ def test_async_hyperband_starts_trials_higher_and_promotes_within_their_bracket(
             assert trial in {t for _, t in sorted(below)[: len(below) // 3]}
             promotions += 1
     counts = [sum(b == r for b in start.values()) for r in result.rungs]
-    assert counts[0] > counts[1] > counts[2] > 0 and sum(counts) == 18  # Hyperband's shares, 9 : 5 : 3
+    assert counts[0] > counts[1] > counts[2] > 0 and sum(counts) == 18  # Hyperband's shares 9 : 5 : 3 (10 : 5 : 3)
     assert promotions >= 3 and result.best["budget"] == 81
     plain = run(n_trials=18, promote_by="rung", n_initial=4, workers=2).history  # brackets=1: plain ASHA
     assert {t: min(h["budget"] for h in plain if h["trial"] == t) for t in range(18)} == dict.fromkeys(range(18), 9)
@@ -212,6 +212,7 @@ def test_a_small_space_is_used_up_then_refused():
         ({"max_cost": -1}, "^max_cost: expected a number > 0"),
         ({"brackets": 0}, "^brackets: expected an integer >= 1"),
         ({"brackets": 2, "fidelity": "hyperband"}, "^brackets: asynchronous Hyperband needs fidelity asha"),
+        ({"brackets": 4}, "^brackets: 4 is more than the 3 rungs"),
         # a bool is not a count and NaN is not a number, whatever the bound
         ({"n_initial": True}, "^n_initial: expected an integer >= 1, got True"),
         ({"candidates": True}, "^candidates: expected an integer >= 1, got True"),

@@ -61,7 +61,7 @@ def test_both_methods_run_on_real_trainings_and_a_rerun_reuses_them(tmp_path, ca
     saved = json.loads(out.with_suffix(".json").read_text())
     chosen = {json.dumps(search_live.chosen_point(run), sort_keys=True) for run in (mine, theirs)}
     assert saved["runs"] == runs and set(saved["retrained"]) == chosen
-    assert all(len(v) == 1 and v[0] > 0 for v in saved["retrained"].values())
+    assert all(len(v) == 1 and v[0] is not None and v[0] > 0 for v in saved["retrained"].values())
     point = search_live.chosen_point(mine)
     again = search_live.retrain((point, 0, dict(map(parse_override, TINY))))
     assert again == (json.dumps(point, sort_keys=True), 0, saved["retrained"][again[0]][0])  # deterministic
@@ -113,6 +113,9 @@ def test_a_bad_override_is_refused_before_any_run(tmp_path, capsys):
     with pytest.raises(SystemExit):
         search_live.main(["--out", str(tmp_path / "x"), "--retrain", "-1"])
     assert "--retrain at least 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        search_live.main(["--out", str(tmp_path / "x"), "--first-seed", "995", "--seeds", "10"])
+    assert "the searches' seeds must lie in 0 .. 999" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
     (tmp_path / "x.json").write_text(json.dumps({"runs": {}, "overrides": {"search.iterations": 90}}))
     with pytest.raises(SystemExit):

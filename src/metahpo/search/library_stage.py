@@ -31,6 +31,7 @@ import shutil
 import statistics
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 
 from scipy.stats import qmc
@@ -181,7 +182,7 @@ def _active(space: dict) -> dict | None:
     return {name: list(USED_ONLY_BY[name]) for name in space if name in USED_ONLY_BY}
 
 
-def price_of(search):
+def price_of(search) -> Callable[[dict], float]:
     """``setting -> cost per iteration relative to the untuned setting`` for a :class:`Search`, cached per setting."""
 
     @functools.cache

@@ -22,9 +22,10 @@
   inactive dimensions are pinned *before* duplicates are removed, a setting already observed or pending is
   never proposed, nor one above ``max_cost``. Points proposed while others run come from a kriging
   believer: the running jobs are added to the GP as observations of its own mean.
-* **Determinism**: with ``workers > 1`` jobs run in *virtual* time (a job lasts its budget increment times
-  the setting's cost); the objective is called when a job starts and its value is revealed to the
-  decisions when the job ends. The history therefore depends only on the arguments, never on a clock.
+* **Determinism**: with ``workers > 1`` jobs run in *virtual* time (a job lasts the iterations it adds to
+  its trial, its whole budget for a trial's first job, times the setting's cost); the objective is called
+  when a job starts and its value is revealed to the decisions when the job ends. The history therefore
+  depends only on the arguments, never on a clock.
 * **Real parallelism**: the objective may return a future (anything with ``.result()`` giving the
   ``(value, state)`` pair) instead of the pair itself, e.g. ``executor.submit(train, ...)``. The jobs
   then run at once on the executor, while the decisions still follow virtual time: the job predicted to
@@ -61,7 +62,7 @@ GP_OPTIONS = {
     "length_scale_bounds": (0.05, 20.0),  # on inputs scaled to [0, 1]
     "xi": 0.1,  # expected improvement's margin, in the transformed values' units (log: 0.1 is about 10%)
     "random_every": 0,  # k > 0: after the design, every k-th new trial is a design point (BOHB: 3), not the model's
-    "brackets": 1,  # asha only; k > 1: asynchronous Hyperband, new trials also start at rungs 1 .. k-1 (below)
+    "brackets": 1,  # asha, any method; k > 1: asynchronous Hyperband, new trials also start at rungs 1 .. k-1
 }
 CHOICES = {
     "transform": ("log", "power", "none"),
@@ -193,7 +194,7 @@ class Scheduler:
                     if job is None:
                         break
                     self.alive.append(job[0])
-                    self.trials[job[0]].pending = start  # later points of the bracket see it as pending
+                    self.trials[job[0]].pending = self.trials[job[0]].start = start  # seen as pending by later points
                 self.queue = [(t, start) for t in self.alive]
         if not self.queue:
             return None
@@ -243,7 +244,8 @@ def minimize(
         active: ``{dimension: algorithms that read it}``; other algorithms' points get its lowest value.
         cost: ``setting -> relative cost per iteration`` (1 for all by default).
         max_cost: settings with a higher ``cost`` are never proposed.
-        options: the GP method's switches, for ablations (``GP_OPTIONS``).
+        options: the GP method's switches, for ablations (``GP_OPTIONS``; ``brackets`` is the schedule's and
+            applies to every method).
 
     Returns:
         A :class:`SearchResult`.
@@ -397,6 +399,9 @@ def _check(objective, space, max_budget, min_budget, eta, compute, n_trials, met
         _require_bound(key, opts[key], low, integer=integer)
     if opts["brackets"] != 1 and fidelity != "asha":
         bad(f"brackets: asynchronous Hyperband needs fidelity asha, got fidelity {fidelity!r}")
+    n_rungs = len(rung_iterations(max_budget, min_budget, eta)) if fidelity == "asha" else 1
+    if opts["brackets"] > n_rungs:
+        bad(f"brackets: {opts['brackets']} is more than the {n_rungs} rungs of max_budget, min_budget and eta")
     return opts
 
 
