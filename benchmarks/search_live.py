@@ -142,25 +142,25 @@ def one_run(job: tuple[str, int, dict]) -> tuple[str, int, dict]:
     return method, seed, (run_metahpo if method == "metahpo default" else run_optuna)(seed, overrides)
 
 
+def full_results(run: dict, compute: float) -> list[dict]:
+    """The run's full-length jobs with a finite value that ended within ``compute``, in the order they ended."""
+    return [e for e in run["events"]
+            if e["budget"] == run["full"] and e["compute"] <= compute and math.isfinite(e["value"])]  # fmt: skip
+
+
 def best_within(run: dict, compute: float) -> float:
     """The best full-length value among jobs that ended within ``compute`` (inf before the first)."""
-    values = [e["value"] for e in run["events"]
-              if e["budget"] == run["full"] and e["compute"] <= compute and math.isfinite(e["value"])]  # fmt: skip
-    return min(values, default=math.inf)
+    return min((e["value"] for e in full_results(run, compute)), default=math.inf)
 
 
 def compute_to_reach(run: dict, target: float) -> float:
     """The compute at which ``run`` first found a full-length value at most ``target`` within its budget."""
-    for e in run["events"]:
-        if e["budget"] == run["full"] and e["compute"] <= run["budget"] and e["value"] <= target:
-            return e["compute"]
-    return math.inf
+    return next((e["compute"] for e in full_results(run, run["budget"]) if e["value"] <= target), math.inf)
 
 
 def chosen_point(run: dict) -> dict | None:
     """The setting of the run's final best: its best full-length value within the budget (None if it has none)."""
-    full = [e for e in run["events"]
-            if e["budget"] == run["full"] and e["compute"] <= run["budget"] and math.isfinite(e["value"])]  # fmt: skip
+    full = full_results(run, run["budget"])
     if not full:
         return None
     best = min(full, key=lambda e: e["value"])

@@ -586,8 +586,8 @@ def report(result: dict, table: Table, args, penalty: float, seconds: dict) -> s
     return "\n".join(lines) + "\n"
 
 
-def plot(result: dict, path: Path, title: str, metric: str = "MSE") -> None:
-    """Median regret against compute, with bootstrap 95% bands; ``metric`` names meta_val's measure."""
+def plot(result: dict, path: Path, title: str, objective: str = "meta_val grid MSE") -> None:
+    """Median regret against compute, with bootstrap 95% bands; ``objective`` names what the searches minimise."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -600,7 +600,7 @@ def plot(result: dict, path: Path, title: str, metric: str = "MSE") -> None:
         ax.fill_between(grid, m["median_ci"][0], m["median_ci"][1], color=line.get_color(), alpha=0.15)
     ax.set_yscale("symlog", linthresh=0.01)
     ax.set_xlabel("compute (thousand trial-iterations)")
-    ax.set_ylabel(f"median regret (meta_val {metric})")
+    ax.set_ylabel(f"median regret ({objective})")
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -682,8 +682,11 @@ def main(argv: list[str] | None = None) -> None:
 
     write_text(Path(f"{args.out}.txt"), text)
     write_json(Path(f"{args.out}.json"), result)
-    metric = "MSE" if table.family == "sinusoid" else "cross-entropy"
-    plot(result, Path(f"{args.out}.png"), f"{table.family}: {len(table.points)} settings, {seeds_run} seeds", metric)
+    from metahpo.learners.family import family_of
+    from metahpo.params import Params
+
+    objective = family_of(Params.from_dict(table.params)).objective_name()
+    plot(result, Path(f"{args.out}.png"), f"{table.family}: {len(table.points)} settings, {seeds_run} seeds", objective)
     print(text, end="")
 
 

@@ -100,23 +100,24 @@ def test_the_retrained_comparison_scores_each_run_by_its_chosen_setting():
         search_live.chosen_point({"events": [{"budget": 90, "value": 0.1, "compute": 1.0}], "budget": 9.0, "full": 90})
 
 
-def test_a_bad_override_is_refused_before_any_run(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "search.iteration=90"], "search.iteration: no such key"),
+        (["--set", "search.eta=1"], "search.eta"),
+        (["--set", "search.fidelity=hyperband"], "needs search.fidelity: asha"),
+        (["--retrain", "-1"], "--retrain at least 0"),
+        (["--first-seed", "995", "--seeds", "10"], "the searches' seeds must lie in 0 .. 999"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_run(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit):
-        search_live.main(["--out", str(tmp_path / "x"), "--set", "search.iteration=90"])
-    assert "search.iteration: no such key" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        search_live.main(["--out", str(tmp_path / "x"), "--set", "search.eta=1"])
-    assert "search.eta" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        search_live.main(["--out", str(tmp_path / "x"), "--set", "search.fidelity=hyperband"])
-    assert "needs search.fidelity: asha" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        search_live.main(["--out", str(tmp_path / "x"), "--retrain", "-1"])
-    assert "--retrain at least 0" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        search_live.main(["--out", str(tmp_path / "x"), "--first-seed", "995", "--seeds", "10"])
-    assert "the searches' seeds must lie in 0 .. 999" in capsys.readouterr().err
+        search_live.main(["--out", str(tmp_path / "x"), *args])
+    assert message in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_runs_with_other_overrides_are_not_resumed(tmp_path, capsys):
     (tmp_path / "x.json").write_text(json.dumps({"runs": {}, "overrides": {"search.iterations": 90}}))
     with pytest.raises(SystemExit):
         search_live.main(["--out", str(tmp_path / "x")])  # no overrides: not the stored ones
