@@ -75,13 +75,24 @@ def mlp_classifier(weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.T
 
 
 def per_task_classification_loss(net, weights: dict, lrs: dict | float, batch, steps: int, second_order: bool,
-                                 adapted: list[str]) -> torch.Tensor:  # fmt: skip
-    """Mean query cross-entropy after adapting each task on its own, one task at a time."""
+                                 adapted: list[str], prototype_head: bool = False) -> torch.Tensor:  # fmt: skip
+    """Mean query cross-entropy after adapting each task on its own, one task at a time.
+
+    ``prototype_head`` (Proto-MAML): each task's head starts as ``weights``' head plus ``2 c_k`` and ``-|c_k|^2``
+    for the class means ``c_k`` of the support features, a weight of its own for the inner steps.
+    """
     ce = torch.nn.functional.cross_entropy
     support_x, support_y, query_x, query_y = batch
     total = 0.0
     for t in range(support_x.shape[0]):
         fast = dict(weights)
+        if prototype_head:
+            fast = {n: w.view_as(w) for n, w in weights.items()}  # inner gradients: not through the prototypes
+            features = net({**weights, "head_w": torch.eye(weights["head_w"].shape[0], dtype=torch.float64),
+                            "head_b": 0}, support_x[t])  # fmt: skip
+            means = torch.stack([features[support_y[t] == c].mean(0) for c in range(weights["head_w"].shape[1])])
+            fast["head_w"] = fast["head_w"] + 2 * means.T
+            fast["head_b"] = fast["head_b"] - means.pow(2).sum(1)
         for _ in range(steps):
             loss = ce(net(fast, support_x[t]), support_y[t])
             grads = torch.autograd.grad(loss, [fast[n] for n in adapted], create_graph=second_order)

@@ -65,6 +65,39 @@ def test_classification_meta_gradient_matches_per_task_reference(arch, algorithm
             torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-10, msg=name)
 
 
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("steps", [0, 1, 2])
+def test_protomaml_meta_gradient_matches_per_task_reference(steps, first_order):
+    learner = classifier("protomaml", "conv", max(steps, 1))
+    with torch.no_grad():  # a shared head away from its zero start
+        learner.weights["head_w"].add_(torch.rand(learner.weights["head_w"].shape, dtype=torch.float64) * 0.2)
+    batch = episode_batch()
+    loss = learner.meta_loss(*batch, steps=steps, first_order=first_order)
+    names, params = zip(*learner.named_parameters())
+    grads = dict(zip(names, torch.autograd.grad(loss, params)))
+    leaves = {n.removeprefix("weights."): p.detach().clone().requires_grad_(True) for n, p in zip(names, params)}
+    reference = per_task_classification_loss(
+        conv_net, leaves, 0.3, batch, steps, not first_order, learner.adapted, prototype_head=True
+    )
+    expected = dict(zip(names, torch.autograd.grad(reference, list(leaves.values()))))
+    torch.testing.assert_close(loss, reference, rtol=1e-9, atol=1e-12)
+    for name in names:
+        torch.testing.assert_close(grads[name], expected[name], rtol=1e-7, atol=1e-10, msg=name)
+
+
+def test_protomaml_before_any_step_is_the_prototypical_network():
+    protomaml, protonet = classifier("protomaml", "conv", 1), classifier("protonet", "conv", 1)
+    protonet.load_state_dict({n: p for n, p in protomaml.state_dict().items()})
+    assert not protomaml.weights["head_w"].any() and not protomaml.weights["head_b"].any()
+    support_x, support_y, query_x, query_y = episode_batch()
+    at_zero = next(protomaml.trajectory(support_x, support_y, 1))
+    logits = protomaml.query_outputs(at_zero, support_x, support_y, query_x)
+    fast = {n: w.expand(3, *w.shape) for n, w in protonet.weights.items()}
+    distances = protonet.query_outputs(fast, support_x, support_y, query_x)
+    # Equal up to -|q|^2, one term per query point: the same softmax, the same classes.
+    torch.testing.assert_close(torch.log_softmax(logits, -1), torch.log_softmax(distances, -1), rtol=1e-9, atol=1e-10)
+
+
 def test_conv_anil_adapts_only_the_head_and_first_order_drops_second_order_terms():
     anil = classifier("anil", "conv", 1)
     assert anil.adapted == ["head_w", "head_b"]

@@ -62,15 +62,15 @@ def normalised():
 
 
 def test_the_name_lists_keep_their_values():
-    gradient = ("maml", "fomaml", "metasgd", "anil", "learned_optimizer", "learned_optimizer_fo")
+    gradient = ("maml", "fomaml", "metasgd", "anil", "protomaml", "learned_optimizer", "learned_optimizer_fo")
     assert gradient == GRADIENT_ALGORITHMS
     assert (*gradient, "cnp") == ALGORITHMS and (*ALGORITHMS, "protonet") == LEARNER_ALGORITHMS
     assert LEARNED_RULE_ALGORITHMS == ("learned_optimizer", "learned_optimizer_fo")
     assert FIRST_ORDER_ALGORITHMS == ("fomaml", "learned_optimizer_fo")
-    assert SECOND_ORDER_ALGORITHMS == ("maml", "metasgd", "anil", "learned_optimizer")
-    assert LSLR_ALGORITHMS == ("maml", "fomaml", "metasgd", "anil")
+    assert SECOND_ORDER_ALGORITHMS == ("maml", "metasgd", "anil", "protomaml", "learned_optimizer")
+    assert LSLR_ALGORITHMS == ("maml", "fomaml", "metasgd", "anil", "protomaml")
     assert list(KINDS.items()) == [
-        ("maml_family", ("maml", "fomaml", "metasgd", "anil")),
+        ("maml_family", ("maml", "fomaml", "metasgd", "anil", "protomaml")),
         ("learned_optimizer", LEARNED_RULE_ALGORITHMS),
         ("cnp", ("cnp",)),
     ]
@@ -85,21 +85,31 @@ def test_the_name_lists_keep_their_values():
     ]
 
 
+def _conv_only(name: str) -> bool:
+    return "mlp" not in registry.algorithm(name).architectures  # Proto-MAML: image classification
+
+
+def _classifies(name: str) -> bool:
+    return name == "protonet" or _conv_only(name)  # the prototypical network classifies only
+
+
 def _learner(name: str, **changes) -> MetaLearner:
-    classify = name == "protonet"  # the prototypical network classifies only
-    config = LearnerConfig(name, 6, 2, 0.1, 2, "mlp", (4,) if classify else (1,), 3 if classify else 1,
+    classify, conv = _classifies(name), _conv_only(name)
+    shape = (4, 4) if conv else (4,) if classify else (1,)
+    config = LearnerConfig(name, 6, 2, 0.1, 2, "conv" if conv else "mlp", shape, 3 if classify else 1,
                            "cross_entropy" if classify else "mse", 5, 4, "fixed")  # fmt: skip
     return MetaLearner(LearnerConfig(**{**config.__dict__, **changes}), torch.Generator().manual_seed(0)).double()
 
 
 def _batch(name: str):
     g = torch.Generator().manual_seed(1)
-    if name == "protonet":
+    if _classifies(name):
         labels = torch.arange(3).repeat(2).expand(2, -1).contiguous()
+        shape = (2, 6, 4, 4) if _conv_only(name) else (2, 6, 4)
         return (
-            torch.rand(2, 6, 4, generator=g, dtype=torch.float64),
+            torch.rand(*shape, generator=g, dtype=torch.float64),
             labels,
-            torch.rand(2, 6, 4, generator=g, dtype=torch.float64),
+            torch.rand(*shape, generator=g, dtype=torch.float64),
             labels,
         )
     x = torch.rand(2, 10, 1, generator=g, dtype=torch.float64) * 10 - 5

@@ -8,7 +8,9 @@ the weights with gradient steps on the support set:
 * ``maml``: second-order MAML (the meta-gradient differentiates through the inner updates);
 * ``fomaml``: first-order MAML (inner gradients are treated as constants);
 * ``metasgd``: Meta-SGD, per-parameter inner learning rates meta-learned with the initialisation;
-* ``anil``: Almost No Inner Loop, only the last layer is adapted (second order).
+* ``anil``: Almost No Inner Loop, only the last layer is adapted (second order);
+* ``protomaml``: Proto-MAML, MAML whose head starts each task at the prototypical network of its support set
+  (conv net only).
 
 Three options of MAML++ (Antoniou et al., "How to train your MAML", 2019) apply to them:
 
@@ -185,7 +187,7 @@ class MetaLearner(torch.nn.Module):
     def _adapted(self, x, y, steps: int | None, first_order: bool) -> list[Weights]:
         """Task weights after 0, 1, ..., ``steps`` differentiable inner updates."""
         steps = self.config.inner_steps if steps is None else steps
-        fast = [expand_to_tasks(self.shared_weights(), x.shape[0])]
+        fast = [self.algorithm.task_start(self, expand_to_tasks(self.shared_weights(), x.shape[0]), x, y)]
         for step in range(steps):
             fast.append(self._inner_step(fast[-1], x, y, create_graph=self.second_order and not first_order, step=step))
         return fast
@@ -236,7 +238,9 @@ class MetaLearner(torch.nn.Module):
         overshoot when it is repeated; this keeps every task's support loss monotone from there on, using
         the support set alone. ``plain`` repeats the rule unchecked.
         """
-        fast = {n: w.detach().expand(x.shape[0], *w.shape) for n, w in self.weights.items()}
+        with torch.no_grad():
+            shared = {n: w.detach().expand(x.shape[0], *w.shape) for n, w in self.weights.items()}
+            fast = self.algorithm.task_start(self, shared, x, y)
         yield fast
         guarded = self.config.extra_steps == "safeguarded" and bool(self.adapted)
         scale, loss = torch.ones(x.shape[0], dtype=torch.float64, device=x.device), None

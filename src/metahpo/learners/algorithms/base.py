@@ -116,6 +116,10 @@ class Algorithm:
 
     # Adapting and predicting.
 
+    def task_start(self, learner, fast: Weights, support_x, support_y) -> Weights:
+        """Each task's weights before its first inner step, from the shared ones ``fast`` (those, by default)."""
+        return fast
+
     def step(self, learner, current: list[torch.Tensor], grads: list[torch.Tensor], step: int) -> list[torch.Tensor]:
         """The adapted weights after inner step ``step`` from ``current`` with gradients ``grads``.
 

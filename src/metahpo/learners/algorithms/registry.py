@@ -14,6 +14,7 @@ from metahpo.learners.algorithms.fomaml import FirstOrderMAML
 from metahpo.learners.algorithms.learned_optimizer import FirstOrderLearnedOptimizer, LearnedOptimizer
 from metahpo.learners.algorithms.maml import MAML
 from metahpo.learners.algorithms.metasgd import MetaSGD
+from metahpo.learners.algorithms.protomaml import ProtoMAML
 from metahpo.learners.algorithms.protonet import ProtoNet
 
 _REGISTRY: dict[str, Algorithm] = {}
@@ -72,6 +73,7 @@ for _entry in (
     FirstOrderMAML(),
     MetaSGD(),
     ANIL(),
+    ProtoMAML(),
     LearnedOptimizer(),
     FirstOrderLearnedOptimizer(),
     CNP(),
