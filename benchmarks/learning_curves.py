@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -39,15 +40,12 @@ def curve(name: str, changes: dict, iterations: int, logs: str) -> tuple[dict[in
     pool = family.make_pool(load_split(paths.TASKS, "meta_train"), device, joint=False)
     val = load_split(paths.TASKS, "meta_val")
     start = time.perf_counter()
-    train_learner(name, {**default_setting(params), **changes}, params, pool, val, device, logs=logs,
-                  iterations=iterations)  # fmt: skip
+    _, summary = train_learner(name, {**default_setting(params), **changes}, params, pool, val, device, logs=logs,
+                               iterations=iterations)  # fmt: skip
     seconds = time.perf_counter() - start
     rows = (Path(logs) / name / "plots/metrics" / f"{family.val_metric}.tsv").read_text().splitlines()[1:]
     values = {int(step): float(value) for step, value in (row.split("\t")[:2] for row in rows)}
-    best = next(iter(values.values()))
-    for value in values.values():
-        best = value if family.better(value, best) else best
-    return values, best, seconds
+    return values, values.get(summary["best_iteration"], math.nan), seconds
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -87,13 +87,13 @@ def test_protomaml_meta_gradient_matches_per_task_reference(steps, first_order):
 
 def test_protomaml_before_any_step_is_the_prototypical_network():
     protomaml, protonet = classifier("protomaml", "conv", 1), classifier("protonet", "conv", 1)
-    protonet.load_state_dict({n: p for n, p in protomaml.state_dict().items()})
+    protonet.load_state_dict(protomaml.state_dict())
     assert not protomaml.weights["head_w"].any() and not protomaml.weights["head_b"].any()
     support_x, support_y, query_x, query_y = episode_batch()
     at_zero = next(protomaml.trajectory(support_x, support_y, 1))
     logits = protomaml.query_outputs(at_zero, support_x, support_y, query_x)
-    fast = {n: w.expand(3, *w.shape) for n, w in protonet.weights.items()}
-    distances = protonet.query_outputs(fast, support_x, support_y, query_x)
+    shared = next(protonet.trajectory(support_x, support_y, 0))
+    distances = protonet.query_outputs(shared, support_x, support_y, query_x)
     # Equal up to -|q|^2, one term per query point: the same softmax, the same classes.
     torch.testing.assert_close(torch.log_softmax(logits, -1), torch.log_softmax(distances, -1), rtol=1e-9, atol=1e-10)
 
