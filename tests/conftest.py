@@ -12,6 +12,10 @@ from metahpo.params import Params, TaskParams, read_params_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# What the tiny settings search: the learner kind and two numbers. The default's nine dimensions make the GP and
+# the report's partial-dependence grids most of a tiny run; the main end-to-end project keeps them.
+TINY_SPACE = ("algorithm", "inner_lr", "hidden")
+
 
 def load_default_params() -> dict:
     """The committed params.yaml, read as DVC and the stages read it."""
@@ -26,7 +30,10 @@ def shrink(params: dict) -> dict:
     # rungs, the cost cap and the stability guard: their own tests (the guard fails trials whose random inner
     # rate diverges by step 10, and the pipeline tests count on every trial finishing)
     tiny["search"].update(n_calls=3, n_initial_points=2, iterations=15, fidelity="none", max_cost=None, stable_steps=0)
-    tiny["train"].update(iterations=20, log_every=10)
+    tiny["search"]["space"] = {name: dim for name, dim in tiny["search"]["space"].items() if name in TINY_SPACE}
+    # one process: a pool's spawned workers each import torch, which takes longer than a tiny stage's work
+    tiny["search"]["workers"] = 1
+    tiny["train"].update(iterations=20, log_every=10, workers=1)
     tiny["evaluate"].update(max_steps=3)
     tiny["train"]["finetune"].update(lr_points=4, max_steps=3)
     tiny["device"] = "cpu"

@@ -283,6 +283,8 @@ CASES = [
             "search.space.algorithm",
             {"type": "categorical", "values": ["maml", "learned_optimizer"]},
             meta__rule_hidden=1024,
+            meta__meta_batch_size=50,
+            search__workers=2,
         ),
         "rule_hidden) or search.workers: algorithm=learned_optimizer, meta_batch_size=50",
     ),
@@ -437,7 +439,16 @@ CASES = [
         params_edit("tasks.family", "digits", tasks__ways=1000, tasks__splits__meta_test=10_000_000),
         "tasks.splits, tasks.ways",
     ),
-    ("search", params_edit("search.method", "grid", search__grid_points=100), "search.grid_points: 100 values"),
+    (
+        "search",
+        params_edit(
+            "search.method",
+            "grid",
+            search__grid_points=100,
+            search__space__outer_lr={"type": "real", "low": 0.0001, "high": 0.03, "prior": "log-uniform"},
+        ),
+        "search.grid_points: 100 values",
+    ),
     # a search result outside the search space
     ("train", edit_json("reports/search/best.json", lambda b: _set(b["setting"], "inner_lr", 0.9)), "outside"),
     ("train", edit_json("reports/search/best.json", lambda b: _set(b["setting"], "layers", 5)), "setting.layers"),

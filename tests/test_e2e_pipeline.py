@@ -75,11 +75,15 @@ IDENTICAL = [
 
 
 def project_params() -> dict:
-    """The project's params: the tiny settings, with the default's search path (asha) on rungs of 5 and 15."""
+    """The project's params: the tiny settings, with the default's search path (asha on rungs of 5 and 15), its
+    whole space and its process pools."""
     from conftest import load_default_params, shrink
 
-    params = shrink(load_default_params())
-    params["search"].update(fidelity="asha", min_iterations=5)
+    default = load_default_params()
+    params = shrink(default)
+    params["search"].update(fidelity="asha", min_iterations=5, space=default["search"]["space"])
+    params["search"]["workers"] = default["search"]["workers"]
+    params["train"]["workers"] = default["train"]["workers"]
     return params
 
 
