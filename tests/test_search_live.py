@@ -17,8 +17,8 @@ import search_live  # noqa: E402
 
 from metahpo.recipes import parse_override  # noqa: E402
 
-# max_cost 9: under the default's 6, the compute of 9 trials is priced at cheaper settings than the GP proposes
-# here, and no trial reaches the last rung
+# max_cost 9: under the default's 6, the asha compute of 9 trials ran out here before any trial reached the last
+# rung (the stage refuses that, naming search.n_calls)
 TINY = ["search.iterations=90", "search.min_iterations=10", "search.n_calls=9", "search.n_initial_points=5",
         "search.workers=1", "search.max_cost=9", "tasks.splits.meta_train=300", "tasks.splits.meta_val=40"]  # fmt: skip
 

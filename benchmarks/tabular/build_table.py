@@ -61,7 +61,7 @@ def table_params(family: str, iterations: int | None, every: int) -> dict:
     search["median_stop"] = {"enabled": True, "checkpoints": search["iterations"] // every, "min_trials": 1}
     search["space"]["algorithm"] = {"type": "categorical", "values": list(MAML_FAMILY)}
     # The tables hold the settings up to 9x the untuned cost, the default's cap when they were built; a search
-    # under a lower cap (the sinusoid default's 6) searches a subset of them.
+    # under a lower cap searches a subset of them.
     search["max_cost"] = TABLE_MAX_COST
     return raw
 
