@@ -130,6 +130,25 @@ def test_settings_above_max_cost_are_never_proposed_nor_logged(asha_params, tmp_
     assert trials["cost_macs"].max() <= 2.0 * typed_baseline(asha_params)
 
 
+def test_asha_starts_from_the_untuned_setting_and_measures_rungs_in_compute(asha_params, tmp_path):
+    from metahpo.learners.settings import default_setting
+
+    asha_params["search"].update(start_from_default=True, fidelity_unit="compute", max_cost=2.0)
+    params = typed(asha_params)
+    best, trials = run_search(asha_params, tmp_path)
+    untuned = default_setting(params)
+    assert json.loads(trials["point"][0]) == {name: untuned[name] for name in params.search.space}
+    assert "too_costly" not in set(trials["status"])  # a cost cap is a constraint of the proposals
+    assert (trials["cost_macs"] / typed_baseline(asha_params) <= 2.0).all()
+    # A rung of compute costs its compute whatever the setting: the plan of 20 trials, at most one job more.
+    plan = library_plan(params.search, lambda s: 1e9, params.seed)
+    assert plan["compute"] == library_plan(params.search)["compute"] and plan["mean_cost"] == 1.0
+    spent = trials["iterations"].sum()
+    assert plan["compute"] <= spent < plan["compute"] + 900
+    assert set(trials["iterations"]) <= {100, 300, 900} and best["objective"] == trials.loc[
+        trials["iterations"] == 900, "objective"].min()  # fmt: skip
+
+
 def plan_of_stage(raw: dict) -> float:
     """The compute the stage gives ``minimize``: the plan priced with the stage's own cost of a setting."""
     from metahpo.learners.cost import setting_macs
@@ -156,8 +175,6 @@ def typed_baseline(raw: dict) -> int:
         ({"method": "grid"}, "search.method: grid does not run with search.fidelity: asha"),
         ({"method": "tpe", "fidelity": "none", "median_stop": {"enabled": True, "checkpoints": 4, "min_trials": 5}},
          "search.median_stop.enabled: the median rule does not run with search.method: tpe"),
-        ({"start_from_default": True}, "search.start_from_default: not available with search.fidelity: asha"),
-        ({"fidelity_unit": "compute"}, "search.fidelity_unit: compute is not available with search.fidelity: asha"),
         ({"n_calls": 0}, "search.n_calls:"),  # the compute: the hyperband plan of n_calls trials
         ({"method": "bohb"}, "search.method: expected one of gp, forest, random, grid, tpe"),
     ],

@@ -119,9 +119,10 @@ def test_the_single_fidelity_search_refuses_costly_points_too(tiny_params, tmp_p
     assert len(set(trials["status"])) == 2
 
 
-def test_a_compute_rung_trial_continues_bit_identical_through_the_search(tiny_params, tmp_path):
+@pytest.mark.parametrize("fidelity", ["successive_halving", "asha"])
+def test_a_compute_rung_trial_continues_bit_identical_through_the_search(tiny_params, tmp_path, fidelity):
     """Real trials, rungs of 10 and 30 untuned-iterations in compute: each trial trains its own share of them."""
-    tiny_params["search"].update(fidelity="successive_halving", iterations=30, min_iterations=10, eta=3, n_calls=3,
+    tiny_params["search"].update(fidelity=fidelity, iterations=30, min_iterations=10, eta=3, n_calls=3,
                                  workers=1, fidelity_unit="compute")  # fmt: skip
     tiny_params["search"]["space"] = {
         "meta_batch_size": {"type": "categorical", "values": [5, 10, 50]},

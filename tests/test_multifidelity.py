@@ -125,6 +125,12 @@ def test_asha_promotes_only_from_the_top_third_of_a_rung():
     assert promotions >= 6 and result.best["budget"] == 81
 
 
+def spent_per_job(history: list[dict]) -> list[float]:
+    """Each job's compute as the search counted it: the growth of ``compute_used``."""
+    used = [h["compute_used"] for h in history]
+    return [b - a for a, b in zip([0, *used], used)]
+
+
 def charged(history: list[dict]) -> list[float]:
     """Each job's compute: its budget less the trial's budget before it (0 for a trial's first job)."""
     last, out = {}, []
@@ -138,7 +144,7 @@ def charged(history: list[dict]) -> list[float]:
 def test_a_trial_started_above_the_first_rung_pays_its_whole_budget(fidelity):
     brackets = 3 if fidelity == "asha" else 1  # asha starts trials above the first rung only as async Hyperband
     history = run(fidelity=fidelity, n_trials=17, n_initial=4, brackets=brackets).history
-    steps = [b - a for a, b in zip([0, *(h["compute_used"] for h in history)], (h["compute_used"] for h in history))]
+    steps = spent_per_job(history)
     assert steps == charged(history)
     assert fidelity == "successive_halving" or any(h["budget"] == 81 and s == 81 for h, s in zip(history, steps))
 
@@ -160,6 +166,25 @@ def test_async_hyperband_starts_trials_higher_and_promotes_within_their_bracket(
     assert promotions >= 3 and result.best["budget"] == 81
     plain = run(n_trials=18, promote_by="rung", n_initial=4, workers=2).history  # brackets=1: plain ASHA
     assert {t: min(h["budget"] for h in plain if h["trial"] == t) for t in range(18)} == dict.fromkeys(range(18), 9)
+
+
+def test_x0_runs_first_and_the_design_follows_as_without_it():
+    start = {"algorithm": "c", "lr": 0.5, "width": 99}
+    plain, first = run(n_trials=10, n_initial=4), run(n_trials=10, n_initial=4, x0=[start])
+    settings = {h["trial"]: h["setting"] for h in first.history}
+    assert settings[0] == {**start, "width": 10}  # pinned: c does not read width
+    before = {h["trial"]: h["setting"] for h in plain.history}
+    assert [settings[t] for t in range(1, 5)] == [before[t] for t in range(4)]  # the design, shifted by one
+
+
+def test_compute_budgets_charge_the_budget_whatever_the_cost():
+    cost = lambda s: s["width"] / 50  # noqa: E731
+    history = run(cost=cost, compute=81 * 4, n_trials=None, n_initial=4, budget_unit="compute").history
+    steps = spent_per_job(history)
+    assert steps == charged(history)
+    priced = run(cost=cost, compute=81 * 4, n_trials=None, n_initial=4).history  # iterations: budget times cost
+    steps = spent_per_job(priced)
+    assert steps == pytest.approx([c * cost(h["setting"]) for c, h in zip(charged(priced), priced)])
 
 
 def test_max_cost_is_never_proposed():
@@ -220,6 +245,20 @@ def test_a_small_space_is_used_up_then_refused():
         ({"xi": float("nan")}, "^xi: expected a number >= 0, got nan"),
         ({"n_trials": None, "compute": float("nan")}, "^compute: expected a number > 0, got nan"),
         ({"max_cost": float("nan")}, "^max_cost: expected a number > 0, got nan"),
+        ({"budget_unit": "flops"}, "^budget_unit: expected one of iterations, compute, got 'flops'"),
+        ({"x0": {"algorithm": "a"}}, "^x0: expected a list of settings, got dict"),
+        ({"x0": [{"algorithm": "a", "lr": 0.1}]}, r"^x0\[0\]: expected a mapping with exactly the dimensions"),
+        ({"x0": [{"algorithm": "d", "lr": 0.1, "width": 20}]}, r"^x0\[0\].algorithm: 'd' is outside the space"),
+        ({"x0": [{"algorithm": "a", "lr": 2.0, "width": 20}]}, r"^x0\[0\].lr: 2.0 is outside the space"),
+        ({"x0": [{"algorithm": "a", "lr": 0.1, "width": 20.5}]}, r"^x0\[0\].width: 20.5 is outside the space"),
+        (
+            {"x0": [{"algorithm": "c", "lr": 0.1, "width": 20}, {"algorithm": "c", "lr": 0.1, "width": 30}]},
+            r"^x0\[1\]: repeats an earlier setting",
+        ),  # the same once width, which c does not read, is pinned
+        (
+            {"x0": [{"algorithm": "a", "lr": 0.1, "width": 90}], "cost": lambda s: s["width"] / 50, "max_cost": 1.0},
+            r"^x0\[0\]: costs more than max_cost",
+        ),
     ],
 )
 def test_bad_arguments_are_refused_naming_them(kwargs, message):

@@ -99,6 +99,10 @@ class Search:
         self.baseline_cost = setting_macs(default_setting(params), params)
         self.history: list[dict] | None = None  # the library's finished jobs in decision order (asha, tpe)
 
+    def default_setting(self) -> dict:
+        """The untuned setting as a point of the search (its inactive dimensions pinned), name -> value."""
+        return dict(zip(self.names, self.default_point))
+
     def cost(self, point: dict) -> int:
         """Estimated multiply-adds of one meta-iteration of ``point``'s setting."""
         return setting_macs(apply_point(self.params, point), self.params)

@@ -107,9 +107,10 @@ class JointGP:
 class Proposer:
     """Where new trials come from: a seeded initial design, then the method's model."""
 
-    def __init__(self, space: UnitSpace, rungs, options: dict, seed: int, method: str, allowed):
+    def __init__(self, space: UnitSpace, rungs, options: dict, seed: int, method: str, allowed, x0=()):
         self.space, self.rungs, self.options, self.seed, self.method = space, rungs, options, seed, method
         self.allowed = allowed  # setting -> bool (max_cost)
+        self.x0 = [space.pin(dict(s)) for s in x0]  # trials 0 .. len(x0) - 1, before the design
         n_dims = len(space.names)
         self.n_initial = options["n_initial"] if options["n_initial"] is not None else n_dims + 1
         self.sobol = qmc.Sobol(n_dims, scramble=True, seed=derived_seed(seed, 2)).random(2 ** max(6, n_dims + 3))
@@ -118,8 +119,14 @@ class Proposer:
         self.decisions = 0
 
     def propose(self, trial: int, observed: list, pending: list, taken: set) -> dict:
-        """A new setting for ``trial``, not in ``taken`` (keys of settings observed or pending)."""
+        """A new setting for ``trial``, not in ``taken`` (keys of settings observed or pending).
+
+        The first trials are ``x0``'s settings; the design and the model number their trials after them.
+        """
         self.decisions += 1
+        if trial < len(self.x0):
+            return self.x0[trial]
+        trial -= len(self.x0)
         finished = [o for o in observed if math.isfinite(o[2])]
         every = self.options["random_every"]
         interleaved = every > 0 and (trial - self.n_initial) % every == every - 1

@@ -6,13 +6,16 @@ does), so the decisions (ASHA's promotions and new trials, per finished job) are
 
 * **The rungs** are those of ``search.iterations``, ``search.min_iterations`` and ``search.eta``. A rung
   continues from the trial's checkpoint of its previous rung (the mechanism of :mod:`metahpo.search.fidelity`).
+  With ``search.fidelity_unit: compute`` they are compute, in iterations of the untuned setting: a setting
+  trains as many iterations as cost the rung's compute (:func:`metahpo.learners.cost.trained_iterations`).
 * **Compute**: ``asha`` spends what the Hyperband plan of ``search.n_calls`` trials would train, in iterations
-  of the untuned setting, with each of the plan's trials priced at the mean cost of a setting of the space
-  (below ``search.max_cost``): a job costs its iterations times the setting's estimated multiply-adds
-  relative to the untuned setting's (:func:`metahpo.learners.cost.setting_macs`), so a costly setting uses
-  more of the compute and a cheap one less. The other fidelities (with ``tpe``) run the whole brackets of
-  their own plan of ``search.n_calls`` trials. Settings above ``search.max_cost`` are never proposed, and so
-  never logged.
+  of the untuned setting. With rungs of iterations each of the plan's trials is priced at the mean cost of a
+  setting of the space (below ``search.max_cost``): a job costs its iterations times the setting's estimated
+  multiply-adds relative to the untuned setting's (:func:`metahpo.learners.cost.setting_macs`), so a costly
+  setting uses more of the compute and a cheap one less. With rungs of compute a job costs its rung's
+  compute. The other fidelities (with ``tpe``) run the whole brackets of their own plan of
+  ``search.n_calls`` trials. Settings above ``search.max_cost`` are never proposed, and so never logged.
+* **``search.start_from_default``**: trial 0 is the untuned setting (``minimize``'s ``x0``).
 * **Determinism**: ``minimize`` decides in virtual time, so with ``search.workers > 1`` the jobs run at once
   while the log depends only on the params, never on which job really ends first (nor on the executor).
 * **Durable log and resume**: each finished job is written at once to the trial log the Hyperband path
@@ -61,8 +64,9 @@ def library_plan(search, price=None, seed: int = 0) -> dict:
     """The rungs and the amount of search (``compute`` for ``asha``, else ``n_trials``) for ``search`` params.
 
     ``compute`` is the trial-iterations of the hyperband plan of ``search.n_calls`` trials, each priced at the
-    mean cost (:func:`mean_cost`, with ``price`` the relative cost of a setting; 1 without it) of a setting of
-    ``search.space``: what that plan would spend with its trials spread over the space.
+    mean cost (:func:`mean_cost`, with ``price`` the relative cost of a setting; 1 without it, or with rungs of
+    compute, ``search.fidelity_unit: compute``) of a setting of ``search.space``: what that plan would spend with
+    its trials spread over the space.
     """
     rungs = (
         [search.iterations]
@@ -73,7 +77,10 @@ def library_plan(search, price=None, seed: int = 0) -> dict:
                     search.n_calls)  # fmt: skip
     if search.fidelity != "asha":
         return {"rungs": rungs, "compute": None, "n_trials": sum(b.size for b in plan), "mean_cost": None}
-    each = 1.0 if price is None else mean_cost(search.space, _active(search.space), price, search.max_cost, seed)
+    if price is None or search.fidelity_unit == "compute":  # a rung of compute costs its compute, whatever setting
+        each = 1.0
+    else:
+        each = mean_cost(search.space, _active(search.space), price, search.max_cost, seed)
     trial_iterations = planned_iterations(plan, rungs, search.eta)
     return {"rungs": rungs, "compute": trial_iterations * each, "n_trials": None, "mean_cost": each}
 
@@ -200,14 +207,20 @@ def run_library(search) -> dict:
     reusable = search.log.reusable(search.key)
     if reusable:
         print(f"search: {len(reusable)} trials in {search.log.log} can be reused", file=sys.stderr)
-    amount = (
-        f"{plan['compute']:,.0f} untuned-setting iterations (the hyperband plan of {settings.n_calls} trials, "
-        f"each at the space's mean cost, {plan['mean_cost']:.2f}x the untuned setting's)"
-        if plan["compute"] is not None
-        else f"{plan['n_trials']} trials"
-    )
+    compute_rungs = settings.fidelity_unit == "compute"
+    if plan["compute"] is None:
+        amount = f"{plan['n_trials']} trials"
+    elif compute_rungs:
+        amount = f"{plan['compute']:,.0f} untuned-setting iterations (the hyperband plan of {settings.n_calls} trials)"
+    else:
+        amount = (
+            f"{plan['compute']:,.0f} untuned-setting iterations (the hyperband plan of {settings.n_calls} trials, "
+            f"each at the space's mean cost, {plan['mean_cost']:.2f}x the untuned setting's)"
+        )
+    unit = "untuned-setting iterations of compute" if compute_rungs else "iterations"
     print(f"search: {settings.method} with {settings.fidelity}, rungs of {', '.join(map(str, plan['rungs']))} "
-          f"iterations, {amount}", file=sys.stderr)  # fmt: skip
+          f"{unit}, {amount}" + (", the untuned setting first" if settings.start_from_default else ""),
+          file=sys.stderr)  # fmt: skip
 
     bar = tqdm(desc="search", unit="job", file=sys.stderr, mininterval=1.0)
     threads = settings.workers > 1  # each job waits for its result in a thread of its own
@@ -232,6 +245,8 @@ def run_library(search) -> dict:
                 active=_active(settings.space),
                 cost=price,
                 max_cost=settings.max_cost,
+                x0=[search.default_setting()] if settings.start_from_default else None,
+                budget_unit=settings.fidelity_unit,
                 n_initial=settings.n_initial_points,
             )
         finally:

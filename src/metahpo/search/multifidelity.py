@@ -23,7 +23,8 @@
   never proposed, nor one above ``max_cost``. Points proposed while others run come from a kriging
   believer: the running jobs are added to the GP as observations of its own mean.
 * **Determinism**: with ``workers > 1`` jobs run in *virtual* time (a job lasts the iterations it adds to
-  its trial, its whole budget for a trial's first job, times the setting's cost); the objective is called
+  its trial, its whole budget for a trial's first job, times the setting's cost; with ``budget_unit="compute"``
+  the budget it adds); the objective is called
   when a job starts and its value is revealed to the decisions when the job ends. The history therefore
   depends only on the arguments, never on a clock.
 * **Real parallelism**: the objective may return a future (anything with ``.result()`` giving the
@@ -49,6 +50,7 @@ from metahpo.search.unit_space import UnitSpace
 
 METHODS = ("gp", "tpe", "random")
 FIDELITIES = ("asha", "hyperband", "successive_halving", "none")
+BUDGET_UNITS = ("iterations", "compute")
 OK, FAILED = "ok", "failed"
 
 # The GP method's choices, each a keyword of minimize() so that an ablation can switch it off.
@@ -223,6 +225,8 @@ def minimize(
     active: dict | None = None,
     cost=None,
     max_cost: float | None = None,
+    x0: list[dict] | None = None,
+    budget_unit: str = "iterations",
     **options,
 ) -> SearchResult:
     """Minimise ``objective(setting, budget, state) -> (value, state)`` over ``space`` in rungs of budget.
@@ -244,6 +248,11 @@ def minimize(
         active: ``{dimension: algorithms that read it}``; other algorithms' points get its lowest value.
         cost: ``setting -> relative cost per iteration`` (1 for all by default).
         max_cost: settings with a higher ``cost`` are never proposed.
+        x0: settings to start with, in order (trials 0, 1, ...; e.g. the untuned setting), before the design.
+        budget_unit: ``iterations`` (a job's compute is the budget it adds times the setting's ``cost``) or
+            ``compute`` (budgets are already compute, e.g. iterations of a reference setting, and the objective
+            trains a setting ``budget / cost`` iterations: a job's compute is the budget it adds, and ``cost``
+            serves ``max_cost`` only).
         options: the GP method's switches, for ablations (``GP_OPTIONS``; ``brackets`` is the schedule's and
             applies to every method).
 
@@ -260,6 +269,8 @@ def minimize(
     """
     opts = _check(objective, space, max_budget, min_budget, eta, compute, n_trials, method, fidelity, workers,
                   active, cost, max_cost, options)  # fmt: skip
+    if budget_unit not in BUDGET_UNITS:
+        raise ValueError(f"budget_unit: expected one of {', '.join(BUDGET_UNITS)}, got {budget_unit!r}")
     rungs = [max_budget] if fidelity == "none" else rung_iterations(max_budget, min_budget, eta)
     unit = UnitSpace(space, active)
     price = (lambda s: 1.0) if cost is None else (lambda s: float(cost(s)))
@@ -267,12 +278,43 @@ def minimize(
     def allowed(setting: dict) -> bool:
         return max_cost is None or price(setting) <= max_cost
 
-    proposer = Proposer(unit, rungs, opts, seed, method, allowed)
+    starts = _starting_settings(x0, unit, allowed)
+    proposer = Proposer(unit, rungs, opts, seed, method, allowed, starts)
     scheduler = Scheduler(rungs, eta, fidelity, proposer, unit, n_trials, opts)
+    job_price = price if budget_unit == "iterations" else (lambda s: 1.0)
     # The GP's matrices are small: one BLAS thread is faster than many contending ones, and as exact.
     with threadpool_limits(1):
-        history = _run(objective, rungs, workers, compute, scheduler, price)
+        history = _run(objective, rungs, workers, compute, scheduler, job_price)
     return SearchResult(_best(scheduler, rungs), history, rungs)
+
+
+def _starting_settings(x0, unit: UnitSpace, allowed) -> list[dict]:
+    """``x0`` pinned, or a ValueError naming ``x0`` for a setting outside the space, repeated or above max_cost."""
+    if x0 is None:
+        return []
+    if not isinstance(x0, (list, tuple)):
+        raise ValueError(f"x0: expected a list of settings, got {type(x0).__name__}")
+    out, seen = [], set()
+    for i, setting in enumerate(x0):
+        if not isinstance(setting, dict) or set(setting) != set(unit.names):
+            raise ValueError(f"x0[{i}]: expected a mapping with exactly the dimensions {', '.join(unit.names)}")
+        for j, name in enumerate(unit.names):
+            d, v = unit.dims[j], setting[name]
+            inside = (
+                v in d["values"]
+                if d["type"] == "categorical"
+                else isinstance(v, (int, float)) and not isinstance(v, bool) and d["low"] <= v <= d["high"]
+            )
+            if not inside or (d["type"] == "integer" and v != int(v)):
+                raise ValueError(f"x0[{i}].{name}: {v!r} is outside the space")
+        pinned = unit.pin(dict(setting))
+        if unit.key(pinned) in seen:
+            raise ValueError(f"x0[{i}]: repeats an earlier setting of x0")
+        if not allowed(pinned):
+            raise ValueError(f"x0[{i}]: costs more than max_cost")
+        seen.add(unit.key(pinned))
+        out.append(pinned)
+    return out
 
 
 def _run(objective, rungs, workers, compute, scheduler, price) -> list[dict]:

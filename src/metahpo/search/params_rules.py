@@ -57,10 +57,6 @@ def library_rules(params: Params):
         yield "search.method: tpe needs optuna (pip install -c constraints.txt 'metahpo[tpe]')"
     if s.median_stop.enabled:
         yield f"search.median_stop.enabled: the median rule does not run with {why}; set it to false"
-    if s.start_from_default:
-        yield f"search.start_from_default: not available with {why}; set it to false"
-    if s.fidelity_unit != "iterations":
-        yield f"search.fidelity_unit: {s.fidelity_unit} is not available with {why}; use iterations"
 
 
 register_names(algorithm=ALGORITHMS, arch=ARCHITECTURES, inner_rates=INNER_RATES, extra_steps=EXTRA_STEPS,
