@@ -55,8 +55,9 @@ def test_asha_decides_per_job_and_continues_each_rung(asha_params, tmp_path, mon
     assert not (tmp_path / "s/checkpoints").exists()
 
 
-def test_two_runs_with_two_workers_give_bit_identical_logs(asha_params, tmp_path):
-    asha_params["search"]["workers"] = 2
+@pytest.mark.parametrize("start_from_default", [False, True])
+def test_two_runs_with_two_workers_give_bit_identical_logs(asha_params, tmp_path, start_from_default):
+    asha_params["search"].update(workers=2, start_from_default=start_from_default)
     run_search(asha_params, tmp_path, trial_fn=st.rung_bowl, name="a")
     run_search(asha_params, tmp_path, trial_fn=st.rung_bowl, name="b")
     assert (tmp_path / "a/trials.csv").read_bytes() == (tmp_path / "b/trials.csv").read_bytes()
@@ -72,8 +73,11 @@ def test_a_worker_lost_under_two_workers_is_retried_and_the_log_unchanged(asha_p
     assert (tmp_path / "plain/trials.csv").read_bytes() == (tmp_path / "lost/trials.csv").read_bytes()
 
 
-@pytest.mark.parametrize("jobs_before_kill", [5, 14])
-def test_an_interrupted_asha_search_reuses_every_finished_job(asha_params, tmp_path, monkeypatch, jobs_before_kill):
+@pytest.mark.parametrize(("jobs_before_kill", "start_from_default"), [(5, False), (14, False), (5, True)])
+def test_an_interrupted_asha_search_reuses_every_finished_job(
+    asha_params, tmp_path, monkeypatch, jobs_before_kill, start_from_default
+):
+    asha_params["search"]["start_from_default"] = start_from_default
     (tmp_path / "reference_jobs").mkdir()
     monkeypatch.setenv(st.MARKER_DIR, str(tmp_path / "reference_jobs"))
     _, reference = run_search(asha_params, tmp_path, name="reference")
@@ -130,14 +134,15 @@ def test_settings_above_max_cost_are_never_proposed_nor_logged(asha_params, tmp_
     assert trials["cost_macs"].max() <= 2.0 * typed_baseline(asha_params)
 
 
-def test_asha_starts_from_the_untuned_setting_and_measures_rungs_in_compute(asha_params, tmp_path):
-    from metahpo.learners.settings import default_setting
-
-    asha_params["search"].update(start_from_default=True, fidelity_unit="compute", max_cost=2.0)
+@pytest.mark.parametrize("method", ["gp", "tpe"])
+def test_asha_starts_from_the_untuned_setting_and_measures_rungs_in_compute(asha_params, tmp_path, method):
+    # The untuned learner is a CNP, which reads no inner rate: trial 0 has it pinned to its lowest value.
+    asha_params["search"].update(start_from_default=True, fidelity_unit="compute", max_cost=2.0, method=method)
+    asha_params["search"]["space"]["algorithm"] = {"type": "categorical", "values": ["maml", "cnp"]}
+    asha_params["meta"].update(algorithm="cnp", inner_lr=0.5)
     params = typed(asha_params)
     best, trials = run_search(asha_params, tmp_path)
-    untuned = default_setting(params)
-    assert json.loads(trials["point"][0]) == {name: untuned[name] for name in params.search.space}
+    assert json.loads(trials["point"][0]) == {"algorithm": "cnp", "inner_lr": 0.001, "hidden": params.model.hidden}
     assert "too_costly" not in set(trials["status"])  # a cost cap is a constraint of the proposals
     assert (trials["cost_macs"] / typed_baseline(asha_params) <= 2.0).all()
     # A rung of compute costs its compute whatever the setting: the plan of 20 trials, at most one job more.

@@ -20,6 +20,7 @@ from metahpo.learners.timing import fit_seconds, nonnegative_least_squares, pred
 from metahpo.params import validate
 from metahpo.reporting.pareto import pareto_front
 from metahpo.search.driver import check_affordable
+from metahpo.search.library_stage import library_plan
 from metahpo.search.trial import TrialRequest, run_trial
 
 from conftest import typed
@@ -136,6 +137,9 @@ def test_a_compute_rung_trial_continues_bit_identical_through_the_search(tiny_pa
     own = trained_iterations(apply_point(params, point), params, 10)
     assert {s["step"] for s in first.states.values()} == {own} and own == 10 * 25 // point["meta_batch_size"]
     assert json.loads(top["objectives"]) == run_trial(request).objectives and best["trial"] == top["trial"]
+    if fidelity == "asha":  # a job costs its rung's compute: the plan's, and at most one last job more
+        plan = library_plan(params.search)["compute"]
+        assert plan <= trials["iterations"].sum() < plan + 30
 
 
 def test_pareto_front_keeps_the_points_nothing_beats_in_cost_and_value():

@@ -7,6 +7,7 @@ import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
 from metahpo.search import minimize
@@ -175,6 +176,12 @@ def test_x0_runs_first_and_the_design_follows_as_without_it():
     assert settings[0] == {**start, "width": 10}  # pinned: c does not read width
     before = {h["trial"]: h["setting"] for h in plain.history}
     assert [settings[t] for t in range(1, 5)] == [before[t] for t in range(4)]  # the design, shifted by one
+    # Values come back in the space's types, and a value pinning overwrites is not checked.
+    numpy_ints = run(n_trials=4, n_initial=4, x0=[{"algorithm": "b", "lr": 0.5, "width": np.int64(20)},
+                                                 {"algorithm": "c", "lr": 1, "width": 10_000}])  # fmt: skip
+    firsts = {h["trial"]: h["setting"] for h in numpy_ints.history}
+    assert firsts[0] == {"algorithm": "b", "lr": 0.5, "width": 20} and type(firsts[0]["width"]) is int
+    assert firsts[1] == {"algorithm": "c", "lr": 1.0, "width": 10} and type(firsts[1]["lr"]) is float
 
 
 def test_compute_budgets_charge_the_budget_whatever_the_cost():
@@ -248,7 +255,9 @@ def test_a_small_space_is_used_up_then_refused():
         ({"budget_unit": "flops"}, "^budget_unit: expected one of iterations, compute, got 'flops'"),
         ({"x0": {"algorithm": "a"}}, "^x0: expected a list of settings, got dict"),
         ({"x0": [{"algorithm": "a", "lr": 0.1}]}, r"^x0\[0\]: expected a mapping with exactly the dimensions"),
-        ({"x0": [{"algorithm": "d", "lr": 0.1, "width": 20}]}, r"^x0\[0\].algorithm: 'd' is outside the space"),
+        ({"x0": [{"algorithm": "d", "lr": 0.1, "width": 20}]}, r"^x0\[0\].algorithm: 'd' is not one of"),
+        ({"x0": [{"algorithm": "a", "lr": True, "width": 20}]}, r"^x0\[0\].lr: True is outside the space"),
+        ({"x0": [{"algorithm": "a", "lr": 0.1, "width": 20}] * 21}, r"^x0: 21 settings, more than n_trials \(20\)"),
         ({"x0": [{"algorithm": "a", "lr": 2.0, "width": 20}]}, r"^x0\[0\].lr: 2.0 is outside the space"),
         ({"x0": [{"algorithm": "a", "lr": 0.1, "width": 20.5}]}, r"^x0\[0\].width: 20.5 is outside the space"),
         (

@@ -331,7 +331,7 @@ def _search(p: Params):
                "early; use one (set search.median_stop.enabled: false or search.fidelity: none)")  # fmt: skip
     if s.fidelity == "none" and s.fidelity_unit != "iterations":
         yield (f"search.fidelity_unit: {s.fidelity_unit} measures the rungs of a multi-fidelity search, so it needs "
-               "search.fidelity: successive_halving or hyperband (got none)")  # fmt: skip
+               "search.fidelity: asha, successive_halving or hyperband (got none)")  # fmt: skip
     if s.start_from_default and s.max_cost is not None and s.max_cost < 1:
         yield (f"search.max_cost: {s.max_cost} is below the untuned setting's own cost (1), which "
                "search.start_from_default runs as trial 0; raise it to at least 1")  # fmt: skip

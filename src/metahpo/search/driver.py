@@ -19,8 +19,8 @@ trainings (class folds, repeats) runs as one job per training, so a batch's trai
 workers. Every finished trial is written to the
 log at once; a rerun with the same params replays the log instead of rerunning finished trials,
 and a larger ``n_calls`` reuses every finished trial and runs only the new ones. With
-``search.start_from_default`` trial 0 is the untuned setting, so the best setting never scores worse
-than the baseline.
+``search.start_from_default`` trial 0 is the untuned setting, so with one fidelity the best setting
+never scores worse than the baseline (with rungs it competes for promotion like any trial).
 
 With ``search.fidelity: asha`` or ``search.method: tpe`` the search library decides the jobs instead, per
 finished job (:mod:`metahpo.search.library_stage`), on the same executors and into the same log.

@@ -110,7 +110,7 @@ class Proposer:
     def __init__(self, space: UnitSpace, rungs, options: dict, seed: int, method: str, allowed, x0=()):
         self.space, self.rungs, self.options, self.seed, self.method = space, rungs, options, seed, method
         self.allowed = allowed  # setting -> bool (max_cost)
-        self.x0 = [space.pin(dict(s)) for s in x0]  # trials 0 .. len(x0) - 1, before the design
+        self.x0 = list(x0)  # trials 0 .. len(x0) - 1 (pinned), before the design
         n_dims = len(space.names)
         self.n_initial = options["n_initial"] if options["n_initial"] is not None else n_dims + 1
         self.sobol = qmc.Sobol(n_dims, scramble=True, seed=derived_seed(seed, 2)).random(2 ** max(6, n_dims + 3))

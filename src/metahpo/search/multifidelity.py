@@ -39,6 +39,7 @@ from __future__ import annotations
 import heapq
 import importlib.util
 import math
+import numbers
 from dataclasses import dataclass, field
 
 from threadpoolctl import threadpool_limits
@@ -278,7 +279,7 @@ def minimize(
     def allowed(setting: dict) -> bool:
         return max_cost is None or price(setting) <= max_cost
 
-    starts = _starting_settings(x0, unit, allowed)
+    starts = _starting_settings(x0, unit, allowed, n_trials)
     proposer = Proposer(unit, rungs, opts, seed, method, allowed, starts)
     scheduler = Scheduler(rungs, eta, fidelity, proposer, unit, n_trials, opts)
     job_price = price if budget_unit == "iterations" else (lambda s: 1.0)
@@ -288,26 +289,34 @@ def minimize(
     return SearchResult(_best(scheduler, rungs), history, rungs)
 
 
-def _starting_settings(x0, unit: UnitSpace, allowed) -> list[dict]:
-    """``x0`` pinned, or a ValueError naming ``x0`` for a setting outside the space, repeated or above max_cost."""
+def _starting_settings(x0, unit: UnitSpace, allowed, n_trials: int | None) -> list[dict]:
+    """``x0`` pinned and in the space's types, or a ValueError naming ``x0`` for a setting outside the space,
+    repeated once pinned, above max_cost, or more settings than ``n_trials``."""
     if x0 is None:
         return []
     if not isinstance(x0, (list, tuple)):
         raise ValueError(f"x0: expected a list of settings, got {type(x0).__name__}")
+    if n_trials is not None and len(x0) > n_trials:
+        raise ValueError(f"x0: {len(x0)} settings, more than n_trials ({n_trials})")
     out, seen = [], set()
     for i, setting in enumerate(x0):
         if not isinstance(setting, dict) or set(setting) != set(unit.names):
             raise ValueError(f"x0[{i}]: expected a mapping with exactly the dimensions {', '.join(unit.names)}")
-        for j, name in enumerate(unit.names):
-            d, v = unit.dims[j], setting[name]
-            inside = (
-                v in d["values"]
-                if d["type"] == "categorical"
-                else isinstance(v, (int, float)) and not isinstance(v, bool) and d["low"] <= v <= d["high"]
-            )
-            if not inside or (d["type"] == "integer" and v != int(v)):
+        typed = {}
+        for j in unit.categorical:  # first: the algorithm decides which numbers are pinned
+            name, values = unit.names[j], unit.dims[j]["values"]
+            same = [x for x in values if type(x) is type(setting[name]) and x == setting[name]]
+            if not same:
+                raise ValueError(f"x0[{i}].{name}: {setting[name]!r} is not one of {values}")
+            typed[name] = same[0]
+        pinned = unit.pin({**setting, **typed})
+        for j in unit.continuous:
+            name, d = unit.names[j], unit.dims[j]
+            v = pinned[name]
+            number = isinstance(v, numbers.Real) and not isinstance(v, bool) and d["low"] <= v <= d["high"]
+            if not number or (d["type"] == "integer" and v != int(v)):
                 raise ValueError(f"x0[{i}].{name}: {v!r} is outside the space")
-        pinned = unit.pin(dict(setting))
+            pinned[name] = int(v) if d["type"] == "integer" else float(v)
         if unit.key(pinned) in seen:
             raise ValueError(f"x0[{i}]: repeats an earlier setting of x0")
         if not allowed(pinned):
