@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -64,13 +65,19 @@ def test_same_seed_same_history_and_another_seed_differs():
 
 def test_a_future_objective_runs_jobs_at_once_and_gives_the_synchronous_history():
     jitter = random.Random(7)  # real durations unrelated to the virtual ones: jobs really end out of order
-    in_flight, most = [0], [0]
+    in_flight, most, lock = [0], [0], threading.Condition()
 
     def slow(setting, budget, state):
-        in_flight[0] += 1
-        most[0] = max(most[0], in_flight[0])
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+            lock.notify_all()
+            # The first job waits (at most 5 s) for a second to start, so that a loaded machine cannot finish it
+            # first; a search that waited for each job before starting the next would leave most at 1.
+            lock.wait_for(lambda: most[0] >= 2, timeout=5.0)
         time.sleep(jitter.uniform(0.0, 0.01))
-        in_flight[0] -= 1
+        with lock:
+            in_flight[0] -= 1
         return objective(setting, budget, state)
 
     with ThreadPoolExecutor(max_workers=3) as pool:
