@@ -11,9 +11,10 @@ second-order MAML, Adam outer step. Three implementations of the same meta-step:
   tensors instead of module clones (a leaner per-task baseline);
 * ``higher``: ``higher.innerloop_ctx`` with a differentiable SGD inner optimiser, task by task.
 
-The conditional neural process and the learned optimizer (second order) are timed the same way against
-``functional loop`` versions of themselves (``--table others``): a CNP of two 1-40-40 MLPs
-(representation 32) and the 1-40-40-1 MLP adapted by a 4-20-2 update rule.
+The conditional neural process, the learned optimizer (second order) and ANIL with a proximal head are timed
+the same way against per-task versions of themselves (``--table others``): a CNP of two 1-40-40 MLPs
+(representation 32), the 1-40-40-1 MLP adapted by a 4-20-2 update rule, and the 1-40-40-1 MLP whose head
+solves its ridge problem task by task (the normal equations in the head's 41 dimensions).
 
 MAML++'s options (``--table maml++``) are timed on second-order MAML against the same ``functional loop``
 with the option written in: learned per-layer per-step rates (``lslr``), the multi-step loss (equal weights,
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
+import math
 import statistics
 import time
 
@@ -229,10 +231,37 @@ def rule_loop_step(steps: int):
     return functional_loop(model, optimizer, update, steps)
 
 
+def proximal_loop_step(steps: int):
+    """ANIL with a proximal head task by task: the body's features, then the head's normal equations, solved."""
+    model = _sequential()
+    log_rate = torch.nn.Parameter(torch.tensor(math.log(INNER_LR)))
+    optimizer = torch.optim.Adam([*model.parameters(), log_rate], 1e-3)
+    body, head = model[:-1], model[-1]
+
+    def step(batch):
+        sx, sy, qx, qy = batch
+        optimizer.zero_grad()
+        total = 0.0
+        for t in range(sx.shape[0]):
+            features = torch.cat([body(sx[t]), torch.ones(len(sx[t]), 1)], dim=1)
+            weights = torch.cat([head.weight.T, head.bias[None]], dim=0)
+            scale = 2.0 / len(sy[t])
+            for _ in range(steps):
+                system = scale * features.T @ features + torch.eye(len(weights)) / log_rate.exp()
+                weights = torch.linalg.solve(system, scale * features.T @ sy[t] + weights / log_rate.exp())
+            query = torch.cat([body(qx[t]), torch.ones(len(qx[t]), 1)], dim=1)
+            total = total + torch.nn.functional.mse_loss(query @ weights, qy[t])
+        (total / sx.shape[0]).backward()
+        optimizer.step()
+
+    return step
+
+
 # learner -> (metahpo's batched step, the per-task loop, inner steps timed)
 OTHER_LEARNERS = {
     "cnp": (lambda steps: metahpo_step(steps, "cnp"), cnp_loop_step, (0,)),
     "learned_optimizer": (lambda steps: metahpo_step(steps, "learned_optimizer"), rule_loop_step, (1, 5)),
+    "anil_proximal": (lambda steps: metahpo_step(steps, "anil_proximal"), proximal_loop_step, (1, 5)),
 }
 
 IMPLEMENTATIONS = {

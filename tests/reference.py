@@ -154,3 +154,37 @@ def per_task_learned_rule_loss(
                 fast[i] = fast[i] - inner_lr * update
         total = total + (mlp(fast, query_x[t]) - query_y[t]).pow(2).mean()
     return total / support_x.shape[0]
+
+
+def per_task_proximal_loss(
+    weights: list[torch.Tensor],
+    rate: torch.Tensor,
+    batch,
+    steps: int,
+    step_weights: list[float] | None = None,
+    second_order: bool = True,
+) -> torch.Tensor:
+    """Mean query MSE after each task's head solves ``min L_support(h) + |h - h0|^2 / (2 rate)`` on its own.
+
+    The head (last weight and bias) is solved in its own ``H + 1`` dimensions from the normal equations,
+    one task at a time; every step starts from the last one's solution. First order (``second_order``
+    False), the support features and the rate are constants of the meta-gradient.
+    """
+    support_x, support_y, query_x, query_y = batch
+    total = 0.0
+    for t in range(support_x.shape[0]):
+        features = torch.relu(mlp(weights[:-2], support_x[t]))
+        if not second_order:
+            features, rate = features.detach(), rate.detach()
+        augmented = torch.cat([features, torch.ones(len(features), 1, dtype=features.dtype)], dim=1)
+        head = torch.cat([weights[-2], weights[-1]], dim=0)
+        scale = 2.0 / support_y[t].numel()  # the support MSE's Hessian is scale * F^T F
+        for step in range(steps):
+            system = scale * augmented.T @ augmented + torch.eye(len(head), dtype=head.dtype) / rate
+            head = torch.linalg.solve(system, scale * augmented.T @ support_y[t] + head / rate)
+            if step_weights is not None:
+                total = total + step_weights[step] * (mlp([*weights[:-2], head[:-1], head[-1:]], query_x[t])
+                                                      - query_y[t]).pow(2).mean()  # fmt: skip
+        if step_weights is None:
+            total = total + (mlp([*weights[:-2], head[:-1], head[-1:]], query_x[t]) - query_y[t]).pow(2).mean()
+    return total / support_x.shape[0]

@@ -29,7 +29,7 @@ def _set(params: dict, dotted: str, value) -> dict:
 
 # (key to change, new value, text the message must contain)
 BAD = [
-    ("meta.algorithm", "reptile", "meta.algorithm: expected one of maml, fomaml, metasgd, anil, protomaml, learned_"),
+    ("meta.algorithm", "reptile", "meta.algorithm: expected one of maml, fomaml, metasgd, anil, anil_proximal"),
     ("meta.rule_hidden", 0, "meta.rule_hidden: expected an integer >= 1 and <= 1024, got 0"),
     ("meta.inner_rates", "per_step", "meta.inner_rates: expected one of fixed, lslr, got 'per_step'"),
     ("meta.multi_step_loss", 1.5, "meta.multi_step_loss: expected a number from 0 to 1, got 1.5"),

@@ -36,6 +36,19 @@ def test_the_learners_order_as_their_work_does():
     assert steps[0] < steps[1] < steps[2] and steps[2] - steps[1] == steps[1] - steps[0]
 
 
+def test_a_proximal_head_costs_the_body_once_and_a_support_squared_system_per_step():
+    support, query, steps = 10, 7, 2
+    macs = layer_macs(40, 2)
+    per_point, head = sum(macs), macs[-1]
+    inner = support * (per_point - head) + steps * (support**2 * head + support**3 // 3 + 2 * support * head)
+    expected = inner + query * per_point + 2 * (inner + query * per_point)  # second order: differentiated through
+    setting = {**SETTING, "algorithm": "anil_proximal", "inner_steps": steps}
+    assert meta_iteration_macs(setting, support, query) == 25 * expected
+    more = meta_iteration_macs(setting, 2 * support, query) - meta_iteration_macs(setting, support, query)
+    anil = {**setting, "algorithm": "anil"}
+    assert more > meta_iteration_macs(anil, 2 * support, query) - meta_iteration_macs(anil, support, query)
+
+
 def test_cost_scales_with_the_batch_and_the_points():
     base = meta_iteration_macs(SETTING, 10, 10)
     assert meta_iteration_macs({**SETTING, "meta_batch_size": 50}, 10, 10) == 2 * base

@@ -8,7 +8,7 @@ import torch
 from metahpo.learners.meta_learner import LearnerConfig, MetaLearner
 from metahpo.learners.mlp import forward, mlp_gradients
 
-from reference import per_task_meta_loss
+from reference import per_task_meta_loss, per_task_proximal_loss
 
 ALGOS = ("maml", "fomaml", "metasgd", "anil")
 
@@ -226,3 +226,83 @@ def test_derivative_order_annealing_matches_first_order_reference(algorithm):
     for name in grads:
         torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-9, atol=1e-12, msg=name)
     assert not torch.allclose(grads["weights.w0"], second["weights.w0"], rtol=1e-6, atol=1e-9)
+
+
+# ANIL with a proximal head: each step solves the head's ridge problem around its start exactly.
+
+
+def make_proximal_learner(steps: int, rate: float = 0.3) -> MetaLearner:
+    return MetaLearner(LearnerConfig("anil_proximal", 16, 2, rate, steps), torch.Generator().manual_seed(1)).double()
+
+
+def proximal_reference_grads(learner: MetaLearner, batch, step_weights=None, second_order=True):
+    order = [f"{kind}{i}" for i in range(len(learner.weights) // 2) for kind in "wb"]
+    leaves = {f"weights.{n}": learner.weights[n].detach().clone().requires_grad_(True) for n in order}
+    leaves["inner_lrs.log_rate"] = learner.inner_lrs["log_rate"].detach().clone().requires_grad_(True)
+    weights = [leaves[f"weights.{n}"] for n in order]
+    steps = learner.config.inner_steps
+    loss = per_task_proximal_loss(weights, leaves["inner_lrs.log_rate"].exp(), batch, steps, step_weights, second_order)
+    return loss, dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)))
+
+
+@pytest.mark.parametrize("step_weights", [None, [0.2, 0.3, 0.5]])
+@pytest.mark.parametrize("steps", [1, 3])
+def test_proximal_head_meta_gradient_matches_per_task_reference(steps, step_weights):
+    if step_weights is not None and steps == 1:
+        step_weights = [1.0]
+    learner = make_proximal_learner(steps)
+    batch = make_batch(shots=5)  # fewer support points than features: the ridge term decides the solution
+    loss = learner.meta_loss(*batch, step_weights=step_weights)
+    names, params = zip(*learner.named_parameters())
+    grads = dict(zip(names, torch.autograd.grad(loss, params)))
+    ref_loss, ref_grads = proximal_reference_grads(learner, batch, step_weights)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-10, atol=1e-12)
+    assert grads.keys() == ref_grads.keys()
+    for name in grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-8, atol=1e-11, msg=name)
+    assert grads["inner_lrs.log_rate"].abs() > 0  # the rate is meta-learned
+
+
+def test_proximal_head_first_order_matches_per_task_reference():
+    learner = make_proximal_learner(2)
+    batch = make_batch(shots=5)
+    loss = learner.meta_loss(*batch, first_order=True)
+    names, params = zip(*learner.named_parameters())
+    grads = dict(zip(names, torch.autograd.grad(loss, params, allow_unused=True)))
+    ref_loss, ref_grads = proximal_reference_grads(learner, batch, second_order=False)
+    _, second = proximal_reference_grads(learner, batch)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-10, atol=1e-12)
+    assert grads["inner_lrs.log_rate"] is None and ref_grads["inner_lrs.log_rate"] is None
+    for name in ("weights.w0", "weights.b0", "weights.w1", "weights.b1", "weights.w2", "weights.b2"):
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-8, atol=1e-11, msg=name)
+    assert not torch.allclose(grads["weights.w0"], second["weights.w0"], rtol=1e-6, atol=1e-9)
+
+
+def test_a_proximal_step_at_a_small_rate_is_anils_gradient_step():
+    rate = 1e-8
+    proximal, anil = make_proximal_learner(1, rate), make_learner("anil", 1, inner_lr=rate)
+    anil.load_state_dict({k: v for k, v in proximal.state_dict().items() if not k.startswith("inner_lrs.")})
+    sx, sy, _, _ = make_batch()
+    start = {n: w.expand(4, *w.shape) for n, w in proximal.weights.items()}
+    moved = {n: proximal.adapt(sx, sy)[n] - start[n] for n in ("w2", "b2")}
+    expected = {n: anil.adapt(sx, sy)[n] - start[n] for n in ("w2", "b2")}
+    for name in moved:
+        torch.testing.assert_close(moved[name], expected[name], rtol=1e-4, atol=0, msg=name)
+
+
+def test_a_proximal_step_at_a_large_rate_fits_the_support_set():
+    learner = make_proximal_learner(1, rate=1e12)
+    sx, sy, _, _ = make_batch(shots=5)  # 5 points, 17 head weights: an exact fit exists
+    fast = learner.adapt(sx, sy)
+    assert learner.task_loss(learner.predict(fast, sx), sy).max() < 1e-9
+    for name in ("w0", "b0", "w1", "b1"):  # the body does not adapt
+        torch.testing.assert_close(fast[name], learner.weights[name].expand_as(fast[name]), rtol=0, atol=0)
+
+
+def test_proximal_steps_past_the_trained_ones_keep_lowering_the_support_loss():
+    learner = make_proximal_learner(1, rate=0.05)
+    sx, sy, _, _ = make_batch(shots=10)
+    losses = [learner.task_loss(learner.predict(fast, sx), sy) for fast in learner.trajectory(sx, sy, 5)]
+    for before, after in zip(losses, losses[1:]):
+        assert (after <= before + 1e-12).all()
+    assert (losses[-1] < losses[1]).all()

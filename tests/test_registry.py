@@ -5,6 +5,7 @@ this test module) trains through the public path."""
 from __future__ import annotations
 
 import ast
+import copy
 from pathlib import Path
 
 import pytest
@@ -62,15 +63,16 @@ def normalised():
 
 
 def test_the_name_lists_keep_their_values():
-    gradient = ("maml", "fomaml", "metasgd", "anil", "protomaml", "learned_optimizer", "learned_optimizer_fo")
+    gradient = ("maml", "fomaml", "metasgd", "anil", "anil_proximal", "protomaml", "learned_optimizer",
+                "learned_optimizer_fo")  # fmt: skip
     assert gradient == GRADIENT_ALGORITHMS
     assert (*gradient, "cnp") == ALGORITHMS and (*ALGORITHMS, "protonet") == LEARNER_ALGORITHMS
     assert LEARNED_RULE_ALGORITHMS == ("learned_optimizer", "learned_optimizer_fo")
     assert FIRST_ORDER_ALGORITHMS == ("fomaml", "learned_optimizer_fo")
-    assert SECOND_ORDER_ALGORITHMS == ("maml", "metasgd", "anil", "protomaml", "learned_optimizer")
+    assert SECOND_ORDER_ALGORITHMS == ("maml", "metasgd", "anil", "anil_proximal", "protomaml", "learned_optimizer")
     assert LSLR_ALGORITHMS == ("maml", "fomaml", "metasgd", "anil", "protomaml")
     assert list(KINDS.items()) == [
-        ("maml_family", ("maml", "fomaml", "metasgd", "anil", "protomaml")),
+        ("maml_family", ("maml", "fomaml", "metasgd", "anil", "anil_proximal", "protomaml")),
         ("learned_optimizer", LEARNED_RULE_ALGORITHMS),
         ("cnp", ("cnp",)),
     ]
@@ -248,6 +250,26 @@ def test_params_refuse_exactly_the_architectures_a_learner_does_not_run_on(name,
         problems = str(error)
     refused = f"meta.algorithm: {name} needs model.arch" in problems
     assert refused == (arch not in registry.algorithm(name).architectures)
+
+
+@pytest.mark.parametrize("family", ["sinusoid", "digits"])
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_params_refuse_exactly_the_tasks_a_learner_does_not_run_on(name, family, tiny_params):
+    tiny_params["tasks"]["family"] = family
+    tiny_params["search"]["space"]["algorithm"] = {"type": "categorical", "values": ["maml", name]}
+    messages = {"meta.algorithm": f"meta.algorithm: {name} does not run on",
+                "search.space.algorithm": f"search.space.algorithm: {name} does not run on"}  # fmt: skip
+    for key, message in messages.items():
+        params = copy.deepcopy(tiny_params)
+        if key == "meta.algorithm":
+            params["meta"]["algorithm"] = name
+        try:
+            Params.from_dict(params)
+            problems = ""
+        except InputError as error:
+            problems = str(error)
+        loss = "cross_entropy" if family == "digits" else "mse"
+        assert (message in problems) == (loss not in registry.algorithm(name).losses), key
 
 
 def test_the_learners_page_has_a_line_for_every_learner():

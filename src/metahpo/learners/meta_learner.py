@@ -133,6 +133,8 @@ class MetaLearner(torch.nn.Module):
             self.inner_lrs[name] = torch.nn.Parameter(
                 torch.full(shape, config.inner_lr, dtype=self.weights[name].dtype, device=self.weights[name].device)
             )
+        for name, w in self.algorithm.rate_weights(config, device).items():
+            self.inner_lrs[name] = torch.nn.Parameter(w)
         self.rule = torch.nn.ParameterDict()
         for name, w in self.algorithm.rule_weights(config, generator, device).items():
             self.rule[name] = torch.nn.Parameter(w)
@@ -168,14 +170,18 @@ class MetaLearner(torch.nn.Module):
         loss = self.task_loss(self.predict(fast, x), y).sum()
         return list(torch.autograd.grad(loss, [fast[n] for n in self.adapted], create_graph=create_graph))
 
-    def _inner_step(self, fast: Weights, x: torch.Tensor, y: torch.Tensor, create_graph: bool, step: int) -> Weights:
-        if not self.adapted:
-            return fast
+    def gradient_step(self, fast: Weights, x: torch.Tensor, y: torch.Tensor, create_graph: bool, step: int) -> Weights:
+        """The task weights after one gradient step on ``(x, y)`` by the learner's rule (:meth:`Algorithm.step`)."""
         grads = self._gradients(fast, x, y, create_graph)
         if not create_graph:
             grads = [g.detach() for g in grads]
         new = self.algorithm.step(self, [fast[n] for n in self.adapted], grads, step)
         return {**fast, **dict(zip(self.adapted, new))}
+
+    def _inner_step(self, fast: Weights, x: torch.Tensor, y: torch.Tensor, create_graph: bool, step: int) -> Weights:
+        if not self.adapted:
+            return fast
+        return self.algorithm.inner_step(self, fast, x, y, create_graph, step)
 
     def adapt(self, x: torch.Tensor, y: torch.Tensor, steps: int | None = None, first_order: bool = False) -> Weights:
         """Task-specific weights after ``steps`` inner updates on ``(x, y)``, differentiable for meta-training.

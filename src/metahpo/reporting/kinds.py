@@ -17,7 +17,7 @@ from metahpo.reporting import published
 from metahpo.reporting.tables import rule_note, table, trained_settings
 
 TITLES = {
-    "maml_family": "parameter-based: MAML family (MAML, first-order MAML, Meta-SGD, ANIL)",
+    "maml_family": "parameter-based: MAML family (MAML, first-order MAML, Meta-SGD, ANIL, ANIL with a proximal head)",
     "learned_optimizer": "optimization-based: learned optimizer (Andrychowicz et al. 2016)",
     "cnp": "model-based: conditional neural process (Garnelo et al. 2018)",
     "protonet": "metric-based: prototypical network (Snell et al. 2017)",

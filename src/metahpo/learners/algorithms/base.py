@@ -57,6 +57,7 @@ class Algorithm:
         per_parameter_rates: it meta-learns one inner rate per parameter (Meta-SGD).
         per_task_weights: its query outputs read per-task copies of the weights (False: the shared ones).
         architectures: the values of ``model.arch`` it runs on.
+        losses: the losses it trains with (``mse``: regression; ``cross_entropy``: classification).
         reads: the keys of :data:`OPTIONAL_KEYS` it reads.
         one_step_sinusoid: published sinusoid MSE after one step, ``{K: (low, high, 95% half-width or
             None)}`` (Li et al. 2017, Table 1), or None.
@@ -75,6 +76,7 @@ class Algorithm:
     per_parameter_rates: bool = False
     per_task_weights: bool = True
     architectures: tuple[str, ...] = ("mlp", "conv")
+    losses: tuple[str, ...] = ("mse", "cross_entropy")
     reads: tuple[str, ...] = ()
     one_step_sinusoid: dict[int, tuple[float, float, float | None]] | None = None
 
@@ -102,6 +104,10 @@ class Algorithm:
             )
         return init_weights(layer_sizes(config.hidden, config.layers, in_features, config.outputs), generator, device)
 
+    def rate_weights(self, config, device) -> Weights:
+        """Inner-step parameters it meta-learns besides Meta-SGD's and LSLR's rates (none by default)."""
+        return {}
+
     def rule_weights(self, config, generator: torch.Generator, device) -> Weights:
         """The weights of a meta-learned update rule, drawn after the network's (none by default)."""
         return {}
@@ -119,6 +125,10 @@ class Algorithm:
     def task_start(self, learner, fast: Weights, support_x, support_y) -> Weights:
         """Each task's weights before its first inner step, from the shared ones ``fast`` (those, by default)."""
         return fast
+
+    def inner_step(self, learner, fast: Weights, x: torch.Tensor, y: torch.Tensor, create_graph: bool, step: int):
+        """The task weights after inner step ``step`` on the support set ``(x, y)`` (a gradient step by default)."""
+        return learner.gradient_step(fast, x, y, create_graph, step)
 
     def step(self, learner, current: list[torch.Tensor], grads: list[torch.Tensor], step: int) -> list[torch.Tensor]:
         """The adapted weights after inner step ``step`` from ``current`` with gradients ``grads``.

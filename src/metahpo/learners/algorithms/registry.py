@@ -8,6 +8,7 @@ this list; the meta-learner, the cost model and the memory guard ask a learner's
 from __future__ import annotations
 
 from metahpo.learners.algorithms.anil import ANIL
+from metahpo.learners.algorithms.anil_proximal import ProximalANIL
 from metahpo.learners.algorithms.base import ADAPTS, KIND_NAMES, OPTIONAL_KEYS, Algorithm
 from metahpo.learners.algorithms.cnp import CNP
 from metahpo.learners.algorithms.fomaml import FirstOrderMAML
@@ -73,6 +74,7 @@ for _entry in (
     FirstOrderMAML(),
     MetaSGD(),
     ANIL(),
+    ProximalANIL(),
     ProtoMAML(),
     LearnedOptimizer(),
     FirstOrderLearnedOptimizer(),
