@@ -269,9 +269,7 @@ def minimize(
                           max_budget=81, min_budget=9, n_trials=30)
     """
     opts = _check(objective, space, max_budget, min_budget, eta, compute, n_trials, method, fidelity, workers,
-                  active, cost, max_cost, options)  # fmt: skip
-    if budget_unit not in BUDGET_UNITS:
-        raise ValueError(f"budget_unit: expected one of {', '.join(BUDGET_UNITS)}, got {budget_unit!r}")
+                  active, cost, max_cost, budget_unit, options)  # fmt: skip
     rungs = [max_budget] if fidelity == "none" else rung_iterations(max_budget, min_budget, eta)
     unit = UnitSpace(space, active)
     price = (lambda s: 1.0) if cost is None else (lambda s: float(cost(s)))
@@ -382,7 +380,7 @@ def _best(scheduler: Scheduler, rungs: list[int]) -> dict:
 
 
 def _check(objective, space, max_budget, min_budget, eta, compute, n_trials, method, fidelity, workers, active,
-           cost, max_cost, options) -> dict:  # fmt: skip
+           cost, max_cost, budget_unit, options) -> dict:  # fmt: skip
     """The GP options with defaults; a ValueError naming the argument for anything unusable."""
 
     def bad(message: str):
@@ -412,6 +410,8 @@ def _check(objective, space, max_budget, min_budget, eta, compute, n_trials, met
         _require_bound(key, v, low, integer=True)
     if fidelity not in FIDELITIES:
         bad(f"fidelity: expected one of {', '.join(FIDELITIES)}, got {fidelity!r}")
+    if budget_unit not in BUDGET_UNITS:
+        bad(f"budget_unit: expected one of {', '.join(BUDGET_UNITS)}, got {budget_unit!r}")
     if method not in METHODS:
         bad(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
     if method == "tpe" and importlib.util.find_spec("optuna") is None:
