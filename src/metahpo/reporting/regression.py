@@ -29,9 +29,10 @@ LIMIT_LABEL = "task limit: the true family fitted to the K points (not a learner
 POINT_SET_TITLES = {"grid": "100-point grid", "query": "K random query points"}
 EXAMPLE_STEPS = (0, 1, 10)
 DIVERGED_NOTE = (
-    "*diverged*: adapting for more steps than the learner was meta-trained for blew up on at least one "
-    "task (NaN or infinite MSE), so the step has no mean; Meta-SGD's learned rates, for example, are tuned "
-    "for its trained number of steps only. The curves show where the divergence starts."
+    "*diverged*: on at least one task the error blew up (NaN or infinite, or a mean over 100 times the error "
+    "before adapting), so the step has no mean. A rule repeated past the steps it was trained for (Meta-SGD's "
+    "learned rates) can do this, and so can a fine-tuning rate chosen on meta_val when tasks lie outside the "
+    "training ranges. The curves show where the divergence starts."
 )
 
 
@@ -143,10 +144,10 @@ def examples_figure(device: torch.device, shots: int, n_tasks: int = 6) -> str:
 
 
 def fmt(stat: dict) -> str:
-    """``mse ± ci95`` with three decimals (two significant digits below 0.001), or ``diverged``."""
+    """``mse ± ci95`` with three decimals (two significant digits below 0.01), or ``diverged``."""
     if stat["mse"] is None:
         return "diverged"
-    if stat["mse"] < 0.001:
+    if stat["mse"] < 0.01:
         return f"{stat['mse']:.1e} ± {stat['ci95']:.1e}"
     return f"{stat['mse']:.3f} ± {stat['ci95']:.3f}"
 
