@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 import metahpo.search  # noqa: F401  (registers the learners' and the search's names with the params schema)
+from metahpo.learners import ARCHITECTURES
+from metahpo.learners.algorithms.registry import algorithm
 from metahpo.params import Params, TaskParams, read_params_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,6 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # What the tiny settings search: the learner kind and two numbers. The default's nine dimensions make the GP and
 # the report's partial-dependence grids most of a tiny run; the main end-to-end project keeps them.
 TINY_SPACE = ("algorithm", "inner_lr", "hidden")
+
+
+def runs_on_every_task(name: str) -> bool:
+    """Whether learner ``name`` runs on regression and classification, on every architecture."""
+    entry = algorithm(name)
+    return set(entry.losses) == {"mse", "cross_entropy"} and set(entry.architectures) == set(ARCHITECTURES)
 
 
 def load_default_params() -> dict:
@@ -31,6 +39,10 @@ def shrink(params: dict) -> dict:
     # rate diverges by step 10, and the pipeline tests count on every trial finishing)
     tiny["search"].update(n_calls=3, n_initial_points=2, iterations=15, fidelity="none", max_cost=None, stable_steps=0)
     tiny["search"]["space"] = {name: dim for name, dim in tiny["search"]["space"].items() if name in TINY_SPACE}
+    # Tests switch these params to images and the conv net: keep the learners that run there too (the proximal
+    # head is regression only; its own end-to-end test searches it).
+    kinds = tiny["search"]["space"]["algorithm"]
+    kinds["values"] = [name for name in kinds["values"] if runs_on_every_task(name)]
     # one process: a pool's spawned workers each import torch, which takes longer than a tiny stage's work
     tiny["search"]["workers"] = 1
     tiny["train"].update(iterations=20, log_every=10, workers=1)

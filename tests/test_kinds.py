@@ -132,7 +132,7 @@ def test_the_report_sets_the_kinds_side_by_side(tiny_params, tmp_path, monkeypat
     }
     text = kinds_section(params, metrics, fmt, "grid MSE", "grid", higher_is_better=False)
     rows = {line.split(" | ")[0].removeprefix("| "): line for line in text.splitlines() if line.startswith("| ")}
-    maml = rows["parameter-based: MAML family (MAML, first-order MAML, Meta-SGD, ANIL)"]
+    maml = rows["parameter-based: MAML family (MAML, first-order MAML, Meta-SGD, ANIL, ANIL with a proximal head)"]
     assert "`best_maml_family`: metasgd" in maml and "search trial 17 (stopped at 90 iterations" in maml
     assert "3.000 ± 0.020 | 0.200 ± 0.020 | 0.130 ± 0.020" in maml and "**published** at K = 10" in maml
     cnp = rows["model-based: conditional neural process (Garnelo et al. 2018)"]

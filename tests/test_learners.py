@@ -306,3 +306,14 @@ def test_proximal_steps_past_the_trained_ones_keep_lowering_the_support_loss():
     for before, after in zip(losses, losses[1:]):
         assert (after <= before + 1e-12).all()
     assert (losses[-1] < losses[1]).all()
+
+
+def test_a_proximal_step_solves_near_duplicate_support_points_at_a_large_rate():
+    learner = MetaLearner(LearnerConfig("anil_proximal", 32, 2, 1e9, 1), torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 10, 1, generator=g) * 10 - 5
+    x[:, 1] = x[:, 0]  # float32, a duplicated point: the Gram matrix is singular and mu is 1e-9 of its scale
+    y = 2 * torch.sin(x - 1)
+    loss = learner.meta_loss(x, y, x, y)
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in learner.parameters())

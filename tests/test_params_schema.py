@@ -21,7 +21,8 @@ from metahpo.sources import source_closure
 from conftest import ROOT, load_default_params, shrink
 
 # params.yaml and every recipe, parsed by the code before the schema (the dataclasses and validation.py);
-# changed since only on purpose: the default search.fidelity: asha, and asha in the omniglot recipe.
+# changed since only on purpose: the default search.fidelity: asha, asha in the omniglot recipe, and
+# anil_proximal in the default search space.
 BEFORE = json.loads((ROOT / "tests/snapshots/params_parsed.json").read_text())
 
 

@@ -39,10 +39,13 @@ def proximal_head(
     ones = torch.ones(tasks, support, 1, dtype=features.dtype, device=features.device)
     augmented = torch.cat([features, ones], dim=2)
     residual = torch.baddbmm(b0, features, w0) - y
-    mu = support * y.shape[2] / (2 * rate)
-    gram = torch.bmm(augmented, augmented.transpose(1, 2))
-    system = gram + mu * torch.eye(support, dtype=features.dtype, device=features.device)
-    change = torch.bmm(augmented.transpose(1, 2), torch.linalg.solve(system, residual))
+    mu = support * y.shape[2] / (2 * rate.double())
+    # In float64: at a large rate mu is tiny beside the Gram matrix, and a float32 system of near-duplicate
+    # support points would be singular to rounding. The system is K x K, so the cast costs little.
+    gram = torch.bmm(augmented, augmented.transpose(1, 2)).double()
+    system = gram + mu * torch.eye(support, dtype=gram.dtype, device=gram.device)
+    solved = torch.linalg.solve(system, residual.double()).to(features.dtype)
+    change = torch.bmm(augmented.transpose(1, 2), solved)
     return w0 - change[:, :-1], b0 - change[:, -1:]
 
 
