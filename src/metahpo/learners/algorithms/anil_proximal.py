@@ -39,12 +39,15 @@ def proximal_head(
     ones = torch.ones(tasks, support, 1, dtype=features.dtype, device=features.device)
     augmented = torch.cat([features, ones], dim=2)
     residual = torch.baddbmm(b0, features, w0) - y
-    mu = support * y.shape[2] / (2 * rate.double())
-    # In float64: at a large rate mu is tiny beside the Gram matrix, and a float32 system of near-duplicate
-    # support points would be singular to rounding. The system is K x K, so the cast costs little.
-    gram = torch.bmm(augmented, augmented.transpose(1, 2)).double()
-    system = gram + mu * torch.eye(support, dtype=gram.dtype, device=gram.device)
-    solved = torch.linalg.solve(system, residual.double()).to(features.dtype)
+    mu = support * y.shape[2] / (2 * rate)
+    gram = torch.bmm(augmented, augmented.transpose(1, 2))
+    eye = torch.eye(support, dtype=gram.dtype, device=gram.device)
+    solved, info = torch.linalg.solve_ex(gram + mu * eye, residual)
+    if bool((info != 0).any()):
+        # Singular to float32 rounding: near-duplicate support points at a large rate, where mu is tiny beside
+        # the Gram matrix. The K x K systems of the whole batch are solved again in float64.
+        system = gram.double() + mu.double() * eye.double()
+        solved = torch.linalg.solve(system, residual.double()).to(residual.dtype)
     change = torch.bmm(augmented.transpose(1, 2), solved)
     return w0 - change[:, :-1], b0 - change[:, -1:]
 
