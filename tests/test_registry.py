@@ -12,7 +12,6 @@ import pytest
 import torch
 
 import metahpo
-from metahpo.errors import InputError
 from metahpo.learners import (
     ALGORITHMS,
     ARCHITECTURES,
@@ -31,7 +30,7 @@ from metahpo.learners.cost import meta_iteration_macs
 from metahpo.learners.memory import meta_step_bytes
 from metahpo.learners.meta_learner import LearnerConfig, MetaLearner
 from metahpo.learners.mlp import head_names
-from metahpo.params import Params
+from metahpo.params import validate
 from metahpo.sources import SRC
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -243,11 +242,7 @@ def test_the_scan_finds_a_comparison(tmp_path):
 @pytest.mark.parametrize("name", ALGORITHMS)
 def test_params_refuse_exactly_the_architectures_a_learner_does_not_run_on(name, arch, tiny_params):
     tiny_params["meta"]["algorithm"], tiny_params["model"]["arch"] = name, arch
-    try:
-        Params.from_dict(tiny_params)
-        problems = ""
-    except InputError as error:
-        problems = str(error)
+    problems = "\n".join(validate(tiny_params))
     refused = f"meta.algorithm: {name} needs model.arch" in problems
     assert refused == (arch not in registry.algorithm(name).architectures)
 
@@ -263,11 +258,7 @@ def test_params_refuse_exactly_the_tasks_a_learner_does_not_run_on(name, family,
         params = copy.deepcopy(tiny_params)
         if key == "meta.algorithm":
             params["meta"]["algorithm"] = name
-        try:
-            Params.from_dict(params)
-            problems = ""
-        except InputError as error:
-            problems = str(error)
+        problems = "\n".join(validate(params))
         loss = "cross_entropy" if family == "digits" else "mse"
         assert (message in problems) == (loss not in registry.algorithm(name).losses), key
 

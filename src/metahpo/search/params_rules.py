@@ -28,22 +28,25 @@ def rung_plan(params: Params) -> list[str]:
 
 @register_rule
 def algorithm_rules(params: Params):
-    """A learner on an architecture or a loss it does not declare, and search dimensions that no algorithm of the
+    """A learner on an architecture or tasks it does not run on, and search dimensions that no algorithm of the
     search reads."""
     arch, space, fixed = params.model.arch, params.search.space, params.meta.algorithm
-    loss = "cross_entropy" if params.tasks.classification else "mse"
+    # The family's loss (metahpo.learners.family), derived here so that the params check, which every stage runs
+    # first, does not import the learners' training code.
     task = "classification" if params.tasks.classification else "regression"
-    if fixed in ALGORITHMS and arch not in algorithm(fixed).architectures:
-        yield f"meta.algorithm: {fixed} needs model.arch: {', '.join(algorithm(fixed).architectures)}, got {arch}"
-    if fixed in ALGORITHMS and loss not in algorithm(fixed).losses:
-        yield f"meta.algorithm: {fixed} does not run on {task} tasks (tasks.family: {params.tasks.family})"
-    for name in space.get("algorithm", {}).get("values", []):
-        if name in ALGORITHMS and arch not in algorithm(name).architectures:
-            yield (f"search.space.algorithm: {name} needs model.arch: {', '.join(algorithm(name).architectures)}, "
-                   f"got {arch} (remove {name} from its values)")  # fmt: skip
-        if name in ALGORITHMS and loss not in algorithm(name).losses:
-            yield (f"search.space.algorithm: {name} does not run on {task} tasks (tasks.family: "
-                   f"{params.tasks.family}; remove {name} from its values)")  # fmt: skip
+    loss = "cross_entropy" if params.tasks.classification else "mse"
+    chosen = [("meta.algorithm", fixed, "")] + [
+        ("search.space.algorithm", name, f" (remove {name} from its values)")
+        for name in space.get("algorithm", {}).get("values", [])
+    ]
+    for key, name, remove in chosen:
+        if name not in ALGORITHMS:
+            continue
+        entry = algorithm(name)
+        if arch not in entry.architectures:
+            yield f"{key}: {name} needs model.arch: {', '.join(entry.architectures)}, got {arch}{remove}"
+        if loss not in entry.losses:
+            yield f"{key}: {name} does not run on {task} tasks (tasks.family: {params.tasks.family}){remove}"
     tried = space_algorithms(space, fixed)
     for name in space:
         if not set(users := USED_ONLY_BY.get(name, tried)) & set(tried):
