@@ -491,6 +491,12 @@ CASES = [
         edit_json("reports/evaluation.json", lambda m: _set(m["kinds"]["maml_family"], "iterations", "many")),
         "evaluation.json: kinds.maml_family.iterations: expected an integer",
     ),
+    (
+        "report",
+        edit_json("reports/evaluation.json", lambda m: _set(m["paired"]["default"], "ci95", "wide")),
+        "reports/evaluation.json: paired.default.ci95: expected a number or null, got 'wide'",
+    ),
+    ("report", edit_json("reports/evaluation.json", lambda m: m.pop("paired")), "evaluation.json: has no entry paired"),
     ("report", replace_text("reports/evaluation.json", '"mse": ', '"mse": 1e999, "was": '), "inf is not a finite"),
     ("report", write("reports/evaluation.json", f'{{"tuned": {deep(101)}}}'), "evaluation.json: nested more than"),
     (

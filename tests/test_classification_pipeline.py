@@ -53,6 +53,11 @@ def test_image_folder_runs_end_to_end(tmp_path, layout):
     assert pretrained["learner"]["algorithm"] == finetuning["algorithm"] and pretrained["learner"]["outputs"] == 2
     floor = metrics["floor"]["test"]["query"]["k1"]  # the raw-pixel nearest class mean: no learner, no steps
     assert floor["accuracy"] * 32 == pytest.approx(round(floor["accuracy"] * 32), abs=1e-9)
+    paired = metrics["paired"]  # tuned minus each row, episode by episode
+    assert set(paired) == {"default", "protonet", "pretrained", "floor"}
+    tuned = metrics["tuned"]["test"]["query"]["k1"][f"step{metrics['tuned']['inner_steps']}"]["accuracy"]
+    assert paired["floor"]["mean"] == pytest.approx(tuned - floor["accuracy"], abs=1e-12)
+    assert all(0 <= p["larger"] + p["smaller"] <= 8 for p in paired.values())
     floor_curve = learner_curve("image_folder", "accuracy", "floor", root / "reports/plots")
     assert list(floor_curve["accuracy"]) == pytest.approx([floor["accuracy"]] * len(floor_curve), rel=1e-5)
     manifest = json.loads((root / "data/tasks/manifest.json").read_text())
@@ -60,7 +65,9 @@ def test_image_folder_runs_end_to_end(tmp_path, layout):
     assert [len(c) for c in classes] == [8, 4, 4] and not (classes[0] & classes[2] or classes[1] & classes[2])
     report = (root / "reports/report.md").read_text()
     assert "2-way 1-shot classification on `data/raw/letters`" in report
-    assert len([line for line in report.splitlines() if line.startswith("| task floor")]) == 2  # headline, K-shot
+    # headline, paired, K-shot
+    assert len([line for line in report.splitlines() if line.startswith("| task floor")]) == 3
+    assert "| tuned minus | mean ± 95% CI | own CIs overlap |" in report
     metric_based = next(line for line in report.splitlines() if line.startswith("| metric-based"))
     at_one = metrics["protonet"]["test"]["query"]["k1"]["step1"]
     assert (

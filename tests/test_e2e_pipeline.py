@@ -140,6 +140,16 @@ def test_every_output_exists_with_headline_metrics(project):
     for k in ("k5", "k10", "k20"):  # noise-free tasks: the true family fits K >= 2 points exactly
         assert limit["test"]["grid"][k]["mse"] < 1e-8 and limit["test"]["query"][k]["ci95"] >= 0
     assert limit["ood"]["grid"]["k10"]["mse"] < 1e-8
+    # Paired on the same tasks: the mean difference is the difference of the headline means.
+    paired, tasks = metrics["paired"], metrics["protocol"]["tasks"]
+    assert set(paired) == {"default", "pretrained", "limit"}
+    tuned = metrics["tuned"]["test"]["grid"]["k10"][f"step{metrics['tuned']['inner_steps']}"]["mse"]
+    for name in ("default", "pretrained"):
+        other = metrics[name]["test"]["grid"]["k10"][f"step{metrics[name]['inner_steps']}"]["mse"]
+        assert paired[name]["mean"] == pytest.approx(tuned - other, rel=1e-9, abs=1e-12)
+        assert paired[name]["ci95"] >= 0 and paired[name]["larger"] + paired[name]["smaller"] <= tasks
+    assert paired["limit"]["mean"] == pytest.approx(tuned - limit["test"]["grid"]["k10"]["mse"], rel=1e-9)
+    assert paired["limit"]["larger"] == tasks  # every task: the limit is exact
 
 
 def test_the_headline_has_the_same_few_keys_whatever_the_setting_and_names_divergence(project):
@@ -235,7 +245,7 @@ def test_report_links_existing_figures_and_its_numbers_are_the_metrics(project):
     assert timing["tuned"]["predicted_seconds"] > 0 and timing["tuned"]["seconds"] > 0
     assert timing["from_trials"] == trained >= 3  # every trained trial's timing
     limit_rows = [line for line in report.splitlines() if line.startswith("| task limit")]
-    assert len(limit_rows) == 1 + 2 + 1  # headline, K-shot (grid and query), out of distribution
+    assert len(limit_rows) == 1 + 1 + 2 + 1  # headline, paired, K-shot (grid and query), out of distribution
 
 
 def test_the_report_sets_each_searched_kind_beside_the_tuned_learner(project):

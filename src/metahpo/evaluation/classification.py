@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from metahpo import paths
+from metahpo.evaluation.paired import PER_TASK, headline_values
 from metahpo.evaluation.task_limit import pixel_floor_accuracy
 from metahpo.learners.adaptation import classification_scores, summarize_accuracy, trained_steps
 from metahpo.params import Params
@@ -58,7 +59,10 @@ def learner_results(learner, splits: dict, params: Params, steps: list[int], dev
         per_k.setdefault(f"k{k}", {})["step1"] = at_one
         kshot["accuracy"].append(at_one["accuracy"])
         kshot["ci95"].append(at_one["ci95"])
-    entry = {"inner_steps": trained_steps(learner), "test": {"query": per_k}}
+    trained = trained_steps(learner)
+    entry = {"inner_steps": trained, "test": {"query": per_k}}
+    if trained <= max_steps:
+        entry[PER_TASK] = headline_values(scores["accuracy"][trained], stats[trained], "accuracy")
     return entry, {"accuracy": curve, "kshot_accuracy": kshot}
 
 
@@ -74,7 +78,8 @@ def reference_results(params: Params, splits: dict) -> dict[str, tuple[dict, dic
     """
     test, tasks, chunk = splits["test"], params.tasks, params.evaluate.task_chunk
     ks = sorted({tasks.shots, *tasks.eval_shots})
-    per_k = {f"k{k}": summarize_accuracy(pixel_floor_accuracy(test, k, chunk)) for k in ks}
+    accuracy = {k: pixel_floor_accuracy(test, k, chunk) for k in ks}
+    per_k = {f"k{k}": summarize_accuracy(accuracy[k]) for k in ks}
     at_shots, n_steps = per_k[f"k{tasks.shots}"], params.evaluate.max_steps + 1
     curve = {
         "step": np.arange(n_steps),
@@ -84,5 +89,5 @@ def reference_results(params: Params, splits: dict) -> dict[str, tuple[dict, dic
     kshot = {"k": sorted(tasks.eval_shots)}
     kshot["accuracy"] = [per_k[f"k{k}"]["accuracy"] for k in kshot["k"]]
     kshot["ci95"] = [per_k[f"k{k}"]["ci95"] for k in kshot["k"]]
-    entry = {"method": FLOOR_METHOD, "test": {"query": per_k}}
+    entry = {"method": FLOOR_METHOD, "test": {"query": per_k}, PER_TASK: accuracy[tasks.shots].tolist()}
     return {"floor": (entry, {"accuracy": curve, "kshot_accuracy": kshot})}

@@ -6,7 +6,8 @@ or :mod:`metahpo.evaluation.classification`). ``reports/evaluation.json`` holds 
 entry per learner at the steps reported, plus the family's reference row (the task's limit, or for
 classification its floor), which is no learner; it also holds the learners that stand for the other
 kinds of meta-learner the search tried (``best_<kind>``, listed in ``models/kinds.json``) and ``kinds``,
-which names them. ``reports/metrics.json`` and ``metrics_ci95.json`` hold the headline
+which names them, and ``paired``: the tuned learner minus each other row task by task
+(:mod:`metahpo.evaluation.paired`). ``reports/metrics.json`` and ``metrics_ci95.json`` hold the headline
 (:mod:`metahpo.evaluation.headline`), ``reports/plots/`` the curves (DVC plots); neither has the kinds'
 stand-ins, so their learners stay the same whatever the search tried.
 """
@@ -24,6 +25,7 @@ from metahpo.atomic import atomic_dir, write_json, write_text
 from metahpo.errors import ArtifactError
 from metahpo.evaluation import classification, regression
 from metahpo.evaluation.headline import headline
+from metahpo.evaluation.paired import paired_section, split_per_task
 from metahpo.evaluation.panels import panel_tables
 from metahpo.executors import RefusedResult, TrialRunner, collect, run_jobs
 from metahpo.json_files import BOOLEAN, INTEGER, NULL, NUMBER, OBJECT, TEXT, Each, Optional, load_json_object
@@ -187,8 +189,9 @@ def evaluate_stage(params: Params, device: torch.device) -> None:
     steps = headline_steps(params.evaluate.max_steps, [trained_steps(learner) for learner in learners.values()])
     metrics: dict = {"protocol": module.protocol(params, splits)}
     scored = each_once(learners, lambda names: score_learners(names, learners, splits, params, steps, device))
-    results = scored | module.reference_results(params, splits)
+    results, per_task = split_per_task(scored | module.reference_results(params, splits))
     metrics |= {name: entry for name, (entry, _) in results.items()}
+    metrics["paired"] = paired_section(per_task, [name for name in results if name not in compared])
     metrics["kinds"] = kinds["kinds"] if kinds["compare_kinds"] else None  # the report's side by side
     # The kinds' stand-ins are compared in the report's table only: the plots keep the learners of every run.
     plots = {name: plot_data for name, (_, plot_data) in results.items() if name not in compared}

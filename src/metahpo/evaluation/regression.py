@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from metahpo import paths
+from metahpo.evaluation.paired import PER_TASK, headline_values
 from metahpo.evaluation.task_limit import limit_errors, ranges
 from metahpo.learners.adaptation import DIVERGED_FACTOR, POINT_SETS, adaptation_errors, summarize, trained_steps
 from metahpo.params import Params
@@ -66,6 +67,9 @@ def learner_results(learner, splits: dict, params: Params, steps: list[int], dev
             stats = _stats(errors[points][: max_steps + 1])
             curve[f"{points}_mse"], curve[f"{points}_ci95"] = zip(*((s["mse"], s["ci95"]) for s in stats))
             entry.setdefault(short, {})[points] = {f"k{shots}": {f"step{s}": stats[s] for s in steps}}
+            if short == "test" and points == "grid" and entry["inner_steps"] <= max_steps:
+                trained = entry["inner_steps"]
+                entry[PER_TASK] = headline_values(errors[points][trained], stats[trained], "mse")
         plots["adaptation" if short == "test" else short] = curve
     kshot: dict = {"k": sorted(tasks.eval_shots)}
     for k in kshot["k"]:
@@ -103,6 +107,8 @@ def reference_results(params: Params, splits: dict) -> dict[str, tuple[dict, dic
             errors = limit_errors(split, k, *ranges(tasks, short))
             for points in POINT_SETS:
                 entry.setdefault(short, {}).setdefault(points, {})[f"k{k}"] = _stat(errors[points])
+            if short == "test" and k == tasks.shots:
+                entry[PER_TASK] = headline_values(errors["grid"], entry["test"]["grid"][f"k{k}"], "mse")
         curve: dict = {"step": np.arange(n_steps)}
         for points in POINT_SETS:
             stat = entry[short][points][f"k{tasks.shots}"]

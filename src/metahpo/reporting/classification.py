@@ -12,7 +12,7 @@ from metahpo.params import Params
 from metahpo.reporting import published
 from metahpo.reporting.figures import COLORS, LABELS, save_figure
 from metahpo.reporting.kinds import kinds_section
-from metahpo.reporting.tables import finetuning_text, steps_note, table
+from metahpo.reporting.tables import PAIRED_TEXT, finetuning_text, paired_table, steps_note, table
 from metahpo.tasks.episodes import episode_arrays, select_episodes
 from metahpo.tasks.storage import load_manifest, load_split
 
@@ -86,6 +86,13 @@ def headline_table(metrics: dict, learners: tuple[str, ...]) -> str:
     return table(header, rows)
 
 
+def paired_accuracy_table(metrics: dict) -> str:
+    """The tuned learner minus each other row, in accuracy points, on the same episodes."""
+    labels = {**{name: LABELS[name] for name in LEARNERS if name != "tuned"}, FLOOR: FLOOR_LABEL}
+    return paired_table(metrics, labels, "query", "accuracy", lambda m, ci: f"{100 * m:+.2f} ± {100 * ci:.2f} points",
+                        higher_is_better=True)  # fmt: skip
+
+
 def kshot_table(metrics: dict, learners: tuple[str, ...], eval_shots: list[int]) -> str:
     """Accuracy after one step for each K (support images per class)."""
     ks = sorted(eval_shots)
@@ -138,6 +145,10 @@ one value, and the figure draws it as a flat dashed line.
 ![accuracy curves](figures/{figures["accuracy"]})
 
 *meta_test accuracy against adaptation steps, 95% CI shaded; the prototypical network takes no steps.*
+
+{PAIRED_TEXT}
+
+{paired_accuracy_table(metrics)}
 
 ### K-shot comparison at one step
 Learners trained at K = {tasks.shots} adapt on the first K support images per class of each meta_test episode.

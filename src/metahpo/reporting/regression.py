@@ -19,7 +19,7 @@ from metahpo.params import Params
 from metahpo.reporting import published
 from metahpo.reporting.figures import COLORS, LABELS, save_figure
 from metahpo.reporting.kinds import kinds_section
-from metahpo.reporting.tables import finetuning_text, steps_note, table
+from metahpo.reporting.tables import PAIRED_TEXT, finetuning_text, paired_table, steps_note, table
 from metahpo.tasks.storage import load_split
 
 LEARNERS = ("tuned", "default", "pretrained")
@@ -168,6 +168,17 @@ def headline_table(metrics: dict) -> str:
     return table(header, rows)
 
 
+def signed_mse(mean: float, ci: float) -> str:
+    """A difference of MSEs with its sign, in :func:`fmt`'s precision."""
+    return f"{mean:+.1e} ± {ci:.1e}" if abs(mean) < 0.01 else f"{mean:+.3f} ± {ci:.3f}"
+
+
+def paired_mse_table(metrics: dict) -> str:
+    """The tuned learner minus each other row, in grid MSE, on the same tasks."""
+    labels = {**{name: LABELS[name] for name in LEARNERS if name != "tuned"}, LIMIT: LIMIT_LABEL}
+    return paired_table(metrics, labels, "grid", "mse", signed_mse, higher_is_better=False)
+
+
 def kshot_table(metrics: dict, eval_shots: list[int]) -> str:
     """MSE after one step for each K: measured rows (grid and query), then published reference rows."""
     ks = sorted(eval_shots)
@@ -239,6 +250,10 @@ learner and this row is the learner's.
 ![adaptation curves](figures/{figures["adaptation"]})
 
 *meta_test MSE against adaptation steps, 95% CI shaded.*
+
+{PAIRED_TEXT}
+
+{paired_mse_table(metrics)}
 
 ### K-shot comparison at one step
 Learners trained at K = {tasks.shots} adapt on the first K support points of each meta_test task. Published

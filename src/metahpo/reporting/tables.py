@@ -81,3 +81,44 @@ def rule_note(label: str, setting: dict) -> str:
         f"The {label} learner's update rule was meta-trained for {setting['inner_steps']} inner "
         "steps; later steps feed it a step fraction above 1, which it never saw in training."
     )
+
+
+def headline_stat(metrics: dict, name: str, points: str, value: str) -> tuple[float, float] | None:
+    """``(mean, ci95)`` of a row at K = the training K after its trained steps (a reference row as it is), or None."""
+    by_k = metrics[name]["test"][points][f"k{metrics['protocol']['shots']}"]
+    stat = by_k.get(f"step{metrics[name]['inner_steps']}") if "inner_steps" in metrics[name] else by_k
+    return None if stat is None or stat[value] is None else (stat[value], stat["ci95"])
+
+
+def paired_table(metrics: dict, labels: dict[str, str], points: str, value: str, cell, higher_is_better: bool) -> str:
+    """The tuned learner minus each row of ``labels`` (in its order) on the same tasks, with a verdict.
+
+    The differences are ``metrics["paired"]``; ``cell(mean, ci95)`` formats one, of ``value`` on ``points``.
+    A verdict needs the paired CI to exclude zero; whether the rows' own CIs overlap is shown beside it.
+    """
+    tuned = headline_stat(metrics, "tuned", points, value)
+    rows = []
+    for name in labels:
+        diff, mine = metrics["paired"][name], headline_stat(metrics, name, points, value)
+        overlap = (
+            "" if tuned is None or mine is None else "yes" if abs(tuned[0] - mine[0]) <= tuned[1] + mine[1] else "no"
+        )
+        if diff["mean"] is None:
+            rows.append([labels[name], "not measured (no finite value on every task)", overlap, "", ""])
+            continue
+        mean, ci = diff["mean"], diff["ci95"]
+        better, worse = (diff["larger"], diff["smaller"]) if higher_is_better else (diff["smaller"], diff["larger"])
+        if mean - ci > 0 or mean + ci < 0:
+            verdict = "**tuned better**" if (mean > 0) == higher_is_better else "**tuned worse**"
+        else:
+            verdict = "not separated (the CI holds 0)"
+        rows.append([labels[name], cell(mean, ci), overlap, f"{better} / {worse}", verdict])
+    header = ["tuned minus", "mean ± 95% CI", "own CIs overlap", "tasks tuned better / worse", "verdict"]
+    return table(header, rows)
+
+
+PAIRED_TEXT = """\
+**Paired on the same tasks.** Every row is scored on the same held-out tasks, so each own CI above also carries
+how hard the tasks are for all of them. The table takes the tuned learner's value minus the other row's task by
+task, at the headline setting (K = the training K, after each learner's trained steps), with the 95% CI of those
+differences (1.96·std/√n): a verdict needs that CI to exclude zero."""
