@@ -6,22 +6,34 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
+from metahpo.evaluation import regression
 from metahpo.evaluation.paired import PER_TASK, paired_difference, paired_section, split_per_task
 from metahpo.learners.adaptation import summarize_accuracy
-from metahpo.reporting.tables import paired_table
+from metahpo.learners.meta_learner import LearnerConfig, MetaLearner
+from metahpo.reporting.tables import NOT_PAIRED, paired_table
+
+from conftest import load_default_params, shrink, typed
 
 
 def test_the_paired_difference_of_a_small_sample():
     diff = paired_difference([1.0, 2.0, 3.0], [0.0, 2.0, 1.0])  # differences 1, 0, 2
     assert diff == {"mean": 1.0, "ci95": pytest.approx(1.96 / math.sqrt(3)), "larger": 2, "smaller": 0}
-    assert paired_difference([1.0], [0.5]) == {"mean": 0.5, "ci95": 0.0, "larger": 1, "smaller": 0}
 
 
 @pytest.mark.parametrize(
-    "first, second", [(None, [1.0]), ([1.0], None), ([1.0, math.inf], [0.0, 0.0]), ([math.nan], [0.0]), ([], [])]
+    "first, second",
+    [
+        (None, [1.0]),
+        ([1.0], None),
+        ([1.0, math.inf], [0.0, 0.0]),
+        ([math.nan, 1.0], [0.0, 0.0]),
+        ([], []),
+        ([1.0], [0.5]),
+    ],
 )
-def test_rows_without_finite_values_on_every_task_have_null_statistics(first, second):
+def test_rows_without_finite_values_on_every_task_or_two_tasks_have_null_statistics(first, second):
     assert paired_difference(first, second) == {"mean": None, "ci95": None, "larger": None, "smaller": None}
 
 
@@ -39,7 +51,11 @@ def test_per_task_values_leave_the_entries_and_twins_share_theirs_untouched():
     assert per_task == {"tuned": [0.5, 1.0], "default": [0.5, 1.0], "floor": [0.25, 0.5]}
     section = paired_section(per_task, list(kept))
     assert set(section) == {"default", "floor"}
-    assert section["default"] == {"mean": 0.0, "ci95": 0.0, "larger": 0, "smaller": 0}
+    assert section["default"] == {"mean": 0.0, "ci95": 0.0, "larger": 0, "smaller": 0}  # a twin
+    unscored = {name: {"method": "m", "test": {"query": {"k1": None}}} for name in kept}  # no own CIs to compare
+    metrics = {"protocol": {"shots": 1}, "paired": section, **unscored}
+    table = paired_table(metrics, {"default": "untuned"}, "query", "accuracy", lambda m, c: f"{m} {c}", True)
+    assert "| untuned | 0.0 0.0 |  | 0 / 0 | identical on every task |" in table
     assert section["floor"]["mean"] == pytest.approx(0.375) and section["floor"]["larger"] == 2
 
 
@@ -82,4 +98,36 @@ def test_a_row_without_finite_values_is_named_not_measured():
     metrics = _classification_metrics(values, {"tuned": 1, "default": 1})
     metrics["paired"]["default"] = paired_difference(None, None)
     table = paired_table(metrics, {"default": "untuned"}, "query", "accuracy", lambda m, c: f"{m} {c}", True)
-    assert "| untuned | not measured (no finite value on every task) | yes |" in table
+    assert f"| untuned | {NOT_PAIRED} | yes |" in table
+
+
+def _sinusoid_split(tasks: int = 6, shots: int = 5, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    amplitude, phase = rng.uniform(0.5, 4, (tasks, 1, 1)), rng.uniform(0, 3, (tasks, 1, 1))
+    support_x, query_x = rng.uniform(-5, 5, (tasks, shots, 1)), rng.uniform(-5, 5, (tasks, shots, 1))
+    grid_x = np.linspace(-5, 5, 20)[:, None]
+    split = {
+        "support_x": support_x,
+        "support_y": amplitude * np.sin(support_x - phase),
+        "query_x": query_x,
+        "query_y": amplitude * np.sin(query_x - phase),
+        "grid_x": grid_x,
+        "grid_y": amplitude * np.sin(grid_x[None] - phase),
+    }
+    return {k: v.astype(np.float32) for k, v in split.items()}
+
+
+@pytest.mark.parametrize("trained, max_steps", [(2, 3), (3, 1)])
+def test_a_learner_hands_back_its_headline_per_task_values_only_when_evaluated_at_its_trained_steps(trained, max_steps):
+    raw = shrink(load_default_params())
+    raw["tasks"].update(shots=5, eval_shots=[5])
+    raw["evaluate"]["max_steps"] = raw["train"]["finetune"]["max_steps"] = max_steps
+    learner = MetaLearner(LearnerConfig("maml", 16, 2, 0.05, trained), torch.Generator().manual_seed(1))
+    splits = {"test": _sinusoid_split(), "ood": _sinusoid_split(seed=1)}
+    steps = [s for s in (0, 1, trained) if s <= max_steps]
+    entry, _ = regression.learner_results(learner, splits, typed(raw), steps, torch.device("cpu"))
+    if trained > max_steps:
+        assert PER_TASK not in entry  # the headline has no value there either
+    else:
+        values = np.asarray(entry[PER_TASK])
+        assert values.shape == (6,) and values.mean() == pytest.approx(entry["test"]["grid"]["k5"]["step2"]["mse"])

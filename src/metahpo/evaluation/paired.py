@@ -6,8 +6,8 @@ the CI of the per-task differences removes the spread the two share, and can sep
 CIs overlap. ``evaluation.json`` holds, under ``paired``, one entry per row other than the tuned learner, at
 the headline setting (K = ``tasks.shots``, after each learner's trained steps; the reference row as it is):
 the mean of tuned minus that row, its 95% half-width, and the tasks on which the tuned value is larger and
-smaller. A row without finite per-task values (a diverged step, or trained steps past ``evaluate.max_steps``)
-has null statistics.
+smaller. Where either side has no per-task values (its headline step diverged, or its trained steps lie past
+``evaluate.max_steps``) or fewer than two tasks, the statistics are null.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ def paired_difference(first, second) -> dict:
     if first.shape != second.shape or first.ndim != 1:
         raise ValueError(f"paired values must be one per task, the same tasks: shapes {first.shape}, {second.shape}")
     diff = first - second
-    if diff.size == 0 or not np.isfinite(diff).all():
+    if diff.size < 2 or not np.isfinite(diff).all():
         return dict(EMPTY)
-    ci = Z_95 * float(diff.std(ddof=1)) / math.sqrt(diff.size) if diff.size > 1 else 0.0
+    ci = Z_95 * float(diff.std(ddof=1)) / math.sqrt(diff.size)
     return {"mean": float(diff.mean()), "ci95": ci, "larger": int((diff > 0).sum()), "smaller": int((diff < 0).sum())}
 
 

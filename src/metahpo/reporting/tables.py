@@ -104,11 +104,13 @@ def paired_table(metrics: dict, labels: dict[str, str], points: str, value: str,
             "" if tuned is None or mine is None else "yes" if abs(tuned[0] - mine[0]) <= tuned[1] + mine[1] else "no"
         )
         if diff["mean"] is None:
-            rows.append([labels[name], "not measured (no finite value on every task)", overlap, "", ""])
+            rows.append([labels[name], NOT_PAIRED, overlap, "", ""])
             continue
         mean, ci = diff["mean"], diff["ci95"]
         better, worse = (diff["larger"], diff["smaller"]) if higher_is_better else (diff["smaller"], diff["larger"])
-        if mean - ci > 0 or mean + ci < 0:
+        if better == worse == 0:
+            verdict = "identical on every task"
+        elif mean - ci > 0 or mean + ci < 0:
             verdict = "**tuned better**" if (mean > 0) == higher_is_better else "**tuned worse**"
         else:
             verdict = "not separated (the CI holds 0)"
@@ -117,8 +119,11 @@ def paired_table(metrics: dict, labels: dict[str, str], points: str, value: str,
     return table(header, rows)
 
 
+NOT_PAIRED = "not measured (a diverged step, trained steps past evaluate.max_steps, or fewer than 2 tasks)"
+
 PAIRED_TEXT = """\
 **Paired on the same tasks.** Every row is scored on the same held-out tasks, so each own CI above also carries
 how hard the tasks are for all of them. The table takes the tuned learner's value minus the other row's task by
 task, at the headline setting (K = the training K, after each learner's trained steps), with the 95% CI of those
-differences (1.96·std/√n): a verdict needs that CI to exclude zero."""
+differences (1.96·std/√n): a verdict needs that CI to exclude zero. Each row is one such test at 95%; with
+several rows, one may separate by chance."""
