@@ -12,6 +12,7 @@ from metahpo.evaluation import regression
 from metahpo.evaluation.paired import PER_TASK, paired_difference, paired_section, split_per_task
 from metahpo.learners.adaptation import summarize_accuracy
 from metahpo.learners.meta_learner import LearnerConfig, MetaLearner
+from metahpo.reporting.figures import LABELS
 from metahpo.reporting.tables import NOT_PAIRED, paired_table
 
 from conftest import load_default_params, shrink, typed
@@ -54,8 +55,9 @@ def test_per_task_values_leave_the_entries_and_twins_share_theirs_untouched():
     assert section["default"] == {"mean": 0.0, "ci95": 0.0, "larger": 0, "smaller": 0}  # a twin
     unscored = {name: {"method": "m", "test": {"query": {"k1": None}}} for name in kept}  # no own CIs to compare
     metrics = {"protocol": {"shots": 1}, "paired": section, **unscored}
-    table = paired_table(metrics, {"default": "untuned"}, "query", "accuracy", lambda m, c: f"{m} {c}", True)
-    assert "| untuned | 0.0 0.0 |  | 0 / 0 | identical on every task |" in table
+    table = paired_table(metrics, ("tuned", "default"), ("floor", "floor"), "query", "accuracy",
+                         lambda m, c: f"{m} {c}", True)  # fmt: skip
+    assert f"| {LABELS['default']} | 0.0 0.0 |  | 0 / 0 | identical on every task |" in table
     assert section["floor"]["mean"] == pytest.approx(0.375) and section["floor"]["larger"] == 2
 
 
@@ -82,23 +84,26 @@ def test_the_paired_ci_separates_learners_whose_own_cis_overlap():
         "floor": difficulty - 0.3,
     }
     metrics = _classification_metrics(values, {"tuned": 1, "default": 1, "protonet": 0})
-    labels = {"default": "untuned", "protonet": "prototypical network", "floor": "floor"}
-    rows = paired_table(metrics, labels, "query", "accuracy", lambda m, c: f"{m:+.4f} ± {c:.4f}", True).splitlines()
-    by_label = {row.split(" | ")[0].removeprefix("| "): row for row in rows[2:]}
-    assert "| yes |" in by_label["untuned"] and "**tuned better**" in by_label["untuned"]  # own CIs overlap
-    assert "not separated" in by_label["prototypical network"] and "| yes |" in by_label["prototypical network"]
-    floor = by_label["floor"]
-    assert "| no |" in floor and "**tuned better**" in floor and "| 400 / 0 |" in floor
-    lower = paired_table(metrics, labels, "query", "accuracy", lambda m, c: f"{m} {c}", higher_is_better=False)
+    rows = ("tuned", "default", "protonet"), ("floor", "floor")
+    lines = paired_table(metrics, *rows, "query", "accuracy", lambda m, c: f"{m:+.4f} ± {c:.4f}", True).splitlines()
+    by_name = dict(zip(("default", "protonet", "floor"), lines[2:]))
+    assert by_name["default"].startswith(f"| {LABELS['default']} |")
+    assert "| yes |" in by_name["default"] and "**tuned better**" in by_name["default"]  # own CIs overlap
+    assert "not separated" in by_name["protonet"] and "| yes |" in by_name["protonet"]
+    floor = by_name["floor"]
+    assert floor.startswith("| floor |") and "| no |" in floor
+    assert "**tuned better**" in floor and "| 400 / 0 |" in floor
+    lower = paired_table(metrics, *rows, "query", "accuracy", lambda m, c: f"{m} {c}", higher_is_better=False)
     assert "**tuned worse**" in lower  # for an error, a larger value is worse
 
 
 def test_a_row_without_finite_values_is_named_not_measured():
-    values = {"tuned": np.array([0.5, 1.0]), "default": np.array([0.5, 0.5])}
+    values = {"tuned": np.array([0.5, 1.0]), "default": np.array([0.5, 0.5]), "floor": np.array([0.25, 0.5])}
     metrics = _classification_metrics(values, {"tuned": 1, "default": 1})
     metrics["paired"]["default"] = paired_difference(None, None)
-    table = paired_table(metrics, {"default": "untuned"}, "query", "accuracy", lambda m, c: f"{m} {c}", True)
-    assert f"| untuned | {NOT_PAIRED} | yes |" in table
+    table = paired_table(metrics, ("tuned", "default"), ("floor", "floor"), "query", "accuracy",
+                         lambda m, c: f"{m} {c}", True)  # fmt: skip
+    assert f"| {LABELS['default']} | {NOT_PAIRED} | yes |" in table
 
 
 def _sinusoid_split(tasks: int = 6, shots: int = 5, seed: int = 0) -> dict[str, np.ndarray]:

@@ -31,6 +31,12 @@ def _split(stat: dict | None, value: str) -> tuple:
     return stat[value], stat["ci95"]
 
 
+def trained_cell(entry: dict, kind: str, shots: int, split: str = "test") -> dict | None:
+    """A row's statistics at K = ``shots`` after its trained steps; a reference row, which takes none, as it is."""
+    by_k = entry[split][kind][f"k{shots}"]
+    return by_k.get(f"step{entry['inner_steps']}") if "inner_steps" in entry else by_k
+
+
 def headline(
     metrics: dict, learners: tuple[str, ...], shots: int, eval_shots: list[int], max_steps: int
 ) -> tuple[dict, dict]:
@@ -47,12 +53,11 @@ def headline(
             if regression:
                 row["ood"] = entry["ood"][kind].get(f"k{shots}")
         else:
-            trained = f"step{entry['inner_steps']}"
             row |= {f"k{k}": by_k.get(f"k{k}", {}).get("step1") for k in sorted(eval_shots)}
-            row["trained_steps"] = by_k[f"k{shots}"].get(trained)
+            row["trained_steps"] = trained_cell(entry, kind, shots)
             row[f"steps{max_steps}"] = by_k[f"k{shots}"].get(f"step{max_steps}")
             if regression:
-                row["ood"] = entry["ood"][kind][f"k{shots}"].get(trained)
+                row["ood"] = trained_cell(entry, kind, shots, "ood")
         pairs = {key: _split(stat, value) for key, stat in row.items()}
         means[name] = {key: pair[0] for key, pair in pairs.items()}
         cis[name] = {f"{key}_ci95": pair[1] for key, pair in pairs.items()}

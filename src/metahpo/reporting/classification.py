@@ -88,9 +88,8 @@ def headline_table(metrics: dict, learners: tuple[str, ...]) -> str:
 
 def paired_accuracy_table(metrics: dict) -> str:
     """The tuned learner minus each other row, in accuracy points, on the same episodes."""
-    labels = {**{name: LABELS[name] for name in LEARNERS if name != "tuned"}, FLOOR: FLOOR_LABEL}
-    return paired_table(metrics, labels, "query", "accuracy", lambda m, ci: f"{100 * m:+.2f} ± {100 * ci:.2f} points",
-                        higher_is_better=True)  # fmt: skip
+    return paired_table(metrics, LEARNERS, (FLOOR, FLOOR_LABEL), "query", "accuracy",
+                        lambda m, ci: f"{100 * m:+.2f} ± {100 * ci:.2f} points", higher_is_better=True)  # fmt: skip
 
 
 def kshot_table(metrics: dict, learners: tuple[str, ...], eval_shots: list[int]) -> str:

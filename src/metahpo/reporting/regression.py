@@ -143,13 +143,14 @@ def examples_figure(device: torch.device, shots: int, n_tasks: int = 6) -> str:
     return save_figure(fig, "examples.png")
 
 
+def mse_text(mean: float, ci: float, sign: str = "") -> str:
+    """``mean ± ci`` with three decimals, two significant digits below 0.01 in size; ``sign="+"`` signs it."""
+    return f"{mean:{sign}.1e} ± {ci:.1e}" if abs(mean) < 0.01 else f"{mean:{sign}.3f} ± {ci:.3f}"
+
+
 def fmt(stat: dict) -> str:
-    """``mse ± ci95`` with three decimals (two significant digits below 0.01), or ``diverged``."""
-    if stat["mse"] is None:
-        return "diverged"
-    if stat["mse"] < 0.01:
-        return f"{stat['mse']:.1e} ± {stat['ci95']:.1e}"
-    return f"{stat['mse']:.3f} ± {stat['ci95']:.3f}"
+    """``mse ± ci95`` as :func:`mse_text` writes it, or ``diverged``."""
+    return "diverged" if stat["mse"] is None else mse_text(stat["mse"], stat["ci95"])
 
 
 def headline_table(metrics: dict) -> str:
@@ -168,15 +169,10 @@ def headline_table(metrics: dict) -> str:
     return table(header, rows)
 
 
-def signed_mse(mean: float, ci: float) -> str:
-    """A difference of MSEs with its sign, in :func:`fmt`'s precision."""
-    return f"{mean:+.1e} ± {ci:.1e}" if abs(mean) < 0.01 else f"{mean:+.3f} ± {ci:.3f}"
-
-
 def paired_mse_table(metrics: dict) -> str:
     """The tuned learner minus each other row, in grid MSE, on the same tasks."""
-    labels = {**{name: LABELS[name] for name in LEARNERS if name != "tuned"}, LIMIT: LIMIT_LABEL}
-    return paired_table(metrics, labels, "grid", "mse", signed_mse, higher_is_better=False)
+    return paired_table(metrics, LEARNERS, (LIMIT, LIMIT_LABEL), "grid", "mse", lambda m, ci: mse_text(m, ci, "+"),
+                        higher_is_better=False)  # fmt: skip
 
 
 def kshot_table(metrics: dict, eval_shots: list[int]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from metahpo import paths
 from metahpo.errors import ArtifactError
+from metahpo.evaluation.headline import trained_cell
 from metahpo.json_files import load_json_object
 from metahpo.learners import USED_ONLY_BY
 from metahpo.learners.algorithms.registry import algorithm
@@ -84,27 +85,30 @@ def rule_note(label: str, setting: dict) -> str:
 
 
 def headline_stat(metrics: dict, name: str, points: str, value: str) -> tuple[float, float] | None:
-    """``(mean, ci95)`` of a row at K = the training K after its trained steps (a reference row as it is), or None."""
-    by_k = metrics[name]["test"][points][f"k{metrics['protocol']['shots']}"]
-    stat = by_k.get(f"step{metrics[name]['inner_steps']}") if "inner_steps" in metrics[name] else by_k
+    """``(mean, ci95)`` of a row's headline cell (:func:`trained_cell`), or None where it has no value."""
+    stat = trained_cell(metrics[name], points, metrics["protocol"]["shots"])
     return None if stat is None or stat[value] is None else (stat[value], stat["ci95"])
 
 
-def paired_table(metrics: dict, labels: dict[str, str], points: str, value: str, cell, higher_is_better: bool) -> str:
-    """The tuned learner minus each row of ``labels`` (in its order) on the same tasks, with a verdict.
+def paired_table(
+    metrics: dict, learners: tuple[str, ...], reference: tuple[str, str], points: str, value: str, cell,
+    higher_is_better: bool,
+) -> str:  # fmt: skip
+    """The tuned learner minus each other of ``learners`` and the ``(name, label)`` reference row, with a verdict.
 
     The differences are ``metrics["paired"]``; ``cell(mean, ci95)`` formats one, of ``value`` on ``points``.
     A verdict needs the paired CI to exclude zero; whether the rows' own CIs overlap is shown beside it.
     """
+    labels = {**{name: LABELS[name] for name in learners if name != "tuned"}, reference[0]: reference[1]}
     tuned = headline_stat(metrics, "tuned", points, value)
     rows = []
-    for name in labels:
+    for name, label in labels.items():
         diff, mine = metrics["paired"][name], headline_stat(metrics, name, points, value)
         overlap = (
             "" if tuned is None or mine is None else "yes" if abs(tuned[0] - mine[0]) <= tuned[1] + mine[1] else "no"
         )
         if diff["mean"] is None:
-            rows.append([labels[name], NOT_PAIRED, overlap, "", ""])
+            rows.append([label, NOT_PAIRED, overlap, "", ""])
             continue
         mean, ci = diff["mean"], diff["ci95"]
         better, worse = (diff["larger"], diff["smaller"]) if higher_is_better else (diff["smaller"], diff["larger"])
@@ -114,7 +118,7 @@ def paired_table(metrics: dict, labels: dict[str, str], points: str, value: str,
             verdict = "**tuned better**" if (mean > 0) == higher_is_better else "**tuned worse**"
         else:
             verdict = "not separated (the CI holds 0)"
-        rows.append([labels[name], cell(mean, ci), overlap, f"{better} / {worse}", verdict])
+        rows.append([label, cell(mean, ci), overlap, f"{better} / {worse}", verdict])
     header = ["tuned minus", "mean ± 95% CI", "own CIs overlap", "tasks tuned better / worse", "verdict"]
     return table(header, rows)
 
